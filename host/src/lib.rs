@@ -1,0 +1,14 @@
+//! wasmond: a gmond-compatible metric daemon that runs every metric module in a
+//! WebAssembly sandbox.
+//!
+//! Configuration flows in, values flow out: `config` reads gmond.conf and `.pyconf`
+//! files, `runtime` hosts the modules under fuel, deadline and memory limits,
+//! and the wire formats carry the values to Ganglia peers.
+
+pub mod metric;
+
+/// Paths of the Rust guest modules that `build.rs` built from `guest-modules/`:
+/// the bundled modules, and the test modules used by tests and benchmarks.
+pub mod guests {
+    include!(concat!(env!("OUT_DIR"), "/guests.rs"));
+}
