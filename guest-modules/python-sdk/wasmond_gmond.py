@@ -1,0 +1,247 @@
+"""Run a module written for gmond's python host under wasmond.
+
+A gmond python module defines ``metric_init(params)``, which returns a list of
+descriptor dicts (``name``, ``call_back``, ``value_type``, ``units``, ``slope``,
+``format``, ``time_max``, ``description``, ``groups``, and any extra keys), and
+optionally ``metric_cleanup()``. This helper turns such a module into the
+``metric-module`` world of wasmond's WIT contract, so the module itself needs no
+edit: a three-line entry file exports it::
+
+    import diskstats
+    from wasmond_gmond import export
+    WitWorld = export(diskstats)
+
+and ``componentize-py -d wit -w metric-module componentize app -p . -p <this dir>``
+builds the component. What gmond does, this does too: params arrive as a dict of
+strings (the last ``param`` block of a name wins), ``groups`` may be a
+comma-separated string, unknown descriptor keys become extra metadata, and a
+call_back that raises or returns None yields no value (an error for that metric,
+logged by the host). Records from the ``logging`` module go to the host's log,
+attributed to the module.
+"""
+
+import logging
+
+from componentize_py_types import Err
+from wit_world.imports import log as host_log
+from wit_world.imports import types
+
+# gmond's python host knows uint, int, float, double and string; the sized names
+# are wasmond's (the WIT contract has every gmond wire type).
+VALUE_TYPES = {
+    "string": types.ValueType.STRING,
+    "int8": types.ValueType.INT8,
+    "uint8": types.ValueType.UINT8,
+    "int16": types.ValueType.INT16,
+    "short": types.ValueType.INT16,
+    "uint16": types.ValueType.UINT16,
+    "ushort": types.ValueType.UINT16,
+    "int": types.ValueType.INT32,
+    "int32": types.ValueType.INT32,
+    "uint": types.ValueType.UINT32,
+    "uint32": types.ValueType.UINT32,
+    "float": types.ValueType.FLOAT,
+    "double": types.ValueType.DOUBLE,
+}
+
+SLOPES = {
+    "zero": types.Slope.ZERO,
+    "positive": types.Slope.POSITIVE,
+    "negative": types.Slope.NEGATIVE,
+    "both": types.Slope.BOTH,
+    "derivative": types.Slope.DERIVATIVE,
+    "unspecified": types.Slope.UNSPECIFIED,
+}
+
+# The printf formats wasmond's Rust SDK uses when a descriptor names none.
+DEFAULT_FORMATS = {
+    types.ValueType.STRING: "%s",
+    types.ValueType.INT8: "%d",
+    types.ValueType.INT16: "%d",
+    types.ValueType.INT32: "%d",
+    types.ValueType.UINT8: "%u",
+    types.ValueType.UINT16: "%u",
+    types.ValueType.UINT32: "%u",
+    types.ValueType.FLOAT: "%.3f",
+    types.ValueType.DOUBLE: "%.3f",
+}
+
+# Descriptor keys with a field of their own; every other key is extra metadata.
+KNOWN_KEYS = {"name", "call_back", "value_type", "units", "slope", "format",
+              "time_max", "description", "groups"}
+
+# (wrapper case, bits, signed) for the integer types: gmond stores a callback's
+# number into a C integer of that width, so out-of-range values wrap like a C cast.
+INTEGER_CASES = {
+    types.ValueType.INT8: (types.MetricValue_Int8, 8, True),
+    types.ValueType.UINT8: (types.MetricValue_Uint8, 8, False),
+    types.ValueType.INT16: (types.MetricValue_Int16, 16, True),
+    types.ValueType.UINT16: (types.MetricValue_Uint16, 16, False),
+    types.ValueType.INT32: (types.MetricValue_Int32, 32, True),
+    types.ValueType.UINT32: (types.MetricValue_Uint32, 32, False),
+}
+
+LOG_LEVELS = [
+    (logging.ERROR, host_log.Level.ERROR),
+    (logging.WARNING, host_log.Level.WARN),
+    (logging.INFO, host_log.Level.INFO),
+    (logging.DEBUG, host_log.Level.DEBUG),
+]
+
+
+class DescriptorError(ValueError):
+    """A descriptor dict that cannot be expressed in the WIT contract."""
+
+
+def params_dict(pairs):
+    """The ``param`` blocks as gmond hands them to ``metric_init``: a dict."""
+    return {key: value for key, value in pairs}
+
+
+def to_descriptor(entry):
+    """Converts one gmond descriptor dict; raises DescriptorError when it is unusable."""
+    name = entry.get("name")
+    if not isinstance(name, str) or not name:
+        raise DescriptorError("a descriptor has no name")
+    if not callable(entry.get("call_back")):
+        raise DescriptorError(f"{name}: call_back is not callable")
+    value_type = _lookup(VALUE_TYPES, entry.get("value_type", "uint"), name, "value_type")
+    slope = _lookup(SLOPES, entry.get("slope", "both"), name, "slope")
+    return types.MetricDescriptor(
+        name=name,
+        value_type=value_type,
+        units=str(entry.get("units", "")),
+        slope=slope,
+        format=str(entry.get("format", DEFAULT_FORMATS[value_type])),
+        time_max=_time_max(entry.get("time_max", 60), name),
+        description=str(entry.get("description", "")),
+        groups=_groups(entry.get("groups", "")),
+        extra=[(str(key), str(value)) for key, value in entry.items() if key not in KNOWN_KEYS],
+    )
+
+
+def _lookup(table, key, name, field):
+    try:
+        return table[str(key).strip().lower()]
+    except KeyError:
+        raise DescriptorError(f"{name}: unknown {field} {key!r}") from None
+
+
+def _time_max(value, name):
+    try:
+        seconds = int(value)
+    except (TypeError, ValueError):
+        raise DescriptorError(f"{name}: time_max {value!r} is not a number") from None
+    if not 0 <= seconds <= 0xFFFFFFFF:
+        raise DescriptorError(f"{name}: time_max {seconds} out of range")
+    return seconds
+
+
+def _groups(groups):
+    """gmond splits ``"a, b"`` on commas and strips leading blanks; a list is taken as is."""
+    if isinstance(groups, str):
+        return [group.strip() for group in groups.split(",") if group.strip()]
+    return [str(group) for group in groups]
+
+
+def to_value(value_type, value):
+    """Wraps a call_back's result in the WIT case its descriptor declared."""
+    if value_type == types.ValueType.STRING:
+        return types.MetricValue_String(str(value))
+    if value_type == types.ValueType.FLOAT:
+        return types.MetricValue_Float(float(value))
+    if value_type == types.ValueType.DOUBLE:
+        return types.MetricValue_Double(float(value))
+    case, bits, signed = INTEGER_CASES[value_type]
+    wrapped = int(value) & ((1 << bits) - 1)
+    if signed and wrapped >= 1 << (bits - 1):
+        wrapped -= 1 << bits
+    return case(wrapped)
+
+
+class HostLogHandler(logging.Handler):
+    """Sends ``logging`` records to the host's log (the host caps size and rate)."""
+
+    def emit(self, record):
+        try:
+            host_log.log(host_level(record.levelno), self.format(record))
+        except Exception:  # noqa: BLE001 - logging must never break a collection
+            self.handleError(record)
+
+
+def host_level(levelno):
+    for threshold, level in LOG_LEVELS:
+        if levelno >= threshold:
+            return level
+    return host_log.Level.TRACE
+
+
+class GmondModule:
+    """The state of one exported gmond module: its callbacks and their value types."""
+
+    def __init__(self, module):
+        self.module = module
+        self.metrics = {}
+
+    def init(self, pairs):
+        try:
+            entries = self.module.metric_init(params_dict(pairs))
+        except Exception as error:  # noqa: BLE001 - any failure of the module is its error
+            raise Err(f"metric_init failed: {type(error).__name__}: {error}") from None
+        try:
+            descriptors = [to_descriptor(entry) for entry in entries]
+        except DescriptorError as error:
+            raise Err(f"metric_init returned a bad descriptor: {error}") from None
+        self.metrics = {
+            descriptor.name: (entry["call_back"], descriptor.value_type)
+            for entry, descriptor in zip(entries, descriptors)
+        }
+        return descriptors
+
+    def handler(self, name):
+        if name not in self.metrics:
+            raise Err(f"unknown metric {name}")
+        call_back, value_type = self.metrics[name]
+        try:
+            value = call_back(name)
+        except Exception as error:  # noqa: BLE001
+            raise Err(f"{name}: call_back failed: {type(error).__name__}: {error}") from None
+        if value is None:
+            raise Err(f"{name}: call_back returned no value")
+        try:
+            return to_value(value_type, value)
+        except (TypeError, ValueError) as error:
+            raise Err(f"{name}: call_back returned {value!r}: {error}") from None
+
+    def cleanup(self):
+        cleanup = getattr(self.module, "metric_cleanup", None)
+        if cleanup is None:
+            return
+        try:
+            cleanup()
+        except Exception:  # noqa: BLE001 - cleanup has no way to report an error
+            logging.getLogger(__name__).exception("metric_cleanup failed")
+
+
+def export(module):
+    """Returns the ``WitWorld`` class componentize-py exports for a gmond module.
+
+    componentize-py may build a fresh ``WitWorld`` per call, so the state lives in
+    one ``GmondModule`` shared by every instance of the class.
+    """
+    root = logging.getLogger()
+    if not any(isinstance(handler, HostLogHandler) for handler in root.handlers):
+        root.addHandler(HostLogHandler())
+    state = GmondModule(module)
+
+    class WitWorld:
+        def init(self, params):
+            return state.init(params)
+
+        def handler(self, name):
+            return state.handler(name)
+
+        def cleanup(self):
+            state.cleanup()
+
+    return WitWorld
