@@ -185,7 +185,7 @@ class GmondModule:
 
     def init(self, pairs):
         try:
-            entries = self.module.metric_init(params_dict(pairs))
+            entries = list(self.module.metric_init(params_dict(pairs)))
         except Exception as error:  # noqa: BLE001 - any failure of the module is its error
             raise Err(f"metric_init failed: {type(error).__name__}: {error}") from None
         try:

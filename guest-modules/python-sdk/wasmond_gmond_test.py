@@ -1,0 +1,106 @@
+"""Unit tests of wasmond_gmond, run natively against the bindings componentize-py
+generates (make -C guest-modules check puts them on PYTHONPATH)."""
+import unittest
+import types as pytypes
+
+from componentize_py_types import Err
+from wit_world.imports import types
+
+import wasmond_gmond
+
+
+def module(descriptors, cleanup=None):
+    """A stand-in gmond module whose metric_init returns `descriptors`."""
+    fake = pytypes.SimpleNamespace(received=None)
+
+    def metric_init(params):
+        fake.received = params
+        return descriptors
+
+    fake.metric_init = metric_init
+    if cleanup is not None:
+        fake.metric_cleanup = cleanup
+    return fake
+
+
+def world(fake):
+    return wasmond_gmond.export(fake)()
+
+
+class DescriptorTest(unittest.TestCase):
+    def test_gmond_defaults_and_extras(self):
+        fake = module([{"name": "m", "call_back": lambda n: 1, "units": "u",
+                        "groups": "a, b", "custom_key": 7}])
+        [d] = world(fake).init([("k", "1"), ("k", "2")])
+        self.assertEqual(fake.received, {"k": "2"})  # the last param wins, as in gmond
+        self.assertEqual(d.value_type, types.ValueType.UINT32)
+        self.assertEqual(d.slope, types.Slope.BOTH)
+        self.assertEqual((d.format, d.time_max, d.units), ("%u", 60, "u"))
+        self.assertEqual(d.groups, ["a", "b"])
+        self.assertEqual(d.extra, [("custom_key", "7")])
+
+    def test_every_value_type_name(self):
+        for name, expected in [("uint", "UINT32"), ("int", "INT32"), ("float", "FLOAT"),
+                               ("double", "DOUBLE"), ("string", "STRING"), ("uint16", "UINT16")]:
+            [d] = world(module([{"name": "m", "call_back": len, "value_type": name}])).init([])
+            self.assertEqual(d.value_type, types.ValueType[expected])
+
+    def test_bad_descriptors_are_init_errors(self):
+        for entry, fragment in [({"call_back": len}, "no name"),
+                                ({"name": "m"}, "call_back"),
+                                ({"name": "m", "call_back": len, "value_type": "long"}, "value_type"),
+                                ({"name": "m", "call_back": len, "slope": "up"}, "slope"),
+                                ({"name": "m", "call_back": len, "time_max": "soon"}, "time_max")]:
+            with self.assertRaises(Err) as caught:
+                world(module([entry])).init([])
+            self.assertIn(fragment, caught.exception.value)
+
+    def test_metric_init_exception_is_an_init_error(self):
+        def metric_init(params):
+            raise IOError("no such file")
+        with self.assertRaises(Err) as caught:
+            world(pytypes.SimpleNamespace(metric_init=metric_init)).init([])
+        self.assertIn("metric_init failed: OSError: no such file", caught.exception.value)
+
+
+class HandlerTest(unittest.TestCase):
+    def start(self, value_type, call_back):
+        w = world(module([{"name": "m", "call_back": call_back, "value_type": value_type}]))
+        w.init([])
+        return w
+
+    def test_values_take_the_declared_case(self):
+        self.assertEqual(self.start("uint", lambda n: 7).handler("m"), types.MetricValue_Uint32(7))
+        self.assertEqual(self.start("double", lambda n: 2).handler("m"), types.MetricValue_Double(2.0))
+        self.assertEqual(self.start("string", lambda n: 3).handler("m"), types.MetricValue_String("3"))
+
+    def test_integers_wrap_like_a_c_cast(self):
+        self.assertEqual(self.start("uint", lambda n: -1).handler("m").value, 0xFFFFFFFF)
+        self.assertEqual(self.start("uint", lambda n: 2 ** 32 + 5).handler("m").value, 5)
+        self.assertEqual(self.start("int", lambda n: 2 ** 31).handler("m").value, -2 ** 31)
+        self.assertEqual(self.start("int8", lambda n: 255).handler("m").value, -1)
+
+    def test_failures_are_handler_errors(self):
+        def broken(name):
+            raise KeyError(name)
+        for call_back, fragment in [(broken, "call_back failed: KeyError"),
+                                    (lambda n: None, "no value"),
+                                    (lambda n: "abc", "returned 'abc'")]:
+            with self.assertRaises(Err) as caught:
+                self.start("uint", call_back).handler("m")
+            self.assertIn(fragment, caught.exception.value)
+
+    def test_unknown_metric(self):
+        with self.assertRaises(Err):
+            self.start("uint", len).handler("other")
+
+    def test_cleanup_calls_metric_cleanup(self):
+        calls = []
+        w = world(module([], cleanup=lambda: calls.append(1)))
+        w.init([])
+        w.cleanup()
+        self.assertEqual(calls, [1])
+
+
+if __name__ == "__main__":
+    unittest.main()
