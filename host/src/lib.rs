@@ -6,6 +6,8 @@
 //! and the wire formats carry the values to Ganglia peers.
 
 pub mod metric;
+pub mod store;
+pub mod wire;
 
 /// Paths of the Rust guest modules that `build.rs` built from `guest-modules/`:
 /// the bundled modules, and the test modules used by tests and benchmarks.

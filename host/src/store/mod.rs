@@ -1,0 +1,467 @@
+//! The metric store: the one place that knows the cluster's state.
+//!
+//! Cluster → hosts (address, location, start time, when last heard) → metrics (metadata,
+//! current value and format, when last updated). The receiver and the scheduler write to
+//! it; the XML server and the UDP sender read from it. It knows nothing of how values
+//! arrive or leave: no sockets, no clock (every call takes `now`, so tests are exact).
+//!
+//! Share it as `Arc<Store>`: one `RwLock` guards the state, every call holds it briefly and
+//! never across an `.await` (there is none here). Readers that write to a socket take the
+//! rendered bytes first ([`Store::render_xml`]) and write them after the lock is released.
+//!
+//! gmond's semantics kept here: `heartbeat` and `location` values set the host's
+//! GMOND_STARTED and LOCATION instead of becoming metrics; a metric shows in the XML only
+//! once both its metadata and a value are known; DMAX 0 means never expire.
+
+mod meta;
+
+pub use meta::{EXTRA_DESC, EXTRA_GROUP, EXTRA_TITLE, MetricMeta};
+
+use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::metric::MetricValue;
+use crate::wire::format::format_value;
+use crate::wire::xml::{ClusterAttrs, GangliaXmlWriter, HostAttrs, MetricAttrs};
+
+/// Most hosts the store keeps; past it, packets from new hosts are refused, so a flood of
+/// spoofed host names cannot exhaust memory.
+pub const MAX_HOSTS: usize = 100_000;
+
+/// Most metrics the store keeps over all hosts, for the same reason.
+pub const MAX_METRICS: usize = 1_000_000;
+
+/// The metric whose value is the sender's start time (HOST GMOND_STARTED).
+pub const HEARTBEAT_METRIC: &str = "heartbeat";
+
+/// The metric whose value is the sender's `host { location }` (HOST LOCATION).
+pub const LOCATION_METRIC: &str = "location";
+
+/// LOCATION until a host reports one, as gmond shows it.
+const UNSPECIFIED_LOCATION: &str = "unspecified";
+
+/// The `cluster {}` section of gmond.conf.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterInfo {
+    pub name: String,
+    pub owner: String,
+    pub latlong: String,
+    pub url: String,
+}
+
+/// What the store needs from the configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreConfig {
+    pub cluster: ClusterInfo,
+    /// HOST TMAX: gmond's `host_tmax` (20 s).
+    pub host_tmax: u32,
+    /// gmond's `host_dmax`: a host silent this many seconds is deleted; 0 = never.
+    pub host_dmax: u32,
+}
+
+/// Which host a write is about: the name shown in the XML and its address.
+#[derive(Debug, Clone, Copy)]
+pub struct HostRef<'a> {
+    pub name: &'a str,
+    pub ip: &'a str,
+}
+
+/// A value with the printf format its sender gave for it (the value packet's `fmt`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub value: MetricValue,
+    pub format: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("the store already holds {MAX_HOSTS} hosts")]
+    TooManyHosts,
+    #[error("the store already holds {MAX_METRICS} metrics")]
+    TooManyMetrics,
+}
+
+/// What [`Store::expire`] deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Expired {
+    pub hosts: usize,
+    pub metrics: usize,
+}
+
+/// A copy of one host, for readers that need more than the XML.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostSnapshot {
+    pub name: String,
+    pub ip: String,
+    pub location: String,
+    pub gmond_started: u32,
+    /// When any packet from the host last arrived.
+    pub reported: SystemTime,
+    pub metrics: Vec<MetricSnapshot>,
+}
+
+/// A copy of one metric: what is known of it so far.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricSnapshot {
+    pub name: String,
+    pub meta: Option<MetricMeta>,
+    pub sample: Option<Sample>,
+    /// When the value (or, before any value, the metadata) last changed.
+    pub updated: SystemTime,
+}
+
+/// The cluster's state, shared by every task (see the module docs).
+#[derive(Debug)]
+pub struct Store {
+    state: RwLock<State>,
+    /// Size of the last XML document, so the next one is allocated once.
+    last_xml_len: AtomicUsize,
+}
+
+#[derive(Debug)]
+struct State {
+    config: StoreConfig,
+    hosts: BTreeMap<String, Host>,
+    metric_count: usize,
+}
+
+#[derive(Debug)]
+struct Host {
+    ip: String,
+    location: String,
+    gmond_started: u32,
+    last_heard: SystemTime,
+    metrics: BTreeMap<String, Metric>,
+}
+
+#[derive(Debug)]
+struct Metric {
+    meta: Option<MetricMeta>,
+    sample: Option<Sample>,
+    updated: SystemTime,
+}
+
+impl Store {
+    pub fn new(config: StoreConfig) -> Self {
+        let state = State {
+            config,
+            hosts: BTreeMap::new(),
+            metric_count: 0,
+        };
+        Store {
+            state: RwLock::new(state),
+            last_xml_len: AtomicUsize::new(0),
+        }
+    }
+
+    /// Replaces the configuration (on reload); hosts and metrics are kept.
+    pub fn set_config(&self, config: StoreConfig) {
+        self.write().config = config;
+    }
+
+    /// Records a metric's metadata. Metadata for `heartbeat` or `location` only marks the
+    /// host as heard: those never show as metrics.
+    pub fn update_metadata(
+        &self,
+        host: HostRef<'_>,
+        meta: MetricMeta,
+        now: SystemTime,
+    ) -> Result<(), StoreError> {
+        let mut state = self.write();
+        let State {
+            hosts,
+            metric_count,
+            ..
+        } = &mut *state;
+        let host = host_entry(hosts, host, now)?;
+        if !is_host_attribute(&meta.name) {
+            let metric = metric_entry(&mut host.metrics, metric_count, &meta.name, now)?;
+            metric.meta = Some(meta);
+        }
+        Ok(())
+    }
+
+    /// Records a metric's value. Returns whether the metric's metadata is known; when it
+    /// is not, gmond asks the sender for it (a metadata request, id 136).
+    pub fn update_value(
+        &self,
+        host: HostRef<'_>,
+        name: &str,
+        value: MetricValue,
+        format: &str,
+        now: SystemTime,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.write();
+        let State {
+            hosts,
+            metric_count,
+            ..
+        } = &mut *state;
+        let host = host_entry(hosts, host, now)?;
+        match name {
+            HEARTBEAT_METRIC => host.gmond_started = start_time(&value),
+            LOCATION_METRIC => {
+                host.location.clear();
+                format_value(format, &value, &mut host.location);
+            }
+            _ => {
+                let metric = metric_entry(&mut host.metrics, metric_count, name, now)?;
+                metric.set_sample(value, format, now);
+                return Ok(metric.meta.is_some());
+            }
+        }
+        Ok(true)
+    }
+
+    /// Records a host's heartbeat: its daemon's start time, and that it is alive.
+    pub fn heartbeat(
+        &self,
+        host: HostRef<'_>,
+        gmond_started: u32,
+        now: SystemTime,
+    ) -> Result<(), StoreError> {
+        host_entry(&mut self.write().hosts, host, now)?.gmond_started = gmond_started;
+        Ok(())
+    }
+
+    /// Deletes hosts silent for more than `host_dmax` seconds and metrics not updated for
+    /// more than their DMAX (gmond: 0 = never).
+    pub fn expire(&self, now: SystemTime) -> Expired {
+        let mut state = self.write();
+        let state = &mut *state;
+        let host_dmax = u64::from(state.config.host_dmax);
+        let mut expired = Expired::default();
+        state.hosts.retain(|_, host| {
+            if host_dmax > 0 && seconds_between(host.last_heard, now) > host_dmax {
+                expired.hosts += 1;
+                expired.metrics += host.metrics.len();
+                return false;
+            }
+            host.metrics.retain(|_, metric| {
+                let dmax = metric.meta.as_ref().map_or(0, |meta| u64::from(meta.dmax));
+                let keep = dmax == 0 || seconds_between(metric.updated, now) <= dmax;
+                expired.metrics += usize::from(!keep);
+                keep
+            });
+            true
+        });
+        state.metric_count -= expired.metrics;
+        expired
+    }
+
+    /// The metadata of one metric, e.g. to answer a metadata request.
+    pub fn metadata(&self, host: &str, name: &str) -> Option<MetricMeta> {
+        self.read().hosts.get(host)?.metrics.get(name)?.meta.clone()
+    }
+
+    /// A copy of one host and its metrics.
+    pub fn host(&self, name: &str) -> Option<HostSnapshot> {
+        let state = self.read();
+        state.hosts.get(name).map(|host| host.snapshot(name))
+    }
+
+    /// A copy of every host, ordered by name.
+    pub fn snapshot(&self) -> Vec<HostSnapshot> {
+        self.read()
+            .hosts
+            .iter()
+            .map(|(name, host)| host.snapshot(name))
+            .collect()
+    }
+
+    /// The gmond XML document of the whole cluster as of `now`.
+    pub fn render_xml(&self, now: SystemTime) -> Vec<u8> {
+        let capacity = self.last_xml_len.load(Ordering::Relaxed) + 4096;
+        let mut out = Vec::with_capacity(capacity);
+        // Writing into a Vec cannot fail; if the writer ever reports an error, the
+        // document is cut short rather than a reader being taken down.
+        let _ = self.read().write_xml(&mut out, now);
+        self.last_xml_len.store(out.len(), Ordering::Relaxed);
+        out
+    }
+
+    /// Writes the XML document to `out`, after rendering it with the lock released, so a
+    /// slow writer never holds up the writers of the store.
+    pub fn write_xml(&self, out: &mut impl Write, now: SystemTime) -> io::Result<()> {
+        out.write_all(&self.render_xml(now))
+    }
+}
+
+impl State {
+    fn write_xml(&self, out: &mut Vec<u8>, now: SystemTime) -> io::Result<()> {
+        let cluster = &self.config.cluster;
+        let attrs = ClusterAttrs {
+            name: &cluster.name,
+            localtime: unix_seconds(now),
+            owner: &cluster.owner,
+            latlong: &cluster.latlong,
+            url: &cluster.url,
+        };
+        let mut xml = GangliaXmlWriter::begin(out, &attrs)?;
+        for (name, host) in &self.hosts {
+            xml.host(&HostAttrs {
+                name,
+                ip: &host.ip,
+                tags: "",
+                reported: unix_seconds(host.last_heard),
+                tn: seconds_between(host.last_heard, now),
+                tmax: self.config.host_tmax,
+                dmax: self.config.host_dmax,
+                location: &host.location,
+                gmond_started: host.gmond_started,
+            })?;
+            for (name, metric) in &host.metrics {
+                let (Some(meta), Some(sample)) = (&metric.meta, &metric.sample) else {
+                    continue;
+                };
+                xml.metric(&MetricAttrs {
+                    name,
+                    value: &sample.value,
+                    format: &sample.format,
+                    value_type: meta.value_type,
+                    units: &meta.units,
+                    tn: seconds_between(metric.updated, now),
+                    tmax: meta.tmax,
+                    dmax: meta.dmax,
+                    slope: meta.slope,
+                    extras: &meta.extras,
+                })?;
+            }
+        }
+        xml.finish()?;
+        Ok(())
+    }
+}
+
+/// The host's entry, created if new; either way it was heard from `now`.
+fn host_entry<'m>(
+    hosts: &'m mut BTreeMap<String, Host>,
+    host: HostRef<'_>,
+    now: SystemTime,
+) -> Result<&'m mut Host, StoreError> {
+    let count = hosts.len();
+    let entry = match hosts.entry(host.name.to_owned()) {
+        Entry::Occupied(entry) => entry.into_mut(),
+        Entry::Vacant(_) if count >= MAX_HOSTS => return Err(StoreError::TooManyHosts),
+        Entry::Vacant(entry) => entry.insert(Host {
+            ip: String::new(),
+            location: UNSPECIFIED_LOCATION.to_owned(),
+            gmond_started: 0,
+            last_heard: now,
+            metrics: BTreeMap::new(),
+        }),
+    };
+    if entry.ip != host.ip {
+        host.ip.clone_into(&mut entry.ip);
+    }
+    entry.last_heard = now;
+    Ok(entry)
+}
+
+/// The metric's entry, created (and counted) if new.
+fn metric_entry<'m>(
+    metrics: &'m mut BTreeMap<String, Metric>,
+    metric_count: &mut usize,
+    name: &str,
+    now: SystemTime,
+) -> Result<&'m mut Metric, StoreError> {
+    match metrics.entry(name.to_owned()) {
+        Entry::Occupied(entry) => Ok(entry.into_mut()),
+        Entry::Vacant(_) if *metric_count >= MAX_METRICS => Err(StoreError::TooManyMetrics),
+        Entry::Vacant(entry) => {
+            *metric_count += 1;
+            Ok(entry.insert(Metric {
+                meta: None,
+                sample: None,
+                updated: now,
+            }))
+        }
+    }
+}
+
+impl Metric {
+    fn set_sample(&mut self, value: MetricValue, format: &str, now: SystemTime) {
+        self.updated = now;
+        match &mut self.sample {
+            Some(sample) => {
+                sample.value = value;
+                if sample.format != format {
+                    format.clone_into(&mut sample.format);
+                }
+            }
+            None => {
+                self.sample = Some(Sample {
+                    value,
+                    format: format.to_owned(),
+                })
+            }
+        }
+    }
+}
+
+impl Host {
+    fn snapshot(&self, name: &str) -> HostSnapshot {
+        HostSnapshot {
+            name: name.to_owned(),
+            ip: self.ip.clone(),
+            location: self.location.clone(),
+            gmond_started: self.gmond_started,
+            reported: self.last_heard,
+            metrics: self
+                .metrics
+                .iter()
+                .map(|(name, metric)| MetricSnapshot {
+                    name: name.clone(),
+                    meta: metric.meta.clone(),
+                    sample: metric.sample.clone(),
+                    updated: metric.updated,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl Store {
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        // A panic elsewhere while holding the lock leaves the maps consistent (every
+        // mutation is a single insert/assign), so carry on rather than spread the panic.
+        self.state.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn is_host_attribute(name: &str) -> bool {
+    name == HEARTBEAT_METRIC || name == LOCATION_METRIC
+}
+
+/// The start time a heartbeat value carries. gmond reads any heartbeat packet as a uint
+/// (a gmetric string "0" gives pointer bits); here a string is parsed, and a bad one is 0.
+fn start_time(value: &MetricValue) -> u32 {
+    match value {
+        MetricValue::UInt32(seconds) => *seconds,
+        MetricValue::String(text) => text.trim().parse().unwrap_or(0),
+        other => other.as_f64().map_or(0, |seconds| seconds as u32),
+    }
+}
+
+fn unix_seconds(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
+/// Whole seconds from `earlier` to `later`; 0 if the clock went backwards.
+fn seconds_between(earlier: SystemTime, later: SystemTime) -> u64 {
+    later
+        .duration_since(earlier)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,822 @@
+//! gmond's XML document (what `tcp_accept_channel` serves), written into any `Write`.
+//!
+//! Layout and attribute order follow the Ganglia 3.7.2 captures (reference LAYOUT.md §2):
+//! the prolog and internal DTD byte for byte as gmond sends them, then
+//! `GANGLIA_XML > CLUSTER > HOST > METRIC > EXTRA_DATA > EXTRA_ELEMENT`, one tag per line.
+//!
+//! One deliberate difference: gmond escapes only METRIC `VAL`, so a `<`, `&` or `"` in
+//! UNITS or DESC makes its XML ill-formed and gmetad drops the whole cluster. Here every
+//! attribute value is escaped; characters XML 1.0 cannot carry at all (control characters)
+//! become `?`, and non-ASCII characters become character references, which stay correct
+//! under the ISO-8859-1 encoding the prolog declares.
+//!
+//! The writer knows nothing of where the data lives: callers (the store) hand it borrowed
+//! attribute views. Tags are built in one reused buffer, so rendering allocates nothing
+//! per metric once warm.
+
+use std::io::{self, Write};
+
+use quick_xml::Writer;
+use quick_xml::events::{BytesEnd, BytesStart, Event};
+
+use crate::metric::{MetricValue, Slope, ValueType};
+use crate::wire::format::format_value;
+
+/// The XML declaration and internal DTD, exactly as gmond 3.7.2 emits them.
+///
+/// Note the DTD's SLOPE enumeration lacks `derivative`, which gmond emits anyway: a
+/// document holding a derivative metric is well-formed but not DTD-valid, as with gmond.
+pub const GMOND_PROLOG: &str = include_str!("gmond_prolog.xml");
+
+/// The `VERSION` gmond reports; gmetad and ganglia-web read it.
+pub const GANGLIA_VERSION: &str = "3.7.2";
+
+/// `CLUSTER` attributes (from gmond.conf's `cluster {}`).
+#[derive(Debug, Clone, Copy)]
+pub struct ClusterAttrs<'a> {
+    pub name: &'a str,
+    /// Unix seconds at rendering time.
+    pub localtime: u64,
+    pub owner: &'a str,
+    pub latlong: &'a str,
+    pub url: &'a str,
+}
+
+/// `HOST` attributes.
+#[derive(Debug, Clone, Copy)]
+pub struct HostAttrs<'a> {
+    pub name: &'a str,
+    pub ip: &'a str,
+    pub tags: &'a str,
+    /// Unix seconds of the last packet of any kind from the host.
+    pub reported: u64,
+    /// Seconds since `reported`.
+    pub tn: u64,
+    pub tmax: u32,
+    pub dmax: u32,
+    pub location: &'a str,
+    /// Unix seconds the host's daemon started (its `heartbeat` value).
+    pub gmond_started: u32,
+}
+
+/// One `METRIC` with its extras.
+#[derive(Debug, Clone, Copy)]
+pub struct MetricAttrs<'a> {
+    pub name: &'a str,
+    pub value: &'a MetricValue,
+    /// printf-style format for `VAL` (the value packet's `fmt`).
+    pub format: &'a str,
+    /// `TYPE`, from the metadata (a gmetric string value may carry any type).
+    pub value_type: ValueType,
+    pub units: &'a str,
+    /// Seconds since the value was last updated.
+    pub tn: u64,
+    pub tmax: u32,
+    pub dmax: u32,
+    pub slope: Slope,
+    /// Extras (`GROUP`, `DESC`, `TITLE`, ...) in wire order; gmond lists them reversed,
+    /// and so does this writer.
+    pub extras: &'a [(String, String)],
+}
+
+/// Streams one gmond document: [`begin`](Self::begin), then per host
+/// [`host`](Self::host) and its [`metric`](Self::metric)s, then [`finish`](Self::finish).
+pub struct GangliaXmlWriter<W: Write> {
+    xml: Writer<W>,
+    tag: TagBuilder,
+    host_open: bool,
+}
+
+impl<W: Write> GangliaXmlWriter<W> {
+    /// Writes the prolog, `GANGLIA_XML` and `CLUSTER` start tags.
+    pub fn begin(inner: W, cluster: &ClusterAttrs<'_>) -> io::Result<Self> {
+        let mut this = GangliaXmlWriter {
+            xml: Writer::new(inner),
+            tag: TagBuilder::new(),
+            host_open: false,
+        };
+        this.xml.get_mut().write_all(GMOND_PROLOG.as_bytes())?;
+        this.tag.start(b"GANGLIA_XML");
+        this.tag.text("VERSION", GANGLIA_VERSION);
+        this.tag.text("SOURCE", "gmond");
+        this.write_start()?;
+        this.tag.start(b"CLUSTER");
+        this.tag.text("NAME", cluster.name);
+        this.tag.number("LOCALTIME", cluster.localtime);
+        this.tag.text("OWNER", cluster.owner);
+        this.tag.text("LATLONG", cluster.latlong);
+        this.tag.text("URL", cluster.url);
+        this.write_start()?;
+        Ok(this)
+    }
+
+    /// Starts a `HOST`, closing the previous one if it is still open.
+    pub fn host(&mut self, host: &HostAttrs<'_>) -> io::Result<()> {
+        self.close_host()?;
+        let tag = &mut self.tag;
+        tag.start(b"HOST");
+        tag.text("NAME", host.name);
+        tag.text("IP", host.ip);
+        tag.text("TAGS", host.tags);
+        tag.number("REPORTED", host.reported);
+        tag.number("TN", host.tn);
+        tag.number("TMAX", host.tmax);
+        tag.number("DMAX", host.dmax);
+        tag.text("LOCATION", host.location);
+        tag.number("GMOND_STARTED", host.gmond_started);
+        self.write_start()?;
+        self.host_open = true;
+        Ok(())
+    }
+
+    /// Writes one `METRIC` of the current host, with its `EXTRA_DATA` (always present).
+    pub fn metric(&mut self, metric: &MetricAttrs<'_>) -> io::Result<()> {
+        if !self.host_open {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "METRIC written outside a HOST",
+            ));
+        }
+        let tag = &mut self.tag;
+        tag.start(b"METRIC");
+        tag.text("NAME", metric.name);
+        tag.value("VAL", metric.format, metric.value);
+        tag.text("TYPE", metric.value_type.gmond_name());
+        tag.text("UNITS", metric.units);
+        tag.number("TN", metric.tn);
+        tag.number("TMAX", metric.tmax);
+        tag.number("DMAX", metric.dmax);
+        tag.text("SLOPE", metric.slope.gmond_name());
+        self.write_start()?;
+        self.write_line(Event::Start(BytesStart::new("EXTRA_DATA")))?;
+        for (name, value) in metric.extras.iter().rev() {
+            self.tag.start(b"EXTRA_ELEMENT");
+            self.tag.text("NAME", name);
+            self.tag.text("VAL", value);
+            write_line(&mut self.xml, Event::Empty(self.tag.start.borrow()))?;
+        }
+        self.write_line(Event::End(BytesEnd::new("EXTRA_DATA")))?;
+        self.write_line(Event::End(BytesEnd::new("METRIC")))
+    }
+
+    /// Closes the open host, `CLUSTER` and `GANGLIA_XML`; returns the inner writer.
+    pub fn finish(mut self) -> io::Result<W> {
+        self.close_host()?;
+        self.write_line(Event::End(BytesEnd::new("CLUSTER")))?;
+        self.write_line(Event::End(BytesEnd::new("GANGLIA_XML")))?;
+        Ok(self.xml.into_inner())
+    }
+
+    fn close_host(&mut self) -> io::Result<()> {
+        if self.host_open {
+            self.host_open = false;
+            self.write_line(Event::End(BytesEnd::new("HOST")))?;
+        }
+        Ok(())
+    }
+
+    fn write_start(&mut self) -> io::Result<()> {
+        write_line(&mut self.xml, Event::Start(self.tag.start.borrow()))
+    }
+
+    fn write_line(&mut self, event: Event<'_>) -> io::Result<()> {
+        write_line(&mut self.xml, event)
+    }
+}
+
+/// gmond ends every tag with a newline.
+fn write_line<W: Write>(xml: &mut Writer<W>, event: Event<'_>) -> io::Result<()> {
+    xml.write_event(event)?;
+    xml.get_mut().write_all(b"\n")
+}
+
+/// One start tag under construction, plus scratch space for escaping and formatting.
+struct TagBuilder {
+    start: BytesStart<'static>,
+    escaped: String,
+    formatted: String,
+}
+
+impl TagBuilder {
+    fn new() -> Self {
+        TagBuilder {
+            start: BytesStart::new(String::new()),
+            escaped: String::new(),
+            formatted: String::new(),
+        }
+    }
+
+    fn start(&mut self, name: &[u8]) {
+        self.start.set_name(name);
+        self.start.clear_attributes();
+    }
+
+    fn text(&mut self, key: &str, value: &str) {
+        self.escaped.clear();
+        escape_attribute(value, &mut self.escaped);
+        self.start
+            .push_attribute((key.as_bytes(), self.escaped.as_bytes()));
+    }
+
+    fn number(&mut self, key: &str, value: impl Into<u64>) {
+        use std::fmt::Write as _;
+        self.formatted.clear();
+        let _ = write!(self.formatted, "{}", value.into());
+        self.start
+            .push_attribute((key.as_bytes(), self.formatted.as_bytes()));
+    }
+
+    fn value(&mut self, key: &str, format: &str, value: &MetricValue) {
+        self.formatted.clear();
+        format_value(format, value, &mut self.formatted);
+        self.escaped.clear();
+        escape_attribute(&self.formatted, &mut self.escaped);
+        self.start
+            .push_attribute((key.as_bytes(), self.escaped.as_bytes()));
+    }
+}
+
+/// Appends `value` escaped for a double-quoted attribute (see the module docs).
+pub fn escape_attribute(value: &str, out: &mut String) {
+    if value.bytes().all(is_plain) {
+        out.push_str(value);
+        return;
+    }
+    for c in value.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '\'' => out.push_str("&apos;"),
+            '"' => out.push_str("&quot;"),
+            // Kept as references: a parser turns raw ones into spaces in attributes.
+            '\t' => out.push_str("&#9;"),
+            '\n' => out.push_str("&#10;"),
+            '\r' => out.push_str("&#13;"),
+            '\u{0}'..='\u{1f}' | '\u{fffe}' | '\u{ffff}' => out.push('?'),
+            c if c.is_ascii() => out.push(c),
+            c => {
+                use std::fmt::Write as _;
+                let _ = write!(out, "&#{};", u32::from(c));
+            }
+        }
+    }
+}
+
+/// Bytes that go out as they are.
+fn is_plain(byte: u8) -> bool {
+    matches!(byte, 0x20..=0x7e) && !matches!(byte, b'<' | b'>' | b'&' | b'\'' | b'"')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quick_xml::Reader;
+    use quick_xml::events::attributes::Attribute;
+
+    const CAPTURE: &str = include_str!("testdata/gmond_xml_1.xml");
+    const GOLDEN_SUBSET: &str = include_str!("testdata/gmond_xml_subset.xml");
+
+    fn extras(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn ref_cluster() -> ClusterAttrs<'static> {
+        ClusterAttrs {
+            name: "RefCluster",
+            localtime: 1795447254,
+            owner: "RefOwner",
+            latlong: "N32.87 W117.22",
+            url: "http://example.invalid/",
+        }
+    }
+
+    fn localhost() -> HostAttrs<'static> {
+        HostAttrs {
+            name: "localhost",
+            ip: "127.0.0.1",
+            tags: "",
+            reported: 1795447249,
+            tn: 4,
+            tmax: 20,
+            dmax: 86400,
+            location: "rack1,slot2",
+            gmond_started: 1795447229,
+        }
+    }
+
+    struct Sample {
+        name: &'static str,
+        value: MetricValue,
+        format: &'static str,
+        value_type: ValueType,
+        units: &'static str,
+        tn: u64,
+        tmax: u32,
+        slope: Slope,
+        extras: Vec<(String, String)>,
+    }
+
+    impl Sample {
+        fn attrs(&self) -> MetricAttrs<'_> {
+            MetricAttrs {
+                name: self.name,
+                value: &self.value,
+                format: self.format,
+                value_type: self.value_type,
+                units: self.units,
+                tn: self.tn,
+                tmax: self.tmax,
+                dmax: 0,
+                slope: self.slope,
+                extras: &self.extras,
+            }
+        }
+    }
+
+    /// Typed values and formats as gmond received them, for metrics of `gmond_xml_1.xml`.
+    fn localhost_samples() -> Vec<Sample> {
+        let module_extras = |title: &str, desc: &str, groups: &[&str]| {
+            let mut pairs = vec![
+                ("TITLE".to_string(), title.to_string()),
+                ("DESC".to_string(), desc.to_string()),
+            ];
+            pairs.extend(groups.iter().map(|g| ("GROUP".to_string(), g.to_string())));
+            pairs
+        };
+        vec![
+            Sample {
+                name: "mem_free",
+                value: MetricValue::Float(21215672.0),
+                format: "%.0f",
+                value_type: ValueType::Float,
+                units: "KB",
+                tn: 24,
+                tmax: 180,
+                slope: Slope::Both,
+                extras: module_extras("Free Memory", "Amount of available memory", &["memory"]),
+            },
+            Sample {
+                name: "load_one",
+                value: MetricValue::Float(2.02),
+                format: "%.2f",
+                value_type: ValueType::Float,
+                units: " ",
+                tn: 24,
+                tmax: 70,
+                slope: Slope::Both,
+                extras: module_extras(
+                    "One Minute Load Average",
+                    "One minute load average",
+                    &["load"],
+                ),
+            },
+            Sample {
+                name: "gm_int32",
+                value: MetricValue::String("-123456".into()),
+                format: "%s",
+                value_type: ValueType::Int32,
+                units: "bytes",
+                tn: 19,
+                tmax: 60,
+                slope: Slope::Both,
+                extras: extras(&[("GROUP", "gmgroup"), ("DESC", "int32 metric")]),
+            },
+            Sample {
+                name: "gm_val_escape",
+                value: MetricValue::String("a<b>&c'd".into()),
+                format: "%s",
+                value_type: ValueType::String,
+                units: "",
+                tn: 15,
+                tmax: 60,
+                slope: Slope::Zero,
+                extras: Vec::new(),
+            },
+            Sample {
+                name: "gm_derive",
+                value: MetricValue::String("1000".into()),
+                format: "%s",
+                value_type: ValueType::UInt32,
+                units: "B",
+                tn: 17,
+                tmax: 60,
+                slope: Slope::Derivative,
+                extras: extras(&[("GROUP", "gmgroup"), ("DESC", "derivative slope")]),
+            },
+            Sample {
+                name: "ref_float",
+                value: MetricValue::Float(f32::from_bits(0x4049_0fd0)),
+                format: "%.3f",
+                value_type: ValueType::Float,
+                units: "ratio",
+                tn: 4,
+                tmax: 60,
+                slope: Slope::Both,
+                extras: module_extras("Ref Float", "Reference float", &["reftest"]),
+            },
+            Sample {
+                name: "cpu_num",
+                value: MetricValue::UInt16(2),
+                format: "%hu",
+                value_type: ValueType::UInt16,
+                units: "CPUs",
+                tn: 24,
+                tmax: 1200,
+                slope: Slope::Zero,
+                extras: module_extras("CPU Count", "Total number of CPUs", &["cpu"]),
+            },
+            Sample {
+                name: "ref_double",
+                value: MetricValue::Double(std::f64::consts::E),
+                format: "%.6f",
+                value_type: ValueType::Double,
+                units: "e",
+                tn: 4,
+                tmax: 120,
+                slope: Slope::Zero,
+                extras: module_extras("Ref Double", "Reference double", &["reftest"]),
+            },
+            Sample {
+                name: "ref_uint",
+                value: MetricValue::UInt32(5),
+                format: "%u",
+                value_type: ValueType::UInt32,
+                units: "count",
+                tn: 4,
+                tmax: 60,
+                slope: Slope::Positive,
+                extras: module_extras(
+                    "Ref uint",
+                    "Reference uint counter",
+                    &["reftest", "second_group"],
+                ),
+            },
+        ]
+    }
+
+    fn spoofed_sample() -> Sample {
+        Sample {
+            name: "gm_spoofed",
+            value: MetricValue::String("7".into()),
+            format: "%s",
+            value_type: ValueType::UInt32,
+            units: "reqs",
+            tn: 17,
+            tmax: 60,
+            slope: Slope::Both,
+            extras: extras(&[
+                ("SPOOF_HOST", "10.1.2.3:spoofhost"),
+                ("GROUP", "gmgroup"),
+                ("DESC", "spoofed metric"),
+            ]),
+        }
+    }
+
+    fn render(samples: &[Sample], spoofed: &[Sample]) -> String {
+        let mut xml = GangliaXmlWriter::begin(Vec::new(), &ref_cluster()).unwrap();
+        xml.host(&localhost()).unwrap();
+        for sample in samples {
+            xml.metric(&sample.attrs()).unwrap();
+        }
+        xml.host(&HostAttrs {
+            name: "spoofhost",
+            ip: "10.1.2.3",
+            reported: 1795447237,
+            tn: 17,
+            location: "unspecified",
+            gmond_started: 1043254160,
+            ..localhost()
+        })
+        .unwrap();
+        for sample in spoofed {
+            xml.metric(&sample.attrs()).unwrap();
+        }
+        String::from_utf8(xml.finish().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn prolog_is_gmonds_byte_for_byte() {
+        let capture_prolog: String = CAPTURE.split_inclusive('\n').take(52).collect();
+        assert_eq!(GMOND_PROLOG, capture_prolog);
+    }
+
+    /// `testdata/gmond_xml_subset.xml` is `gmond_xml_1.xml` cut down to these metrics, with
+    /// spoofhost's GMOND_STARTED (garbage from gmond, see LAYOUT.md §1.5) set to a real time.
+    #[test]
+    fn golden_document_matches_gmonds_for_the_same_input() {
+        let rendered = render(&localhost_samples(), &[spoofed_sample()]);
+        assert_eq!(rendered, GOLDEN_SUBSET);
+    }
+
+    /// Feeding every HOST and METRIC of the capture back through the writer (VAL as gmond
+    /// printed it, extras in wire order) reproduces the capture.
+    #[test]
+    fn whole_capture_round_trips_through_the_writer() {
+        let expected = CAPTURE.replace(
+            "GMOND_STARTED=\"-409161712\"",
+            "GMOND_STARTED=\"3885805584\"",
+        );
+        assert_eq!(rewrite_document(&expected), expected);
+    }
+
+    type Attrs = Vec<(String, String)>;
+
+    fn attributes(start: &BytesStart<'_>) -> Attrs {
+        start
+            .attributes()
+            .map(|attr| {
+                let attr: Attribute<'_> = attr.unwrap();
+                let key = String::from_utf8(attr.key.as_ref().to_vec()).unwrap();
+                (key, attr.unescape_value().unwrap().into_owned())
+            })
+            .collect()
+    }
+
+    fn attr<'a>(attrs: &'a [(String, String)], key: &str) -> &'a str {
+        &attrs.iter().find(|(k, _)| k == key).unwrap().1
+    }
+
+    fn number<T: std::str::FromStr>(attrs: &[(String, String)], key: &str) -> T {
+        attr(attrs, key).parse().ok().unwrap()
+    }
+
+    /// Parses a gmond document and writes it again with [`GangliaXmlWriter`].
+    fn rewrite_document(document: &str) -> String {
+        let mut reader = Reader::from_str(document);
+        let mut out: Option<GangliaXmlWriter<Vec<u8>>> = None;
+        // The open METRIC's attributes and its extras (in wire order) so far.
+        let mut metric: Option<(Attrs, Attrs)> = None;
+        loop {
+            match reader.read_event().unwrap() {
+                Event::Start(start) | Event::Empty(start) => {
+                    let attrs = attributes(&start);
+                    match start.name().as_ref() {
+                        b"CLUSTER" => {
+                            let cluster = ClusterAttrs {
+                                name: attr(&attrs, "NAME"),
+                                localtime: number(&attrs, "LOCALTIME"),
+                                owner: attr(&attrs, "OWNER"),
+                                latlong: attr(&attrs, "LATLONG"),
+                                url: attr(&attrs, "URL"),
+                            };
+                            out = Some(GangliaXmlWriter::begin(Vec::new(), &cluster).unwrap());
+                        }
+                        b"HOST" => {
+                            let host = HostAttrs {
+                                name: attr(&attrs, "NAME"),
+                                ip: attr(&attrs, "IP"),
+                                tags: attr(&attrs, "TAGS"),
+                                reported: number(&attrs, "REPORTED"),
+                                tn: number(&attrs, "TN"),
+                                tmax: number(&attrs, "TMAX"),
+                                dmax: number(&attrs, "DMAX"),
+                                location: attr(&attrs, "LOCATION"),
+                                gmond_started: number(&attrs, "GMOND_STARTED"),
+                            };
+                            out.as_mut().unwrap().host(&host).unwrap();
+                        }
+                        b"METRIC" => metric = Some((attrs, Vec::new())),
+                        b"EXTRA_ELEMENT" => {
+                            let pair = (
+                                attr(&attrs, "NAME").to_owned(),
+                                attr(&attrs, "VAL").to_owned(),
+                            );
+                            metric.as_mut().unwrap().1.insert(0, pair);
+                        }
+                        _ => {}
+                    }
+                }
+                Event::End(end) if end.name().as_ref() == b"METRIC" => {
+                    let (attrs, extras) = metric.take().unwrap();
+                    let value = MetricValue::String(attr(&attrs, "VAL").to_owned());
+                    let metric = MetricAttrs {
+                        name: attr(&attrs, "NAME"),
+                        value: &value,
+                        format: "%s",
+                        value_type: ValueType::from_gmond_name(attr(&attrs, "TYPE")).unwrap(),
+                        units: attr(&attrs, "UNITS"),
+                        tn: number(&attrs, "TN"),
+                        tmax: number(&attrs, "TMAX"),
+                        dmax: number(&attrs, "DMAX"),
+                        slope: Slope::from_gmond_name(attr(&attrs, "SLOPE")).unwrap(),
+                        extras: &extras,
+                    };
+                    out.as_mut().unwrap().metric(&metric).unwrap();
+                }
+                Event::Eof => break,
+                _ => {}
+            }
+        }
+        String::from_utf8(out.unwrap().finish().unwrap()).unwrap()
+    }
+
+    const HOSTILE: [&str; 6] = [
+        "u<&>",
+        "desc <&> 'q' \"quoted\"",
+        "tab\there\nnewline\r",
+        "bell\u{7}nul\u{0}",
+        "degrees °C, ünïcödé, 😀",
+        "]]> --> <!-- &amp;",
+    ];
+
+    /// Every attribute a module or a remote sender controls, filled with `text`.
+    fn hostile_document(text: &str) -> String {
+        let cluster = ClusterAttrs {
+            name: text,
+            localtime: 1,
+            owner: text,
+            latlong: text,
+            url: text,
+        };
+        let mut xml = GangliaXmlWriter::begin(Vec::new(), &cluster).unwrap();
+        let host = HostAttrs {
+            name: text,
+            ip: text,
+            tags: text,
+            location: text,
+            ..localhost()
+        };
+        xml.host(&host).unwrap();
+        let value = MetricValue::String(text.to_owned());
+        let extras = extras(&[(text, text), (text, text)]);
+        let metric = MetricAttrs {
+            name: text,
+            value: &value,
+            format: text,
+            value_type: ValueType::String,
+            units: text,
+            tn: 0,
+            tmax: 60,
+            dmax: 0,
+            slope: Slope::Zero,
+            extras: &extras,
+        };
+        xml.metric(&metric).unwrap();
+        String::from_utf8(xml.finish().unwrap()).unwrap()
+    }
+
+    /// What a parser should read back: control characters (not representable) become `?`.
+    fn representable(text: &str) -> String {
+        text.chars()
+            .map(|c| {
+                if c < ' ' && !"\t\n\r".contains(c) {
+                    '?'
+                } else {
+                    c
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn hostile_strings_stay_well_formed_and_read_back_intact() {
+        for text in HOSTILE {
+            let document = hostile_document(text);
+            assert!(
+                document.is_ascii(),
+                "non-ASCII must go out as character references"
+            );
+            let mut reader = Reader::from_str(&document);
+            let mut seen = 0;
+            loop {
+                match reader.read_event() {
+                    Ok(Event::Start(start)) | Ok(Event::Empty(start)) => {
+                        for (key, value) in attributes(&start) {
+                            if ["NAME", "UNITS", "VAL", "OWNER", "IP", "LOCATION", "TAGS"]
+                                .contains(&key.as_str())
+                            {
+                                assert_eq!(value, representable(text), "{key} in {document}");
+                                seen += 1;
+                            }
+                        }
+                    }
+                    Ok(Event::Eof) => break,
+                    Ok(_) => {}
+                    Err(err) => panic!("ill-formed for {text:?}: {err}\n{document}"),
+                }
+            }
+            assert!(seen >= 12, "only {seen} attributes checked");
+        }
+    }
+
+    #[test]
+    fn extra_data_is_present_even_when_empty() {
+        let mut xml = GangliaXmlWriter::begin(Vec::new(), &ref_cluster()).unwrap();
+        xml.host(&localhost()).unwrap();
+        let value = MetricValue::Int32(-42);
+        let metric = MetricAttrs {
+            name: "ref_int",
+            value: &value,
+            format: "%d",
+            value_type: ValueType::Int32,
+            units: "things",
+            tn: 4,
+            tmax: 60,
+            dmax: 0,
+            slope: Slope::Both,
+            extras: &[],
+        };
+        xml.metric(&metric).unwrap();
+        let document = String::from_utf8(xml.finish().unwrap()).unwrap();
+        let expected = "<METRIC NAME=\"ref_int\" VAL=\"-42\" TYPE=\"int32\" UNITS=\"things\" TN=\"4\" TMAX=\"60\" DMAX=\"0\" SLOPE=\"both\">\n<EXTRA_DATA>\n</EXTRA_DATA>\n</METRIC>\n</HOST>\n</CLUSTER>\n</GANGLIA_XML>\n";
+        assert!(document.ends_with(expected), "{document}");
+    }
+
+    #[test]
+    fn a_metric_outside_a_host_is_refused() {
+        let mut xml = GangliaXmlWriter::begin(Vec::new(), &ref_cluster()).unwrap();
+        let value = MetricValue::UInt32(1);
+        let metric = MetricAttrs {
+            name: "m",
+            value: &value,
+            format: "%u",
+            value_type: ValueType::UInt32,
+            units: "",
+            tn: 0,
+            tmax: 0,
+            dmax: 0,
+            slope: Slope::Zero,
+            extras: &[],
+        };
+        assert_eq!(
+            xml.metric(&metric).unwrap_err().kind(),
+            io::ErrorKind::InvalidInput
+        );
+    }
+
+    #[test]
+    fn an_empty_cluster_is_a_complete_document() {
+        let xml = GangliaXmlWriter::begin(Vec::new(), &ref_cluster()).unwrap();
+        let document = String::from_utf8(xml.finish().unwrap()).unwrap();
+        assert!(
+            document.ends_with("URL=\"http://example.invalid/\">\n</CLUSTER>\n</GANGLIA_XML>\n")
+        );
+    }
+
+    /// Runs `xmllint` with `args` on `document`; `None` when xmllint is missing.
+    fn xmllint(args: &[&str], document: &str) -> Option<std::process::Output> {
+        let dir = std::env::temp_dir().join(format!("wasmond-xmllint-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = dir.join(format!("{call}.xml"));
+        std::fs::write(&path, document).unwrap();
+        let output = std::process::Command::new("xmllint")
+            .args(args)
+            .arg(&path)
+            .output();
+        let _ = std::fs::remove_file(&path);
+        match output {
+            Ok(output) => Some(output),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                assert!(
+                    std::env::var_os("WASMOND_REQUIRE_INTEROP").is_none_or(|v| v != "1"),
+                    "xmllint is missing and WASMOND_REQUIRE_INTEROP=1"
+                );
+                eprintln!("skipped: xmllint not found");
+                None
+            }
+            Err(err) => panic!("running xmllint: {err}"),
+        }
+    }
+
+    #[test]
+    fn xmllint_validates_the_document_against_its_dtd() {
+        let samples: Vec<Sample> = localhost_samples()
+            .into_iter()
+            .filter(|s| s.slope != Slope::Derivative)
+            .collect();
+        let document = render(&samples, &[spoofed_sample()]);
+        let Some(output) = xmllint(&["--noout", "--valid"], &document) else {
+            return;
+        };
+        assert!(
+            output.status.success(),
+            "xmllint: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            output.stderr.is_empty(),
+            "xmllint: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    #[test]
+    fn xmllint_finds_hostile_documents_well_formed() {
+        for text in HOSTILE {
+            let Some(output) = xmllint(&["--noout"], &hostile_document(text)) else {
+                return;
+            };
+            assert!(
+                output.status.success(),
+                "{text:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+    }
+}
