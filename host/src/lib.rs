@@ -5,6 +5,7 @@
 //! files, `runtime` hosts the modules under fuel, deadline and memory limits,
 //! and the wire formats carry the values to Ganglia peers.
 
+pub mod config;
 pub mod metric;
 pub mod store;
 pub mod wire;

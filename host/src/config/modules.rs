@@ -1,0 +1,172 @@
+//! `module { }` declarations and where each module's code comes from.
+//!
+//! - `language = "wasm"`: `path` (relative to the declaring file's directory, then
+//!   to each module directory), else `<name>.wasm` beside the declaring file, else
+//!   in a module directory.
+//! - `language = "python"` (a `.pyconf` written for gmond): unchanged, provided
+//!   `<name>.wasm` sits beside it (or in a module directory) — deploying a module
+//!   means dropping its `.wasm` next to its `.pyconf`.
+//! - gmond's native modules (`path = "modcpu.so"`, `core_metrics`, the python host
+//!   `modpython.so`) are skipped with a warning that says what wasmond does instead.
+//! - No `language` and no `path`: a wasm module if `<name>.wasm` is found.
+//!
+//! A missing wasm file is an error at the declaration, unless the module is
+//! disabled (`enabled = no`), since it would not be loaded anyway.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use super::error::{ErrorKind, Location};
+use super::fields::{Diagnostics, Fields, Sub};
+use super::loader::FileSource;
+use super::model::{ModuleConfig, ModuleSource};
+use super::sandbox;
+use super::schema;
+
+/// gmond's C modules whose metrics wasmond's `core_metrics` wasm module provides.
+const CORE_C_MODULES: &[&str] = &[
+    "core_metrics",
+    "cpu_module",
+    "disk_module",
+    "load_module",
+    "mem_module",
+    "net_module",
+    "proc_module",
+    "sys_module",
+];
+
+/// Reads every `module { }` (from all `modules { }` blocks, in order).
+pub fn read_all(subs: &[Sub], module_dirs: &[PathBuf], fs: &dyn FileSource, diag: &mut Diagnostics) -> Vec<ModuleConfig> {
+    let mut seen: HashMap<String, Location> = HashMap::new();
+    let mut modules = Vec::new();
+    for sub in subs.iter().filter(|s| s.name == "module") {
+        let Some(module) = read(sub, module_dirs, fs, diag) else { continue };
+        if let Some(first) = seen.get(&module.name) {
+            let message = format!("declared twice (first at {first})");
+            diag.error(sub.at, ErrorKind::Module { module: module.name.clone(), message });
+            continue;
+        }
+        seen.insert(module.name.clone(), module.declared_at.clone());
+        modules.push(module);
+    }
+    modules
+}
+
+fn read(sub: &Sub, module_dirs: &[PathBuf], fs: &dyn FileSource, diag: &mut Diagnostics) -> Option<ModuleConfig> {
+    let f = Fields::read("module", schema::MODULE, [sub.body], diag);
+    let Some(name) = f.string("name") else {
+        diag.invalid(sub.at, "`module` needs a `name`");
+        return None;
+    };
+    let enabled = f.bool("enabled", true, diag);
+    let params = f.subs.iter().filter(|s| s.name == "param").filter_map(|s| param(s, diag)).collect();
+    let sandbox_bodies = f.subs.iter().filter(|s| s.name == "sandbox").map(|s| s.body).collect();
+    let declaration = Declaration { name: &name, sub, fields: &f, enabled, module_dirs, fs };
+    let source = declaration.source(diag)?;
+    Some(ModuleConfig {
+        language: f.string("language"),
+        source,
+        params,
+        params_string: f.string("params"),
+        enabled,
+        sandbox: sandbox::read(sandbox_bodies, diag),
+        declared_at: sub.at.clone(),
+        name,
+    })
+}
+
+/// `param NAME { value = ... }`.
+fn param(sub: &Sub, diag: &mut Diagnostics) -> Option<(String, String)> {
+    let f = Fields::read("param", schema::PARAM, [sub.body], diag);
+    let name = sub.title.map(|t| t.text.clone()).unwrap_or_default();
+    match f.string("value") {
+        Some(value) => Some((name, value)),
+        None => {
+            diag.invalid(sub.at, format!("`param {name}` needs a `value`"));
+            None
+        }
+    }
+}
+
+struct Declaration<'a> {
+    name: &'a str,
+    sub: &'a Sub<'a>,
+    fields: &'a Fields<'a>,
+    enabled: bool,
+    module_dirs: &'a [PathBuf],
+    fs: &'a dyn FileSource,
+}
+
+impl Declaration<'_> {
+    fn source(&self, diag: &mut Diagnostics) -> Option<ModuleSource> {
+        let path = self.fields.string("path");
+        let language = self.fields.string("language").map(|l| l.to_ascii_lowercase());
+        match (language.as_deref(), path) {
+            (Some("wasm"), Some(path)) => self.find(&self.candidates(&path), self.fields.value_at("path"), diag),
+            // Python modules have no `path` in gmond either: the name finds the code.
+            (Some("wasm") | Some("python"), _) => self.find(&self.candidates(&self.wasm_file()), None, diag),
+            (None, Some(path)) if path.ends_with(".wasm") => {
+                self.find(&self.candidates(&path), self.fields.value_at("path"), diag)
+            }
+            (None, None) if self.name != "core_metrics" => self.find(&self.candidates(&self.wasm_file()), None, diag),
+            (None | Some("c"), path) => Some(self.native(path, diag)),
+            (Some(other), _) => {
+                let kind = ErrorKind::InvalidValue {
+                    key: "language".into(),
+                    expected: "`wasm`, `python` or `C`".into(),
+                    found: format!("`{other}`"),
+                };
+                diag.error(self.fields.value_at("language").expect("language is set"), kind);
+                None
+            }
+        }
+    }
+
+    fn wasm_file(&self) -> String {
+        format!("{}.wasm", self.name)
+    }
+
+    fn declaring_dir(&self) -> PathBuf {
+        Path::new(&*self.sub.at.file).parent().map(Path::to_path_buf).unwrap_or_default()
+    }
+
+    /// Where to look for `file`: as is if absolute, else beside the declaring file,
+    /// then in each module directory.
+    fn candidates(&self, file: &str) -> Vec<PathBuf> {
+        if Path::new(file).is_absolute() {
+            return vec![PathBuf::from(file)];
+        }
+        std::iter::once(self.declaring_dir()).chain(self.module_dirs.iter().cloned()).map(|dir| dir.join(file)).collect()
+    }
+
+    fn find(&self, candidates: &[PathBuf], path_at: Option<&Location>, diag: &mut Diagnostics) -> Option<ModuleSource> {
+        if let Some(found) = candidates.iter().find(|p| self.fs.is_file(p)) {
+            return Some(ModuleSource::Wasm { path: found.clone() });
+        }
+        if !self.enabled {
+            return Some(ModuleSource::DisabledMissing { looked_in: candidates.to_vec() });
+        }
+        let looked: Vec<String> = candidates.iter().map(|p| format!("`{}`", p.display())).collect();
+        let message = format!("expected its WebAssembly file at {}, found none", looked.join(" or "));
+        diag.error(path_at.unwrap_or(self.sub.at), ErrorKind::Module { module: self.name.into(), message });
+        None
+    }
+
+    /// gmond's native modules: skipped, with a warning saying what replaces them.
+    fn native(&self, path: Option<String>, diag: &mut Diagnostics) -> ModuleSource {
+        let file = path.as_deref().map(|p| p.rsplit('/').next().unwrap_or(p));
+        let reason = if self.name == "python_module" || file == Some("modpython.so") {
+            "gmond's python host is not needed: wasmond runs each python module from the `<name>.wasm` beside its .pyconf"
+        } else if CORE_C_MODULES.contains(&self.name) {
+            "wasmond runs no native code; the sandboxed `core_metrics` WebAssembly module provides gmond's core metrics instead"
+        } else {
+            "wasmond runs no native code; port it to a WebAssembly component and declare it with `language = \"wasm\"`"
+        };
+        let what = match file {
+            Some(file) => format!("is a gmond C module (`{file}`)"),
+            None => "is built into gmond".to_string(),
+        };
+        diag.warn(self.sub.at, format!("module `{}` {what}, skipped: {reason}", self.name));
+        ModuleSource::Native { path, reason: reason.into() }
+    }
+}
