@@ -220,6 +220,10 @@ fn parse_length(bytes: &[u8], i: usize) -> (Length, usize) {
 }
 
 fn push_literal(text: &str, out: &mut String) {
+    if !text.contains('%') {
+        out.push_str(text);
+        return;
+    }
     let mut rest = text;
     while let Some(at) = rest.find("%%") {
         out.push_str(&rest[..=at]);
@@ -257,7 +261,7 @@ impl Spec {
             },
             None => text,
         };
-        self.pad(out, "", shown, false);
+        self.pad(out, "", 0, shown, false);
     }
 
     fn write_signed(&self, bits: i64, out: &mut String) {
@@ -276,8 +280,9 @@ impl Spec {
         } else {
             ""
         };
-        let digits = self.integer_digits(value.unsigned_abs(), Radix::Decimal);
-        self.pad(out, sign, &digits, self.precision.is_none());
+        let digits = Digits::new(value.unsigned_abs(), Radix::Decimal, false);
+        let (digits, zeros) = self.precision_zeros(digits.as_str());
+        self.pad(out, sign, zeros, digits, self.precision.is_none());
     }
 
     fn write_unsigned(&self, bits: i64, radix: Radix, out: &mut String) {
@@ -287,7 +292,8 @@ impl Spec {
             Length::Int => u64::from(bits as u32),
             Length::Long => bits as u64,
         };
-        let mut digits = self.integer_digits(value, radix);
+        let digits = Digits::new(value, radix, self.upper);
+        let (digits, mut zeros) = self.precision_zeros(digits.as_str());
         let prefix = match radix {
             Radix::Hex if self.flags.alternate && value != 0 => {
                 if self.upper {
@@ -296,31 +302,24 @@ impl Spec {
                     "0x"
                 }
             }
-            Radix::Octal if self.flags.alternate && !digits.starts_with('0') => {
-                digits.insert(0, '0');
+            // C's `#o` raises the precision until the first digit is a 0.
+            Radix::Octal if self.flags.alternate && zeros == 0 && !digits.starts_with('0') => {
+                zeros = 1;
                 ""
             }
             _ => "",
         };
-        self.pad(out, prefix, &digits, self.precision.is_none());
+        self.pad(out, prefix, zeros, digits, self.precision.is_none());
     }
 
-    /// The digits of an integer, at least `precision` of them (C: `%.0d` of 0 prints none).
-    fn integer_digits(&self, value: u64, radix: Radix) -> String {
-        let mut digits = match radix {
-            Radix::Decimal => value.to_string(),
-            Radix::Octal => format!("{value:o}"),
-            Radix::Hex if self.upper => format!("{value:X}"),
-            Radix::Hex => format!("{value:x}"),
-        };
+    /// C's integer precision: at least that many digits (as leading zeros), and `%.0d`
+    /// of 0 prints no digit at all.
+    fn precision_zeros<'d>(&self, digits: &'d str) -> (&'d str, usize) {
         match self.precision {
-            Some(0) if value == 0 => digits.clear(),
-            Some(precision) if digits.len() < precision => {
-                digits.insert_str(0, &"0".repeat(precision - digits.len()));
-            }
-            _ => {}
+            Some(0) if digits == "0" => ("", 0),
+            Some(precision) => (digits, precision.saturating_sub(digits.len())),
+            None => (digits, 0),
         }
-        digits
     }
 
     fn write_float(&self, value: f64, out: &mut String) {
@@ -341,15 +340,24 @@ impl Spec {
                 (false, false) => "inf",
                 (false, true) => "INF",
             };
-            return self.pad(out, sign, word, false);
+            return self.pad(out, sign, 0, word, false);
         }
         let precision = self.precision.unwrap_or(6);
+        if self.width == 0 && matches!(self.conversion, Conversion::Fixed) {
+            // The common case (`%.2f`): no padding, so no intermediate string.
+            out.push_str(sign);
+            let _ = write!(out, "{magnitude:.precision$}");
+            if precision == 0 && self.flags.alternate {
+                out.push('.');
+            }
+            return;
+        }
         let body = match self.conversion {
             Conversion::Exponent => self.exponent_form(magnitude, precision),
             Conversion::General => self.general_form(magnitude, precision),
             _ => self.fixed_form(magnitude, precision),
         };
-        self.pad(out, sign, &body, true);
+        self.pad(out, sign, 0, &body, true);
     }
 
     fn fixed_form(&self, magnitude: f64, precision: usize) -> String {
@@ -392,24 +400,69 @@ impl Spec {
         body
     }
 
-    /// Writes `prefix` and `body` padded to the width. Zero padding goes between them, and
-    /// only where C allows it (`zero_allowed`: numbers without an integer precision).
-    fn pad(&self, out: &mut String, prefix: &str, body: &str, zero_allowed: bool) {
-        let len = prefix.chars().count() + body.chars().count();
+    /// Writes `prefix`, `zeros` zeros and `body`, padded to the width. Zero padding goes
+    /// after the prefix, and only where C allows it (`zero_allowed`: numbers without an
+    /// integer precision).
+    fn pad(&self, out: &mut String, prefix: &str, zeros: usize, body: &str, zero_allowed: bool) {
+        let len = prefix.chars().count() + zeros + body.chars().count();
         let fill = self.width.saturating_sub(len);
         if self.flags.left {
-            out.push_str(prefix);
-            out.push_str(body);
+            push_parts(out, prefix, zeros, body);
             push_repeated(out, ' ', fill);
         } else if self.flags.zero && zero_allowed {
-            out.push_str(prefix);
-            push_repeated(out, '0', fill);
-            out.push_str(body);
+            push_parts(out, prefix, zeros + fill, body);
         } else {
             push_repeated(out, ' ', fill);
-            out.push_str(prefix);
-            out.push_str(body);
+            push_parts(out, prefix, zeros, body);
         }
+    }
+}
+
+fn push_parts(out: &mut String, prefix: &str, zeros: usize, body: &str) {
+    out.push_str(prefix);
+    push_repeated(out, '0', zeros);
+    out.push_str(body);
+}
+
+/// The digits of an integer in a radix, without allocating (22 octal digits at most).
+pub(crate) struct Digits {
+    buf: [u8; 22],
+    start: usize,
+}
+
+impl Digits {
+    pub(crate) fn decimal(value: u64) -> Self {
+        Digits::new(value, Radix::Decimal, false)
+    }
+
+    fn new(mut value: u64, radix: Radix, upper: bool) -> Self {
+        let base = match radix {
+            Radix::Octal => 8,
+            Radix::Decimal => 10,
+            Radix::Hex => 16,
+        };
+        let symbols: &[u8; 16] = if upper {
+            b"0123456789ABCDEF"
+        } else {
+            b"0123456789abcdef"
+        };
+        let mut digits = Digits {
+            buf: [0; 22],
+            start: 22,
+        };
+        loop {
+            digits.start -= 1;
+            digits.buf[digits.start] = symbols[(value % base) as usize];
+            value /= base;
+            if value == 0 {
+                return digits;
+            }
+        }
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        // Only ASCII digits were written.
+        std::str::from_utf8(&self.buf[self.start..]).unwrap_or_default()
     }
 }
 

@@ -20,7 +20,7 @@ use quick_xml::Writer;
 use quick_xml::events::{BytesEnd, BytesStart, Event};
 
 use crate::metric::{MetricValue, Slope, ValueType};
-use crate::wire::format::format_value;
+use crate::wire::format::{Digits, format_value};
 
 /// The XML declaration and internal DTD, exactly as gmond 3.7.2 emits them.
 ///
@@ -83,7 +83,11 @@ pub struct MetricAttrs<'a> {
 /// [`host`](Self::host) and its [`metric`](Self::metric)s, then [`finish`](Self::finish).
 pub struct GangliaXmlWriter<W: Write> {
     xml: Writer<W>,
-    tag: TagBuilder,
+    // One start tag per repeated element, reused so its buffer is allocated once.
+    host_tag: BytesStart<'static>,
+    metric_tag: BytesStart<'static>,
+    extra_tag: BytesStart<'static>,
+    scratch: Scratch,
     host_open: bool,
 }
 
@@ -92,39 +96,43 @@ impl<W: Write> GangliaXmlWriter<W> {
     pub fn begin(inner: W, cluster: &ClusterAttrs<'_>) -> io::Result<Self> {
         let mut this = GangliaXmlWriter {
             xml: Writer::new(inner),
-            tag: TagBuilder::new(),
+            host_tag: BytesStart::new("HOST"),
+            metric_tag: BytesStart::new("METRIC"),
+            extra_tag: BytesStart::new("EXTRA_ELEMENT"),
+            scratch: Scratch::default(),
             host_open: false,
         };
         this.xml.get_mut().write_all(GMOND_PROLOG.as_bytes())?;
-        this.tag.start(b"GANGLIA_XML");
-        this.tag.text("VERSION", GANGLIA_VERSION);
-        this.tag.text("SOURCE", "gmond");
-        this.write_start()?;
-        this.tag.start(b"CLUSTER");
-        this.tag.text("NAME", cluster.name);
-        this.tag.number("LOCALTIME", cluster.localtime);
-        this.tag.text("OWNER", cluster.owner);
-        this.tag.text("LATLONG", cluster.latlong);
-        this.tag.text("URL", cluster.url);
-        this.write_start()?;
+        let mut root = BytesStart::new("GANGLIA_XML");
+        Attrs::new(&mut root, &mut this.scratch)
+            .text("VERSION", GANGLIA_VERSION)
+            .text("SOURCE", "gmond");
+        write_line(&mut this.xml, Event::Start(root))?;
+        let mut tag = BytesStart::new("CLUSTER");
+        Attrs::new(&mut tag, &mut this.scratch)
+            .text("NAME", cluster.name)
+            .number("LOCALTIME", cluster.localtime)
+            .text("OWNER", cluster.owner)
+            .text("LATLONG", cluster.latlong)
+            .text("URL", cluster.url);
+        write_line(&mut this.xml, Event::Start(tag))?;
         Ok(this)
     }
 
     /// Starts a `HOST`, closing the previous one if it is still open.
     pub fn host(&mut self, host: &HostAttrs<'_>) -> io::Result<()> {
         self.close_host()?;
-        let tag = &mut self.tag;
-        tag.start(b"HOST");
-        tag.text("NAME", host.name);
-        tag.text("IP", host.ip);
-        tag.text("TAGS", host.tags);
-        tag.number("REPORTED", host.reported);
-        tag.number("TN", host.tn);
-        tag.number("TMAX", host.tmax);
-        tag.number("DMAX", host.dmax);
-        tag.text("LOCATION", host.location);
-        tag.number("GMOND_STARTED", host.gmond_started);
-        self.write_start()?;
+        Attrs::new(&mut self.host_tag, &mut self.scratch)
+            .text("NAME", host.name)
+            .text("IP", host.ip)
+            .text("TAGS", host.tags)
+            .number("REPORTED", host.reported)
+            .number("TN", host.tn)
+            .number("TMAX", host.tmax)
+            .number("DMAX", host.dmax)
+            .text("LOCATION", host.location)
+            .number("GMOND_STARTED", host.gmond_started);
+        write_line(&mut self.xml, Event::Start(self.host_tag.borrow()))?;
         self.host_open = true;
         Ok(())
     }
@@ -137,50 +145,41 @@ impl<W: Write> GangliaXmlWriter<W> {
                 "METRIC written outside a HOST",
             ));
         }
-        let tag = &mut self.tag;
-        tag.start(b"METRIC");
-        tag.text("NAME", metric.name);
-        tag.value("VAL", metric.format, metric.value);
-        tag.text("TYPE", metric.value_type.gmond_name());
-        tag.text("UNITS", metric.units);
-        tag.number("TN", metric.tn);
-        tag.number("TMAX", metric.tmax);
-        tag.number("DMAX", metric.dmax);
-        tag.text("SLOPE", metric.slope.gmond_name());
-        self.write_start()?;
-        self.write_line(Event::Start(BytesStart::new("EXTRA_DATA")))?;
+        Attrs::new(&mut self.metric_tag, &mut self.scratch)
+            .text("NAME", metric.name)
+            .value("VAL", metric.format, metric.value)
+            .text("TYPE", metric.value_type.gmond_name())
+            .text("UNITS", metric.units)
+            .number("TN", metric.tn)
+            .number("TMAX", metric.tmax)
+            .number("DMAX", metric.dmax)
+            .text("SLOPE", metric.slope.gmond_name());
+        write_line(&mut self.xml, Event::Start(self.metric_tag.borrow()))?;
+        write_line(&mut self.xml, Event::Start(BytesStart::new("EXTRA_DATA")))?;
         for (name, value) in metric.extras.iter().rev() {
-            self.tag.start(b"EXTRA_ELEMENT");
-            self.tag.text("NAME", name);
-            self.tag.text("VAL", value);
-            write_line(&mut self.xml, Event::Empty(self.tag.start.borrow()))?;
+            Attrs::new(&mut self.extra_tag, &mut self.scratch)
+                .text("NAME", name)
+                .text("VAL", value);
+            write_line(&mut self.xml, Event::Empty(self.extra_tag.borrow()))?;
         }
-        self.write_line(Event::End(BytesEnd::new("EXTRA_DATA")))?;
-        self.write_line(Event::End(BytesEnd::new("METRIC")))
+        write_line(&mut self.xml, Event::End(BytesEnd::new("EXTRA_DATA")))?;
+        write_line(&mut self.xml, Event::End(BytesEnd::new("METRIC")))
     }
 
     /// Closes the open host, `CLUSTER` and `GANGLIA_XML`; returns the inner writer.
     pub fn finish(mut self) -> io::Result<W> {
         self.close_host()?;
-        self.write_line(Event::End(BytesEnd::new("CLUSTER")))?;
-        self.write_line(Event::End(BytesEnd::new("GANGLIA_XML")))?;
+        write_line(&mut self.xml, Event::End(BytesEnd::new("CLUSTER")))?;
+        write_line(&mut self.xml, Event::End(BytesEnd::new("GANGLIA_XML")))?;
         Ok(self.xml.into_inner())
     }
 
     fn close_host(&mut self) -> io::Result<()> {
         if self.host_open {
             self.host_open = false;
-            self.write_line(Event::End(BytesEnd::new("HOST")))?;
+            write_line(&mut self.xml, Event::End(BytesEnd::new("HOST")))?;
         }
         Ok(())
-    }
-
-    fn write_start(&mut self) -> io::Result<()> {
-        write_line(&mut self.xml, Event::Start(self.tag.start.borrow()))
-    }
-
-    fn write_line(&mut self, event: Event<'_>) -> io::Result<()> {
-        write_line(&mut self.xml, event)
     }
 }
 
@@ -190,55 +189,57 @@ fn write_line<W: Write>(xml: &mut Writer<W>, event: Event<'_>) -> io::Result<()>
     xml.get_mut().write_all(b"\n")
 }
 
-/// One start tag under construction, plus scratch space for escaping and formatting.
-struct TagBuilder {
-    start: BytesStart<'static>,
+/// Reused space for escaping and formatting attribute values.
+#[derive(Default)]
+struct Scratch {
     escaped: String,
     formatted: String,
 }
 
-impl TagBuilder {
-    fn new() -> Self {
-        TagBuilder {
-            start: BytesStart::new(String::new()),
-            escaped: String::new(),
-            formatted: String::new(),
+/// Fills a start tag's attributes, in the order they are pushed.
+struct Attrs<'t> {
+    tag: &'t mut BytesStart<'static>,
+    scratch: &'t mut Scratch,
+}
+
+impl<'t> Attrs<'t> {
+    fn new(tag: &'t mut BytesStart<'static>, scratch: &'t mut Scratch) -> Self {
+        tag.clear_attributes();
+        Attrs { tag, scratch }
+    }
+
+    fn text(self, key: &str, value: &str) -> Self {
+        if needs_escaping(value) {
+            self.scratch.escaped.clear();
+            escape_attribute(value, &mut self.scratch.escaped);
+            self.tag
+                .push_attribute((key.as_bytes(), self.scratch.escaped.as_bytes()));
+        } else {
+            self.tag.push_attribute((key.as_bytes(), value.as_bytes()));
         }
+        self
     }
 
-    fn start(&mut self, name: &[u8]) {
-        self.start.set_name(name);
-        self.start.clear_attributes();
+    fn number(self, key: &str, value: impl Into<u64>) -> Self {
+        let digits = Digits::decimal(value.into());
+        self.tag
+            .push_attribute((key.as_bytes(), digits.as_str().as_bytes()));
+        self
     }
 
-    fn text(&mut self, key: &str, value: &str) {
-        self.escaped.clear();
-        escape_attribute(value, &mut self.escaped);
-        self.start
-            .push_attribute((key.as_bytes(), self.escaped.as_bytes()));
-    }
-
-    fn number(&mut self, key: &str, value: impl Into<u64>) {
-        use std::fmt::Write as _;
-        self.formatted.clear();
-        let _ = write!(self.formatted, "{}", value.into());
-        self.start
-            .push_attribute((key.as_bytes(), self.formatted.as_bytes()));
-    }
-
-    fn value(&mut self, key: &str, format: &str, value: &MetricValue) {
-        self.formatted.clear();
-        format_value(format, value, &mut self.formatted);
-        self.escaped.clear();
-        escape_attribute(&self.formatted, &mut self.escaped);
-        self.start
-            .push_attribute((key.as_bytes(), self.escaped.as_bytes()));
+    fn value(self, key: &str, format: &str, value: &MetricValue) -> Self {
+        let mut formatted = std::mem::take(&mut self.scratch.formatted);
+        formatted.clear();
+        format_value(format, value, &mut formatted);
+        let this = self.text(key, &formatted);
+        this.scratch.formatted = formatted;
+        this
     }
 }
 
 /// Appends `value` escaped for a double-quoted attribute (see the module docs).
 pub fn escape_attribute(value: &str, out: &mut String) {
-    if value.bytes().all(is_plain) {
+    if !needs_escaping(value) {
         out.push_str(value);
         return;
     }
@@ -263,9 +264,19 @@ pub fn escape_attribute(value: &str, out: &mut String) {
     }
 }
 
-/// Bytes that go out as they are.
+fn needs_escaping(value: &str) -> bool {
+    // Branch-free so the scan vectorises: rendering scans every byte of every value.
+    value.bytes().fold(false, |any, byte| any | !is_plain(byte))
+}
+
+/// Bytes that go out as they are: printable ASCII but for XML's five specials.
 fn is_plain(byte: u8) -> bool {
-    matches!(byte, 0x20..=0x7e) && !matches!(byte, b'<' | b'>' | b'&' | b'\'' | b'"')
+    (0x20..0x7f).contains(&byte)
+        & (byte != b'<')
+        & (byte != b'>')
+        & (byte != b'&')
+        & (byte != b'\'')
+        & (byte != b'"')
 }
 
 #[cfg(test)]

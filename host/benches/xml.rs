@@ -1,0 +1,154 @@
+//! Wire-format costs at gmond scale: rendering the XML of 10 000 metrics (goal ≤ 5 ms per
+//! document) and encoding/decoding 10 000 gmetric value packets.
+//!
+//! Run: `cargo bench -p wasmond --bench xml`.
+
+use std::hint::black_box;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use wasmond::metric::{MetricValue, Slope, ValueType};
+use wasmond::store::{ClusterInfo, HostRef, MetricMeta, Store, StoreConfig};
+use wasmond::wire::xdr::{self, Header, Message, Value};
+
+const METRICS: usize = 10_000;
+const HOSTS: usize = 10;
+
+fn now() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(1_795_447_254)
+}
+
+/// The i-th metric's value and format: the mix of types gmond's own metrics have.
+fn sample(i: usize) -> (ValueType, MetricValue, &'static str) {
+    match i % 5 {
+        0 => (
+            ValueType::Float,
+            MetricValue::Float(i as f32 * 1.25),
+            "%.1f",
+        ),
+        1 => (
+            ValueType::UInt32,
+            MetricValue::UInt32(i as u32 * 1000),
+            "%u",
+        ),
+        2 => (
+            ValueType::Double,
+            MetricValue::Double(i as f64 / 7.0),
+            "%.6f",
+        ),
+        3 => (ValueType::Int32, MetricValue::Int32(-(i as i32)), "%d"),
+        _ => (
+            ValueType::String,
+            MetricValue::String(format!("value {i} <ok>")),
+            "%s",
+        ),
+    }
+}
+
+/// A store of `HOSTS` hosts sharing `METRICS` metrics, each with TITLE, DESC and GROUP
+/// extras like gmond's core metrics.
+fn full_store() -> Store {
+    let store = Store::new(StoreConfig {
+        cluster: ClusterInfo {
+            name: "Bench".into(),
+            owner: "wasmond".into(),
+            latlong: "unspecified".into(),
+            url: "unspecified".into(),
+        },
+        host_tmax: 20,
+        host_dmax: 86400,
+    });
+    for i in 0..METRICS {
+        let host_name = format!("host{:02}.example", i % HOSTS);
+        let host = HostRef {
+            name: &host_name,
+            ip: "10.0.0.1",
+        };
+        let name = format!("metric_{i:05}");
+        let (value_type, value, format) = sample(i);
+        let meta = MetricMeta {
+            name: name.clone(),
+            value_type,
+            units: "bytes/sec".into(),
+            slope: Slope::Both,
+            tmax: 60,
+            dmax: 0,
+            extras: vec![
+                ("TITLE".into(), format!("Metric {i}")),
+                (
+                    "DESC".into(),
+                    "A benchmark metric with a longer description".into(),
+                ),
+                ("GROUP".into(), format!("group{}", i % 20)),
+            ],
+        };
+        store.update_metadata(host, meta, now()).unwrap();
+        store
+            .update_value(host, &name, value, format, now())
+            .unwrap();
+    }
+    store
+}
+
+fn value_packets() -> Vec<Message> {
+    (0..METRICS)
+        .map(|i| {
+            let (_, value, format) = sample(i);
+            Message::Value(Value {
+                header: Header {
+                    host: "host01.example".into(),
+                    name: format!("metric_{i:05}"),
+                    spoof: false,
+                },
+                format: format.into(),
+                value,
+            })
+        })
+        .collect()
+}
+
+fn xml(c: &mut Criterion) {
+    let store = full_store();
+    let size = store.render_xml(now()).len();
+    let mut group = c.benchmark_group("xml");
+    group.throughput(Throughput::Elements(METRICS as u64));
+    group.bench_function(format!("render_{METRICS}_metrics_{size}_bytes"), |b| {
+        b.iter(|| black_box(store.render_xml(black_box(now()))))
+    });
+    group.finish();
+}
+
+fn xdr(c: &mut Criterion) {
+    let messages = value_packets();
+    let mut group = c.benchmark_group("xdr");
+    group.throughput(Throughput::Elements(METRICS as u64));
+    let mut datagram = Vec::with_capacity(xdr::MAX_UDP_MSG_LEN);
+    group.bench_function(format!("encode_{METRICS}_value_packets"), |b| {
+        b.iter(|| {
+            for message in &messages {
+                datagram.clear();
+                xdr::encode(black_box(message), &mut datagram).unwrap();
+                black_box(&datagram);
+            }
+        })
+    });
+    let datagrams: Vec<Vec<u8>> = messages
+        .iter()
+        .map(|message| {
+            let mut datagram = Vec::new();
+            xdr::encode(message, &mut datagram).unwrap();
+            datagram
+        })
+        .collect();
+    group.bench_function(format!("decode_{METRICS}_value_packets"), |b| {
+        b.iter(|| {
+            for datagram in &datagrams {
+                black_box(xdr::decode(black_box(datagram)).unwrap());
+            }
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, xml, xdr);
+criterion_main!(benches);
