@@ -67,7 +67,7 @@ impl ConfigError {
 pub enum ErrorKind {
     #[error("expected {expected}, found {found}")]
     Syntax { expected: String, found: String },
-    #[error("unterminated string: expected a closing `{quote}` before the end of the file")]
+    #[error("unterminated string: expected a closing `{quote}` before the end of the line")]
     UnterminatedString { quote: char },
     #[error("unterminated comment: expected `*/` before the end of the file")]
     UnterminatedComment,

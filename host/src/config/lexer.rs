@@ -201,21 +201,28 @@ impl Lexer<'_> {
     /// A `"..."` string with C escapes (`\n`, `\t`, `\\`, `\"`, `\xHH`, `\NNN` octal);
     /// an unknown escape keeps the escaped character, as libconfuse does.
     fn double_quoted(&mut self, line: u32, col: u32) -> TokenKind {
-        let start = (self.pos, self.line, self.col);
         self.bump();
         let mut text = String::new();
         loop {
-            match self.bump() {
-                Some('"') => return TokenKind::Str { text, quoted: true },
-                Some('\\') => match self.bump() {
-                    Some(escaped) => text.push(self.escape(escaped)),
-                    None => break,
-                },
-                Some(c) => text.push(c),
-                None => break,
+            match self.peek() {
+                Some('"') => {
+                    self.bump();
+                    return TokenKind::Str { text, quoted: true };
+                }
+                Some('\\') => {
+                    self.bump();
+                    match self.bump() {
+                        Some(escaped) => text.push(self.escape(escaped)),
+                        None => return self.unterminated(text, line, col, '"'),
+                    }
+                }
+                Some('\n') | None => return self.unterminated(text, line, col, '"'),
+                Some(c) => {
+                    text.push(c);
+                    self.bump();
+                }
             }
         }
-        self.unterminated(start, line, col, '"')
     }
 
     fn escape(&mut self, escaped: char) -> char {
@@ -227,19 +234,14 @@ impl Lexer<'_> {
             'f' => '\u{c}',
             'e' => '\u{1b}',
             'a' => '\u{7}',
-            'x' => self.radix_digits(16, 2).unwrap_or('x'),
-            '0'..='7' => {
-                self.pos -= 1;
-                self.col -= 1;
-                self.radix_digits(8, 3).unwrap_or('0')
-            }
+            'x' => self.radix_digits(16, 2, 0).unwrap_or('x'),
+            '0'..='7' => self.radix_digits(8, 2, escaped.to_digit(8).unwrap_or(0)).unwrap_or('\0'),
             other => other,
         }
     }
 
-    /// Reads up to `max` digits in `radix` as one character code.
-    fn radix_digits(&mut self, radix: u32, max: usize) -> Option<char> {
-        let mut code = 0u32;
+    /// Reads up to `max` more digits in `radix` onto `code`, as one character code.
+    fn radix_digits(&mut self, radix: u32, max: usize, mut code: u32) -> Option<char> {
         let mut count = 0;
         while count < max {
             let Some(digit) = self.peek().and_then(|c| c.to_digit(radix)) else { break };
@@ -247,41 +249,37 @@ impl Lexer<'_> {
             count += 1;
             self.bump();
         }
-        if count == 0 { None } else { char::from_u32(code) }
+        if radix == 16 && count == 0 { None } else { char::from_u32(code) }
     }
 
     /// A `'...'` string: only `\'` and `\\` are escapes, as in libconfuse.
     fn single_quoted(&mut self, line: u32, col: u32) -> TokenKind {
-        let start = (self.pos, self.line, self.col);
         self.bump();
         let mut text = String::new();
         loop {
-            match self.bump() {
-                Some('\'') => return TokenKind::Str { text, quoted: true },
-                Some('\\') if matches!(self.peek(), Some('\'' | '\\')) => {
+            match self.peek() {
+                Some('\'') => {
+                    self.bump();
+                    return TokenKind::Str { text, quoted: true };
+                }
+                Some('\\') if matches!(self.peek_at(1), Some('\'' | '\\')) => {
+                    self.bump();
                     text.extend(self.bump());
                 }
-                Some(c) => text.push(c),
-                None => break,
+                Some('\n') | None => return self.unterminated(text, line, col, '\''),
+                Some(c) => {
+                    text.push(c);
+                    self.bump();
+                }
             }
         }
-        self.unterminated(start, line, col, '\'')
     }
 
-    /// Reports a string that runs to the end of the file, then resumes lexing on
-    /// the line after its opening quote so that later errors are still found.
-    fn unterminated(&mut self, start: (usize, u32, u32), line: u32, col: u32, quote: char) -> TokenKind {
+    /// A string still open at the end of its line. libconfuse would let it run on
+    /// across lines, but no gmond config does that, and stopping here keeps one
+    /// missing quote from turning the rest of the file into errors.
+    fn unterminated(&mut self, text: String, line: u32, col: u32, quote: char) -> TokenKind {
         self.error(line, col, ErrorKind::UnterminatedString { quote });
-        (self.pos, self.line, self.col) = start;
-        let mut text = String::new();
-        self.bump();
-        while let Some(c) = self.peek() {
-            if c == '\n' {
-                break;
-            }
-            text.push(c);
-            self.bump();
-        }
         TokenKind::Str { text, quoted: true }
     }
 }
@@ -360,7 +358,7 @@ mod tests {
     fn unterminated_string_is_reported_and_lexing_resumes_on_the_next_line() {
         let (tokens, errors) = tokenize("a = \"oops\nb = 2\n", &Arc::from("t"));
         assert_eq!(errors.len(), 1);
-        assert_eq!(errors[0].to_string(), "t:1:5: error: unterminated string: expected a closing `\"` before the end of the file");
+        assert_eq!(errors[0].to_string(), "t:1:5: error: unterminated string: expected a closing `\"` before the end of the line");
         assert_eq!(tokens[3].kind, s("b", false));
         assert_eq!((tokens[3].line, tokens[3].col), (2, 1));
     }

@@ -155,18 +155,18 @@ impl Declaration<'_> {
     /// gmond's native modules: skipped, with a warning saying what replaces them.
     fn native(&self, path: Option<String>, diag: &mut Diagnostics) -> ModuleSource {
         let file = path.as_deref().map(|p| p.rsplit('/').next().unwrap_or(p));
-        let reason = if self.name == "python_module" || file == Some("modpython.so") {
-            "gmond's python host is not needed: wasmond runs each python module from the `<name>.wasm` beside its .pyconf"
-        } else if CORE_C_MODULES.contains(&self.name) {
-            "wasmond runs no native code; the sandboxed `core_metrics` WebAssembly module provides gmond's core metrics instead"
-        } else {
-            "wasmond runs no native code; port it to a WebAssembly component and declare it with `language = \"wasm\"`"
-        };
         let what = match file {
-            Some(file) => format!("is a gmond C module (`{file}`)"),
-            None => "is built into gmond".to_string(),
+            Some(file) => format!("`{file}`"),
+            None => "built into gmond".to_string(),
         };
-        diag.warn(self.sub.at, format!("module `{}` {what}, skipped: {reason}", self.name));
+        let (kind, reason) = if self.name == "python_module" || file == Some("modpython.so") {
+            ("gmond's python host", "wasmond does not need it: each python module runs from the `<name>.wasm` beside its .pyconf")
+        } else if CORE_C_MODULES.contains(&self.name) {
+            ("a gmond C module", "wasmond runs no native code; its sandboxed `core_metrics` WebAssembly module collects these metrics")
+        } else {
+            ("a gmond C module", "wasmond runs no native code; port it to a WebAssembly component declared with `language = \"wasm\"`")
+        };
+        diag.warn(self.sub.at, format!("module `{}` ({what}) is {kind}, skipped: {reason}", self.name));
         ModuleSource::Native { path, reason: reason.into() }
     }
 }

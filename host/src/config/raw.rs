@@ -67,7 +67,9 @@ pub fn parse_partial(src: &str, origin: &str) -> (RawTree, Vec<ConfigError>) {
     let mut parser = Parser { tokens, pos: 0, origin: Arc::clone(&origin), errors: Vec::new(), error_line: 0 };
     let items = parser.items(None, 0);
     errors.append(&mut parser.errors);
+    // Stable: at one position the lexer's error (first) explains the parser's.
     errors.sort_by_key(|e| (e.at.line, e.at.col));
+    errors.dedup_by_key(|e| (e.at.line, e.at.col));
     (RawTree { origin, items }, errors)
 }
 

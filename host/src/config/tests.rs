@@ -264,9 +264,9 @@ collection_group { collect_once = yes time_threshold = 20 metric { name = "heart
     assert!(c.collection_groups[1].collect_once);
     let warnings = warnings_of(&loaded);
     assert_eq!(warnings.len(), 3, "{warnings:#?}");
-    assert!(warnings[0].contains("module `core_metrics` is built into gmond, skipped"));
-    assert!(warnings[1].contains("module `cpu_module` is a gmond C module (`modcpu.so`), skipped"));
-    assert!(warnings[2].contains("gmond's python host is not needed"));
+    assert!(warnings[0].contains("module `core_metrics` (built into gmond) is a gmond C module, skipped"));
+    assert!(warnings[1].contains("module `cpu_module` (`modcpu.so`) is a gmond C module, skipped"));
+    assert!(warnings[2].contains("module `python_module` (`modpython.so`) is gmond's python host, skipped: wasmond does not need it"));
     assert_eq!(loaded.files.len(), 2);
 }
 
