@@ -1,0 +1,156 @@
+//! From the typed configuration to what the engine runs: collection groups as
+//! [`GroupSpec`]s, wasm modules as [`ModuleSpec`]s with their sandbox, and the
+//! fingerprint that decides whether a reload restarts a module.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use super::engine::{CallBounds, ModuleSpec};
+use super::select::{Collect, EntrySpec, GroupSpec, Selector, SelectorError};
+use super::wasm::WasmDriver;
+use crate::config::{CollectionGroup, Config, EnvGrant, Location, MetricSelector, ModuleConfig, SandboxConfig};
+use crate::runtime::{Grants, Limits, Runtime, Sandbox};
+
+/// The shortest period accepted for `collect_every` and `time_threshold`: gmond never
+/// loops faster than once a second, and 0 would make a group due all the time.
+pub const MIN_PERIOD: Duration = Duration::from_secs(1);
+
+/// A group entry the engine cannot use, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{at}: {source}")]
+pub struct EntryError {
+    pub at: Location,
+    pub source: SelectorError,
+}
+
+/// Every `collection_group` of the config, or every entry that cannot be used.
+pub fn group_specs(config: &Config) -> Result<Vec<GroupSpec>, Vec<EntryError>> {
+    let mut errors = Vec::new();
+    let specs = config.collection_groups.iter().map(|group| group_spec(group, &mut errors)).collect();
+    if errors.is_empty() { Ok(specs) } else { Err(errors) }
+}
+
+fn group_spec(group: &CollectionGroup, errors: &mut Vec<EntryError>) -> GroupSpec {
+    let collect = if group.collect_once {
+        Collect::Once
+    } else {
+        Collect::Every(Duration::from_secs(group.collect_every.into()).max(MIN_PERIOD))
+    };
+    let entries = group
+        .metrics
+        .iter()
+        .filter_map(|metric| {
+            let selector = match &metric.selector {
+                MetricSelector::Name(name) => Ok(Selector::name(name, metric.title.clone())),
+                MetricSelector::NameMatch(pattern) => Selector::name_match(pattern, metric.title.as_deref()),
+            };
+            selector
+                .map_err(|source| errors.push(EntryError { at: metric.declared_at.clone(), source }))
+                .ok()
+                .map(|selector| EntrySpec { selector, value_threshold: metric.value_threshold })
+        })
+        .collect();
+    GroupSpec {
+        collect,
+        time_threshold: Duration::from_secs(group.time_threshold.into()).max(MIN_PERIOD),
+        entries,
+    }
+}
+
+/// The runtime sandbox of a module: the runtime's defaults, overridden by its
+/// `sandbox { }` settings.
+pub fn sandbox(config: &SandboxConfig) -> Sandbox {
+    let defaults = Limits::default();
+    let ms = |value: Option<u64>, default: Duration| value.map_or(default, Duration::from_millis);
+    let limits = Limits {
+        fuel_init: config.fuel_init.unwrap_or(defaults.fuel_init),
+        fuel_handler: config.fuel_handler.unwrap_or(defaults.fuel_handler),
+        fuel_cleanup: config.fuel_cleanup.unwrap_or(defaults.fuel_cleanup),
+        deadline_init: ms(config.deadline_init_ms, defaults.deadline_init),
+        deadline_handler: ms(config.deadline_handler_ms, defaults.deadline_handler),
+        deadline_cleanup: ms(config.deadline_cleanup_ms, defaults.deadline_cleanup),
+        memory_bytes: config.memory_mb.map_or(defaults.memory_bytes, |mb| (mb as usize) << 20),
+        ..defaults
+    };
+    let env = config
+        .allow_env
+        .iter()
+        .filter_map(|grant| match grant {
+            EnvGrant::Inherit(name) => std::env::var(name).ok().map(|value| (name.clone(), value)),
+            EnvGrant::Set { name, value } => Some((name.clone(), value.clone())),
+        })
+        .collect();
+    let grants = Grants { read_only_dirs: config.allow_read.clone(), env, inherit_stdio: false };
+    Sandbox { limits, grants }
+}
+
+pub fn call_bounds(sandbox: &Sandbox) -> CallBounds {
+    CallBounds {
+        init: sandbox.limits.deadline_init,
+        handler: sandbox.limits.deadline_handler,
+        cleanup: sandbox.limits.deadline_cleanup,
+    }
+}
+
+/// The wasm modules of the config (enabled, with a `.wasm`), ready to run.
+pub fn module_specs(config: &Config, runtime: &Runtime) -> Vec<ModuleSpec> {
+    config
+        .modules
+        .iter()
+        .filter_map(|module| Some((module, module.wasm_path()?)))
+        .map(|(module, path)| module_spec(module, path, runtime))
+        .collect()
+}
+
+fn module_spec(module: &ModuleConfig, path: &Path, runtime: &Runtime) -> ModuleSpec {
+    let sandbox = sandbox(&module.sandbox);
+    ModuleSpec {
+        name: module.name.clone(),
+        fingerprint: fingerprint(module, path, &sandbox),
+        bounds: call_bounds(&sandbox),
+        driver: Box::new(WasmDriver::new(
+            runtime.clone(),
+            &module.name,
+            path.to_path_buf(),
+            sandbox,
+            module.params.clone(),
+        )),
+        inline: false,
+    }
+}
+
+/// The `.wasm`'s SHA-256 (or why it cannot be read) and every setting the module runs
+/// with: a reload restarts the module when this changes.
+pub fn fingerprint(module: &ModuleConfig, path: &Path, sandbox: &Sandbox) -> String {
+    let mut text = match std::fs::read(path) {
+        Ok(bytes) => hex::encode(Sha256::digest(&bytes)),
+        Err(err) => format!("unreadable: {err}"),
+    };
+    let _ = write!(text, "|{}|{:?}|{:?}", path.display(), module.params, sandbox);
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sandbox_overrides_only_what_is_set() {
+        let config = SandboxConfig {
+            deadline_handler_ms: Some(250),
+            memory_mb: Some(16),
+            allow_env: vec![EnvGrant::Set { name: "MODE".into(), value: "fast".into() }],
+            ..SandboxConfig::default()
+        };
+        let sandbox = sandbox(&config);
+        assert_eq!(sandbox.limits.deadline_handler, Duration::from_millis(250));
+        assert_eq!(sandbox.limits.memory_bytes, 16 << 20);
+        assert_eq!(sandbox.limits.fuel_handler, Limits::default().fuel_handler);
+        assert_eq!(sandbox.grants.env, [("MODE".to_string(), "fast".to_string())]);
+        assert_eq!(call_bounds(&sandbox).handler, Duration::from_millis(250));
+        assert_eq!(super::sandbox(&SandboxConfig::default()), Sandbox::default());
+    }
+}

@@ -1,0 +1,813 @@
+//! The scheduler: one task that owns every collection group's state and every module's
+//! worker, and never waits on a module.
+//!
+//! It wakes for the next group event, hands each module its slice of the group as a job
+//! (a module's thread runs it), and goes back to waiting; answers come back as reports,
+//! are applied to the group's send policy (`schedule.rs`), written to the store and
+//! handed to the sender. A module that is still busy with an earlier job of the same
+//! group, backing off after a trap, or not started, simply has no values this cycle.
+//! Every job has a bound (its calls' deadlines plus a margin); a module past it is
+//! reported as unresponsive and skipped until it answers.
+//!
+//! Control messages (reload, metadata requests, status) come through [`EngineHandle`];
+//! cancellation of the token passed to [`spawn`] starts the shutdown: the collections in
+//! flight are finished and sent, then every module's cleanup runs under its limits, each
+//! waited for with a bound.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender, unbounded_channel};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use super::backoff::Backoff;
+use super::driver::ModuleDriver;
+use super::host_module::{Accounts, HOST_MODULE, HOST_PREFIX, HostFacts, HostModule};
+use super::names::MetricOwners;
+use super::ratelimit::{LOG_WINDOW, RateLimiter};
+use super::schedule::GroupState;
+use super::select::{Collect, EntrySpec, GroupSelection, GroupSpec, MetricKey, Selector, select_group};
+use super::worker::{Collected, Job, ModuleId, Refused, Report, ReportKind, Slice, Worker};
+use super::{OutgoingMetric, SendRequest};
+use crate::metric::{MetricDescriptor, MetricValue};
+use crate::store::{HostRef, MetricMeta, Store};
+
+/// Added to every job's own bound: thread hand-off, scheduling, a loaded machine.
+const JOB_MARGIN: Duration = Duration::from_secs(1);
+/// The built-in group that collects the accounting metrics no configured group selects.
+const ACCOUNTING_EVERY: Duration = Duration::from_secs(20);
+const ACCOUNTING_THRESHOLD: Duration = Duration::from_secs(60);
+
+/// Everything the engine runs, as of one configuration.
+pub struct EngineConfig {
+    /// This host as the store and the XML show it.
+    pub host: HostIdentity,
+    pub facts: HostFacts,
+    pub groups: Vec<GroupSpec>,
+    /// In configuration order; names are unique.
+    pub modules: Vec<ModuleSpec>,
+    /// gmond's `send_metadata_interval`: `None` sends metadata only when a metric is new
+    /// (or a peer asks).
+    pub send_metadata_interval: Option<Duration>,
+}
+
+/// This host's name and address in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostIdentity {
+    pub name: String,
+    pub ip: String,
+}
+
+/// One module to run.
+pub struct ModuleSpec {
+    pub name: String,
+    /// Whatever must restart the module on reload when it changes: the `.wasm`'s content
+    /// hash and the module's settings.
+    pub fingerprint: String,
+    /// The longest each kind of call may take (the runtime's deadlines).
+    pub bounds: CallBounds,
+    pub driver: Box<dyn ModuleDriver>,
+    /// Runs the calls in the scheduler itself instead of on a thread of their own: only
+    /// for drivers that never block (the host's own module, test doubles).
+    pub inline: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallBounds {
+    pub init: Duration,
+    pub handler: Duration,
+    pub cleanup: Duration,
+}
+
+/// Where the engine's values go.
+#[derive(Clone)]
+pub struct Outputs {
+    pub store: Arc<Store>,
+    /// The UDP sender; `None` when muted or nothing listens.
+    pub sink: Option<mpsc::Sender<SendRequest>>,
+}
+
+/// How a module is doing, for `status` and `wasmond check`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModuleState {
+    Starting,
+    Running { metrics: Vec<MetricDescriptor> },
+    /// Its init failed; it is retried with backoff.
+    Failed { error: String, retry_in: Duration },
+    /// Refused for good (until a reload): its metric names clash or are invalid.
+    Rejected { errors: Vec<String> },
+}
+
+/// A snapshot of the engine.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Status {
+    pub modules: BTreeMap<String, ModuleState>,
+    /// What each group collects, in configuration order (the built-in group last).
+    pub groups: Vec<GroupSelection>,
+}
+
+/// What the shutdown achieved.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShutdownReport {
+    pub cleaned_up: Vec<String>,
+    /// Modules whose cleanup did not answer within its bound.
+    pub timed_out: Vec<String>,
+}
+
+enum Control {
+    Reload(Box<EngineConfig>),
+    ResendMetadata(Option<String>),
+    Status(oneshot::Sender<Status>),
+}
+
+/// Talks to a running engine.
+#[derive(Clone)]
+pub struct EngineHandle {
+    control: UnboundedSender<Control>,
+}
+
+impl EngineHandle {
+    /// Applies a new configuration: starts added modules, stops removed ones, restarts
+    /// those whose fingerprint changed, and rebuilds the groups.
+    pub fn reload(&self, config: EngineConfig) {
+        let _ = self.control.send(Control::Reload(Box::new(config)));
+    }
+
+    /// A peer asked for metadata (gmond's id 136): `Some(name)` for one metric, `None`
+    /// for all. It goes out with the metric's next value, which comes soon.
+    pub fn resend_metadata(&self, metric: Option<String>) {
+        let _ = self.control.send(Control::ResendMetadata(metric));
+    }
+
+    /// The engine's state, or `None` once it stopped.
+    pub async fn status(&self) -> Option<Status> {
+        let (reply, answer) = oneshot::channel();
+        self.control.send(Control::Status(reply)).ok()?;
+        answer.await.ok()
+    }
+}
+
+/// Starts the engine on the current tokio runtime. It runs until `shutdown` is
+/// cancelled, then cleans up and returns what the cleanup achieved.
+pub fn spawn(
+    config: EngineConfig,
+    outputs: Outputs,
+    shutdown: CancellationToken,
+) -> (EngineHandle, JoinHandle<ShutdownReport>) {
+    let (control, control_rx) = unbounded_channel();
+    let (reports, reports_rx) = unbounded_channel();
+    let mut engine = Engine::new(config.host.clone(), outputs, reports);
+    engine.apply(*Box::new(config), Instant::now());
+    let task = tokio::spawn(engine.run(control_rx, reports_rx, shutdown));
+    (EngineHandle { control }, task)
+}
+
+struct Engine {
+    host: HostIdentity,
+    outputs: Outputs,
+    reports: UnboundedSender<Report>,
+    next_id: u64,
+    modules: BTreeMap<ModuleId, ModuleSlot>,
+    /// Module ids in configuration order, the host module first.
+    order: Vec<ModuleId>,
+    groups: Vec<Group>,
+    owners: MetricOwners,
+    metrics: HashMap<MetricKey, MetricInfo>,
+    accounts: Accounts,
+    send_metadata_interval: Option<Duration>,
+    log_limit: RateLimiter<(String, String)>,
+}
+
+struct ModuleSlot {
+    name: String,
+    fingerprint: String,
+    bounds: CallBounds,
+    worker: Worker,
+    state: SlotState,
+    backoff: Backoff,
+    /// Groups with a collection job not answered yet.
+    busy: HashSet<usize>,
+    /// When the latest job in flight should have been answered.
+    answer_by: Option<Instant>,
+    jobs_in_flight: usize,
+    /// Stopping: the cleanup job is queued; reports are only counted.
+    retiring: bool,
+}
+
+#[derive(Debug, Clone)]
+enum SlotState {
+    Starting,
+    Running(Vec<MetricDescriptor>),
+    Failed { error: String },
+    Rejected(Vec<String>),
+}
+
+struct Group {
+    spec: GroupSpec,
+    /// The built-in accounting group only takes what configured groups leave.
+    builtin: bool,
+    state: GroupState,
+    selection: GroupSelection,
+    /// Each module's share of the group, with the slots the values go to.
+    slices: BTreeMap<ModuleId, Slice>,
+}
+
+struct MetricInfo {
+    descriptor: Arc<MetricDescriptor>,
+    meta: Arc<MetricMeta>,
+    format: Arc<str>,
+    metadata_sent: Option<Instant>,
+}
+
+impl Engine {
+    fn new(host: HostIdentity, outputs: Outputs, reports: UnboundedSender<Report>) -> Engine {
+        let mut owners = MetricOwners::new();
+        owners.reserve_prefix(HOST_PREFIX, HOST_MODULE);
+        Engine {
+            host,
+            outputs,
+            reports,
+            next_id: 0,
+            modules: BTreeMap::new(),
+            order: Vec::new(),
+            groups: Vec::new(),
+            owners,
+            metrics: HashMap::new(),
+            accounts: Accounts::default(),
+            send_metadata_interval: None,
+            log_limit: RateLimiter::new(LOG_WINDOW),
+        }
+    }
+
+    async fn run(
+        mut self,
+        mut control: UnboundedReceiver<Control>,
+        mut reports: UnboundedReceiver<Report>,
+        shutdown: CancellationToken,
+    ) -> ShutdownReport {
+        loop {
+            let wake = self.next_wake();
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                Some(report) = reports.recv() => self.on_report(report, Instant::now()),
+                Some(message) = control.recv() => self.on_control(message, Instant::now()),
+                () = sleep_until(wake) => self.on_timer(Instant::now()),
+            }
+        }
+        self.shut_down(&mut reports).await
+    }
+
+    fn next_wake(&self) -> Instant {
+        let groups = self.groups.iter().filter(|g| !g.state.is_empty()).map(|g| g.state.next_event());
+        let retries = self.modules.values().filter_map(|slot| match slot.state {
+            SlotState::Failed { .. } => slot.backoff.until(),
+            _ => None,
+        });
+        // Nothing scheduled: wake now and then anyway; it costs nothing.
+        groups.chain(retries).min().unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))
+    }
+
+    fn on_control(&mut self, message: Control, now: Instant) {
+        match message {
+            Control::Reload(config) => {
+                info!("applying the new configuration");
+                self.apply(*config, now);
+            }
+            Control::ResendMetadata(metric) => self.resend_metadata(metric.as_deref(), now),
+            Control::Status(reply) => {
+                let _ = reply.send(self.status(now));
+            }
+        }
+    }
+
+    fn on_timer(&mut self, now: Instant) {
+        let retry: Vec<ModuleId> = self
+            .modules
+            .iter()
+            .filter(|(_, slot)| matches!(slot.state, SlotState::Failed { .. }) && slot.backoff.ready(now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in retry {
+            self.start_module(id, now);
+        }
+        for index in 0..self.groups.len() {
+            if self.groups[index].state.is_empty() || self.groups[index].state.next_event() > now {
+                continue;
+            }
+            let tick = self.groups[index].state.tick(now);
+            if !tick.send.is_empty() {
+                self.send(index, &tick.send, now);
+            }
+            if tick.collect {
+                let slices: Vec<(ModuleId, Slice)> =
+                    self.groups[index].slices.iter().map(|(id, slice)| (*id, slice.clone())).collect();
+                for (id, slice) in slices {
+                    self.collect_slice(index, id, slice, now);
+                }
+            }
+        }
+    }
+
+    /// Asks module `id` for its slice of group `index`, or records at once that it has
+    /// no values this time.
+    fn collect_slice(&mut self, index: usize, id: ModuleId, slice: Slice, now: Instant) {
+        let epoch = self.groups[index].state.epoch();
+        let Some(slot) = self.modules.get_mut(&id) else { return };
+        let skipped = if slot.busy.contains(&index) {
+            Some(slot.unanswered_reason(now))
+        } else if !slot.backoff.ready(now) {
+            None
+        } else {
+            let bound = slot.bounds.handler * u32::try_from(slice.len()).unwrap_or(u32::MAX) + JOB_MARGIN;
+            match slot.submit(Job::Collect { group: index, epoch, metrics: slice.clone() }, bound, now) {
+                Ok(()) => {
+                    slot.busy.insert(index);
+                    return;
+                }
+                Err(refused) => Some(format!("its worker refused the job ({refused:?})")),
+            }
+        };
+        if let Some(reason) = skipped {
+            let name = slot.name.clone();
+            self.log_limited(&name, "", now, |suppressed| {
+                warn!(module = %name, "module {name}: collection skipped: {reason}{suppressed}")
+            });
+        }
+        let values = slice.iter().map(|(slot_index, _)| (*slot_index, None));
+        let send = self.groups[index].state.collected(now, values);
+        self.send(index, &send, now);
+    }
+
+    fn on_report(&mut self, report: Report, now: Instant) {
+        let Some(slot) = self.modules.get_mut(&report.module) else {
+            // A module removed by a reload finishing its cleanup.
+            if matches!(report.kind, ReportKind::CleanedUp) {
+                debug!("an old module instance finished its cleanup");
+            }
+            return;
+        };
+        slot.answered();
+        self.accounts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(slot.name.clone(), report.account);
+        if slot.retiring {
+            return;
+        }
+        match report.kind {
+            ReportKind::Started(Ok(descriptors)) => self.on_started(report.module, descriptors, now),
+            ReportKind::Started(Err(failure)) => {
+                let delay = slot.backoff.failed(now);
+                error!(module = %slot.name, "{}; retrying in {delay:?}", failure.message);
+                slot.state = SlotState::Failed { error: failure.message };
+            }
+            ReportKind::Collected(collected) => self.on_collected(report.module, collected, now),
+            ReportKind::CleanedUp => {}
+        }
+    }
+
+    fn on_started(&mut self, id: ModuleId, descriptors: Vec<MetricDescriptor>, now: Instant) {
+        let slot = self.modules.get_mut(&id).expect("caller checked");
+        let claimed = self.owners.claim(&slot.name, descriptors.iter().map(|d| d.name.as_str()));
+        match claimed {
+            Ok(()) => {
+                info!(module = %slot.name, "module {} started with {} metrics", slot.name, descriptors.len());
+                slot.backoff.succeeded();
+                slot.state = SlotState::Running(descriptors);
+            }
+            Err(errors) => {
+                let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                for message in &errors {
+                    error!(module = %slot.name, "{message}; the module is not loaded");
+                }
+                slot.state = SlotState::Rejected(errors);
+                let bound = slot.bounds.cleanup + JOB_MARGIN;
+                let _ = slot.submit(Job::Cleanup, bound, now);
+            }
+        }
+        self.replan(now);
+    }
+
+    fn on_collected(&mut self, id: ModuleId, collected: Collected, now: Instant) {
+        let slot = self.modules.get_mut(&id).expect("caller checked");
+        slot.busy.remove(&collected.group);
+        let name = slot.name.clone();
+        if collected.trapped {
+            let delay = slot.backoff.failed(now);
+            warn!(module = %name, "module {name} trapped; its calls resume in {delay:?}");
+        } else if collected.failures.is_empty() {
+            slot.backoff.succeeded();
+        }
+        for (metric, failure) in &collected.failures {
+            self.log_limited(&name, metric, now, |suppressed| {
+                warn!(module = %name, metric = %metric, "{}{suppressed}", failure.message)
+            });
+        }
+        let Some(group) = self.groups.get_mut(collected.group) else { return };
+        let same_layout = collected.epoch == group.state.epoch();
+        let module: Arc<str> = Arc::from(name.as_str());
+        let values: Vec<(usize, Option<MetricValue>)> = collected
+            .slice
+            .iter()
+            .zip(collected.values)
+            .filter_map(|((slot, metric), value)| {
+                if same_layout {
+                    return Some((*slot, value));
+                }
+                // The group was re-planned meanwhile: find the metric's new slot.
+                let key = MetricKey { module: module.clone(), metric: metric.clone() };
+                Some((group.state.index_of(&key)?, value))
+            })
+            .collect();
+        let send = group.state.collected(now, values);
+        self.send(collected.group, &send, now);
+    }
+
+    /// Writes the values of `slots` of group `index` to the store and hands them to the
+    /// sender, with metadata where it is due.
+    fn send(&mut self, index: usize, slots: &[usize], now: Instant) {
+        if slots.is_empty() {
+            return;
+        }
+        let wall_now = SystemTime::now();
+        let host = HostRef { name: &self.host.name, ip: &self.host.ip };
+        let state = &self.groups[index].state;
+        let mut outgoing = Vec::with_capacity(slots.len());
+        for &slot in slots {
+            let (Some(value), Some(info)) = (state.value(slot), self.metrics.get_mut(state.key(slot))) else {
+                continue;
+            };
+            let due = info.metadata_sent.is_none_or(|sent| {
+                self.send_metadata_interval.is_some_and(|interval| sent + interval <= now)
+            });
+            if due {
+                info.metadata_sent = Some(now);
+                if let Err(err) = self.outputs.store.update_metadata(host, (*info.meta).clone(), wall_now) {
+                    warn!("store: {err}");
+                }
+            }
+            if let Err(err) =
+                self.outputs.store.update_value(host, &info.descriptor.name, value.clone(), &info.format, wall_now)
+            {
+                warn!("store: {err}");
+            }
+            outgoing.push(OutgoingMetric {
+                metadata: due.then(|| info.meta.clone()),
+                name: info.descriptor.name.as_str().into(),
+                value: value.clone(),
+                format: info.format.clone(),
+            });
+        }
+        if let Some(sink) = &self.outputs.sink
+            && !outgoing.is_empty()
+            && let Err(err) = sink.try_send(SendRequest { metrics: outgoing })
+        {
+            let dropped = match err {
+                mpsc::error::TrySendError::Full(request) | mpsc::error::TrySendError::Closed(request) => request,
+            };
+            self.log_limited("", "sender", now, |suppressed| {
+                warn!("the sender is not keeping up: {} values dropped{suppressed}", dropped.metrics.len())
+            });
+        }
+    }
+
+    fn resend_metadata(&mut self, metric: Option<&str>, now: Instant) {
+        for (key, info) in &mut self.metrics {
+            if metric.is_none_or(|name| *key.metric == *name) {
+                info.metadata_sent = None;
+            }
+        }
+        for group in &mut self.groups {
+            let wanted = (0..group.state.len()).any(|i| metric.is_none_or(|name| *group.state.key(i).metric == *name));
+            if wanted {
+                group.state.send_soon(now);
+            }
+        }
+    }
+
+    /// Applies a configuration: the first one, or a reload.
+    fn apply(&mut self, config: EngineConfig, now: Instant) {
+        self.send_metadata_interval = config.send_metadata_interval;
+        let names: Vec<String> = config.modules.iter().map(|spec| spec.name.clone()).collect();
+        let host = ModuleSpec {
+            name: HOST_MODULE.into(),
+            fingerprint: format!("{:?}|{}", config.facts, names.join("\n")),
+            bounds: CallBounds { init: Duration::ZERO, handler: Duration::ZERO, cleanup: Duration::ZERO },
+            driver: Box::new(HostModule::new(config.facts, names, self.accounts.clone())),
+            inline: true,
+        };
+        let wanted: Vec<ModuleSpec> = std::iter::once(host).chain(config.modules).collect();
+        self.reconcile_modules(wanted, now);
+        self.groups = config
+            .groups
+            .into_iter()
+            .map(|spec| (spec, false))
+            .chain(std::iter::once((accounting_group(), true)))
+            .map(|(spec, builtin)| Group {
+                state: GroupState::new(spec.collect, spec.time_threshold, now),
+                spec,
+                builtin,
+                selection: GroupSelection { metrics: Vec::new(), unmatched_entries: Vec::new() },
+                slices: BTreeMap::new(),
+            })
+            .collect();
+        self.replan(now);
+    }
+
+    /// Keeps unchanged modules, stops removed and changed ones, starts new ones.
+    fn reconcile_modules(&mut self, wanted: Vec<ModuleSpec>, now: Instant) {
+        let keep: HashMap<String, ModuleId> = self
+            .modules
+            .iter()
+            .filter(|(_, slot)| {
+                let still = wanted.iter().find(|spec| spec.name == slot.name);
+                still.is_some_and(|spec| spec.fingerprint == slot.fingerprint)
+                    && !matches!(slot.state, SlotState::Rejected(_))
+            })
+            .map(|(id, slot)| (slot.name.clone(), *id))
+            .collect();
+        let retire: Vec<ModuleId> = self.modules.keys().filter(|id| !keep.values().any(|k| k == *id)).copied().collect();
+        for id in retire {
+            self.retire(id, now);
+        }
+        self.order.clear();
+        for spec in wanted {
+            let id = match keep.get(&spec.name) {
+                Some(id) => *id,
+                None => match self.add_module(spec, now) {
+                    Some(id) => id,
+                    None => continue,
+                },
+            };
+            self.order.push(id);
+        }
+    }
+
+    fn add_module(&mut self, spec: ModuleSpec, now: Instant) -> Option<ModuleId> {
+        self.next_id += 1;
+        let id = ModuleId(self.next_id);
+        let worker = if spec.inline {
+            Worker::inline(id, spec.driver, self.reports.clone())
+        } else {
+            match Worker::spawn_thread(id, &spec.name, spec.driver, self.reports.clone()) {
+                Ok(worker) => worker,
+                Err(err) => {
+                    error!(module = %spec.name, "module {}: cannot start its thread: {err}", spec.name);
+                    return None;
+                }
+            }
+        };
+        self.modules.insert(
+            id,
+            ModuleSlot {
+                name: spec.name,
+                fingerprint: spec.fingerprint,
+                bounds: spec.bounds,
+                worker,
+                state: SlotState::Starting,
+                backoff: Backoff::new(),
+                busy: HashSet::new(),
+                answer_by: None,
+                jobs_in_flight: 0,
+                retiring: false,
+            },
+        );
+        self.start_module(id, now);
+        Some(id)
+    }
+
+    fn start_module(&mut self, id: ModuleId, now: Instant) {
+        let Some(slot) = self.modules.get_mut(&id) else { return };
+        slot.state = SlotState::Starting;
+        let bound = slot.bounds.init + JOB_MARGIN;
+        if let Err(refused) = slot.submit(Job::Start, bound, now) {
+            let delay = slot.backoff.failed(now);
+            slot.state = SlotState::Failed { error: format!("its worker refused to start it ({refused:?})") };
+            warn!(module = %slot.name, "module {}: cannot start now; retrying in {delay:?}", slot.name);
+        }
+    }
+
+    /// Stops a module: its cleanup is queued behind its current job, and its metrics
+    /// leave the groups. Its last values stay in the store until TMAX/DMAX.
+    fn retire(&mut self, id: ModuleId, now: Instant) {
+        let Some(mut slot) = self.modules.remove(&id) else { return };
+        info!(module = %slot.name, "stopping module {}", slot.name);
+        self.owners.release(&slot.name);
+        self.metrics.retain(|key, _| *key.module != *slot.name);
+        slot.retiring = true;
+        let bound = slot.bounds.cleanup + JOB_MARGIN;
+        let _ = slot.submit(Job::Cleanup, bound, now);
+        // The worker thread ends after its cleanup; its last report finds no slot.
+    }
+
+    /// Recomputes what each group collects from the running modules' metrics.
+    fn replan(&mut self, now: Instant) {
+        let catalog: Vec<(ModuleId, MetricKey, &MetricDescriptor)> = self
+            .order
+            .iter()
+            .filter_map(|id| Some((*id, self.modules.get(id)?)))
+            .filter_map(|(id, slot)| match &slot.state {
+                SlotState::Running(descriptors) => Some((id, slot, descriptors)),
+                _ => None,
+            })
+            .flat_map(|(id, slot, descriptors)| {
+                descriptors.iter().map(move |d| (id, MetricKey::new(&slot.name, &d.name), d))
+            })
+            .collect();
+        let keys: Vec<MetricKey> = catalog.iter().map(|(_, key, _)| key.clone()).collect();
+        let mut selections: Vec<GroupSelection> =
+            self.groups.iter().map(|group| select_group(&group.spec, &keys)).collect();
+        leave_builtin_only_the_unselected(&self.groups, &mut selections);
+
+        let mut titles: HashMap<&MetricKey, &str> = HashMap::new();
+        for selected in selections.iter().flat_map(|s| &s.metrics) {
+            titles.entry(&selected.key).or_insert(&selected.title);
+        }
+        let mut metrics = HashMap::with_capacity(catalog.len());
+        for (_, key, descriptor) in &catalog {
+            let title = titles.get(key).copied();
+            let meta = MetricMeta::from_descriptor(descriptor, title, 0);
+            let previous = self.metrics.remove(key);
+            let unchanged = previous.as_ref().is_some_and(|p| *p.meta == meta && *p.descriptor == **descriptor);
+            metrics.insert(
+                key.clone(),
+                MetricInfo {
+                    descriptor: Arc::new((*descriptor).clone()),
+                    meta: Arc::new(meta),
+                    format: descriptor.format.as_str().into(),
+                    metadata_sent: previous.filter(|_| unchanged).and_then(|p| p.metadata_sent),
+                },
+            );
+        }
+        self.metrics = metrics;
+        let module_of: HashMap<&MetricKey, ModuleId> = catalog.iter().map(|(id, key, _)| (key, *id)).collect();
+
+        let mut fresh_work = Vec::new();
+        for (index, (group, selection)) in self.groups.iter_mut().zip(selections).enumerate() {
+            let added = group.state.set_metrics(selection.metrics.iter().map(|m| (m.key.clone(), m.value_threshold)));
+            let mut slices: BTreeMap<ModuleId, Vec<(usize, Arc<str>)>> = BTreeMap::new();
+            for (slot, selected) in selection.metrics.iter().enumerate() {
+                if let Some(id) = module_of.get(&selected.key) {
+                    slices.entry(*id).or_default().push((slot, selected.key.metric.clone()));
+                }
+            }
+            group.slices = slices.into_iter().map(|(id, slice)| (id, Slice::from(slice))).collect();
+            group.selection = selection;
+            // A group that has collected before collects its new metrics at once; one
+            // that has not is about to collect everything anyway.
+            if !added.is_empty() && group.state.next_event() > now {
+                for (id, slice) in &group.slices {
+                    let fresh: Vec<(usize, Arc<str>)> =
+                        slice.iter().filter(|(slot, _)| added.contains(slot)).cloned().collect();
+                    if !fresh.is_empty() {
+                        fresh_work.push((index, *id, Slice::from(fresh)));
+                    }
+                }
+            }
+        }
+        for (index, id, slice) in fresh_work {
+            self.collect_slice(index, id, slice, now);
+        }
+    }
+
+    fn status(&self, now: Instant) -> Status {
+        let modules = self
+            .order
+            .iter()
+            .filter_map(|id| self.modules.get(id))
+            .map(|slot| {
+                let state = match &slot.state {
+                    SlotState::Starting => ModuleState::Starting,
+                    SlotState::Running(metrics) => ModuleState::Running { metrics: metrics.clone() },
+                    SlotState::Failed { error } => ModuleState::Failed {
+                        error: error.clone(),
+                        retry_in: slot.backoff.until().map_or(Duration::ZERO, |until| until.saturating_duration_since(now)),
+                    },
+                    SlotState::Rejected(errors) => ModuleState::Rejected { errors: errors.clone() },
+                };
+                (slot.name.clone(), state)
+            })
+            .collect();
+        Status { modules, groups: self.groups.iter().map(|g| g.selection.clone()).collect() }
+    }
+
+    /// Logs through the rate limit of (module, metric); `log` gets the suffix that says
+    /// how many lines were suppressed before this one.
+    fn log_limited(&mut self, module: &str, metric: &str, now: Instant, log: impl FnOnce(String)) {
+        if let Some(suppressed) = self.log_limit.allow(&(module.to_string(), metric.to_string()), now) {
+            let suffix =
+                if suppressed > 0 { format!(" ({suppressed} similar lines suppressed)") } else { String::new() };
+            log(suffix);
+        }
+    }
+
+    /// Finishes the collections in flight, then cleans every module up, each within its
+    /// bound.
+    async fn shut_down(mut self, reports: &mut UnboundedReceiver<Report>) -> ShutdownReport {
+        info!("shutting down: finishing the collections in flight");
+        let finish_by = self.modules.values().filter_map(|slot| slot.answer_by).max();
+        if let Some(finish_by) = finish_by {
+            while self.modules.values().any(|slot| !slot.busy.is_empty()) {
+                tokio::select! {
+                    Some(report) = reports.recv() => self.on_report(report, Instant::now()),
+                    () = sleep_until(finish_by) => break,
+                }
+            }
+        }
+        info!("shutting down: cleaning up the modules");
+        let now = Instant::now();
+        let mut waiting: HashMap<ModuleId, (String, Instant)> = HashMap::new();
+        for (id, slot) in &mut self.modules {
+            let bound = slot.bounds.cleanup + JOB_MARGIN;
+            slot.retiring = true;
+            if slot.submit(Job::Cleanup, bound, now).is_ok() {
+                // Behind a job still in flight, the cleanup waits for that one too.
+                let by = slot.answer_by.unwrap_or(now + bound);
+                waiting.insert(*id, (slot.name.clone(), by));
+            }
+        }
+        let mut report = ShutdownReport::default();
+        while let Some(deadline) = waiting.values().map(|(_, by)| *by).min() {
+            tokio::select! {
+                Some(message) = reports.recv() => {
+                    if matches!(message.kind, ReportKind::CleanedUp)
+                        && let Some((name, _)) = waiting.remove(&message.module)
+                    {
+                        report.cleaned_up.push(name);
+                    }
+                }
+                () = sleep_until(deadline) => {
+                    let late: Vec<ModuleId> =
+                        waiting.iter().filter(|(_, (_, by))| *by <= deadline).map(|(id, _)| *id).collect();
+                    for id in late {
+                        let (name, _) = waiting.remove(&id).expect("listed above");
+                        warn!(module = %name, "module {name}: cleanup did not finish in time; abandoned");
+                        report.timed_out.push(name);
+                    }
+                }
+            }
+        }
+        report.cleaned_up.sort();
+        report.timed_out.sort();
+        report
+    }
+}
+
+impl ModuleSlot {
+    fn submit(&mut self, job: Job, bound: Duration, now: Instant) -> Result<(), Refused> {
+        self.worker.submit(job)?;
+        self.jobs_in_flight += 1;
+        let by = now + bound;
+        self.answer_by = Some(self.answer_by.map_or(by, |old| old.max(by)));
+        Ok(())
+    }
+
+    fn answered(&mut self) {
+        self.jobs_in_flight = self.jobs_in_flight.saturating_sub(1);
+        if self.jobs_in_flight == 0 {
+            self.answer_by = None;
+        }
+    }
+
+    fn unanswered_reason(&self, now: Instant) -> String {
+        match self.answer_by {
+            Some(by) if by < now => format!(
+                "it is unresponsive: its previous collection is {:?} past its bound",
+                now.saturating_duration_since(by)
+            ),
+            _ => "its previous collection of this group is still running".to_string(),
+        }
+    }
+}
+
+/// The accounting metrics' group: `name_match = "^wasmond_"`, collected every 20 s, sent
+/// at least every minute.
+fn accounting_group() -> GroupSpec {
+    let selector = Selector::name_match(&format!("^{HOST_PREFIX}"), None).expect("a valid pattern");
+    GroupSpec {
+        collect: Collect::Every(ACCOUNTING_EVERY),
+        time_threshold: ACCOUNTING_THRESHOLD,
+        entries: vec![EntrySpec { selector, value_threshold: None }],
+    }
+}
+
+fn leave_builtin_only_the_unselected(groups: &[Group], selections: &mut [GroupSelection]) {
+    let taken: HashSet<MetricKey> = groups
+        .iter()
+        .zip(selections.iter())
+        .filter(|(group, _)| !group.builtin)
+        .flat_map(|(_, selection)| selection.metrics.iter().map(|m| m.key.clone()))
+        .collect();
+    for (group, selection) in groups.iter().zip(selections.iter_mut()) {
+        if group.builtin {
+            selection.metrics.retain(|m| !taken.contains(&m.key));
+            selection.unmatched_entries.clear();
+        }
+    }
+}

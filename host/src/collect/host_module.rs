@@ -1,0 +1,207 @@
+//! The host's own module, `wasmond`: the metrics that describe the daemon rather than the
+//! machine, and the per-module accounting an operator needs to see which tenant costs
+//! what.
+//!
+//! - `heartbeat` (uint32, the daemon's start time) and `location` (`host { location }`),
+//!   described exactly as gmond's core module describes them, so gmond's stock
+//!   collection groups select them unchanged.
+//! - For every configured module `M` (its name with any character a metric name may not
+//!   have replaced by `_`): `wasmond_M_calls`, `_errors`, `_traps` (counts, slope
+//!   positive, so gmetad graphs them as rates), `_fuel` (fuel burnt), `_busy` (seconds
+//!   spent in the module's calls; as a rate, the share of a CPU it takes) and `_memory`
+//!   (its largest linear memory, bytes), all in metric group `wasmond`.
+//!
+//! Module authors may not publish names starting with [`HOST_PREFIX`].
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::driver::{Failure, ModuleDriver};
+use super::worker::Account;
+use crate::metric::{MetricDescriptor, MetricValue, Slope, ValueType};
+
+/// The host module's name, and the metric group of its accounting metrics.
+pub const HOST_MODULE: &str = "wasmond";
+/// The prefix of the accounting metrics; reserved for the host.
+pub const HOST_PREFIX: &str = "wasmond_";
+
+/// Each module's latest account, by module name; written by the scheduler.
+pub type Accounts = Arc<Mutex<BTreeMap<String, Account>>>;
+
+/// What the host module reports about the daemon itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostFacts {
+    /// When the daemon started (gmond's GMOND_STARTED).
+    pub started: SystemTime,
+    /// `host { location }`.
+    pub location: String,
+}
+
+/// The accounting counters, as metric-name suffixes.
+const COUNTERS: [(&str, &str, Slope, &str); 6] = [
+    ("calls", "calls", Slope::Positive, "Calls into the module (init, handler, cleanup)"),
+    ("errors", "errors", Slope::Positive, "Calls that returned an error or an invalid value"),
+    ("traps", "traps", Slope::Positive, "Calls stopped by a trap: fuel, deadline, memory or crash"),
+    ("fuel", "fuel", Slope::Positive, "Fuel burnt by the module (about one unit per wasm instruction)"),
+    ("busy", "s", Slope::Positive, "Seconds spent in the module's calls"),
+    ("memory", "bytes", Slope::Both, "Largest linear memory the module has had"),
+];
+
+/// The host module's driver: runs inline in the scheduler and only reads counters.
+pub struct HostModule {
+    facts: HostFacts,
+    modules: Vec<String>,
+    accounts: Accounts,
+}
+
+impl HostModule {
+    /// `modules`: the configured modules, whose accounting metrics it declares.
+    pub fn new(facts: HostFacts, modules: Vec<String>, accounts: Accounts) -> HostModule {
+        HostModule { facts, modules, accounts }
+    }
+
+    fn account_value(&self, metric: &str) -> Option<MetricValue> {
+        let rest = metric.strip_prefix(HOST_PREFIX)?;
+        let (module, counter) = self
+            .modules
+            .iter()
+            .find_map(|module| Some((module, rest.strip_prefix(&metric_safe(module))?.strip_prefix('_')?)))?;
+        let account = self
+            .accounts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(module)
+            .copied()
+            .unwrap_or_default();
+        let value = match counter {
+            "calls" => account.calls as f64,
+            "errors" => account.errors as f64,
+            "traps" => account.traps as f64,
+            "fuel" => account.usage.fuel as f64,
+            "busy" => account.busy.as_secs_f64(),
+            "memory" => account.usage.peak_memory_bytes as f64,
+            _ => return None,
+        };
+        Some(MetricValue::Double(value))
+    }
+}
+
+impl ModuleDriver for HostModule {
+    fn start(&mut self) -> Result<Vec<MetricDescriptor>, Failure> {
+        let mut metrics = vec![heartbeat(), location()];
+        for module in &self.modules {
+            for (suffix, units, slope, description) in COUNTERS {
+                metrics.push(MetricDescriptor {
+                    name: format!("{HOST_PREFIX}{}_{suffix}", metric_safe(module)),
+                    value_type: ValueType::Double,
+                    units: units.into(),
+                    slope,
+                    format: "%.0f".into(),
+                    time_max: 60,
+                    description: format!("{description}: module {module}"),
+                    groups: vec![HOST_MODULE.into()],
+                    extra: Vec::new(),
+                });
+            }
+        }
+        Ok(metrics)
+    }
+
+    fn handle(&mut self, metric: &str) -> Result<MetricValue, Failure> {
+        match metric {
+            "heartbeat" => Ok(MetricValue::UInt32(unix_seconds(self.facts.started))),
+            "location" => Ok(MetricValue::String(self.facts.location.clone())),
+            _ => self
+                .account_value(metric)
+                .ok_or_else(|| Failure::error(format!("module {HOST_MODULE}: no metric {metric}"))),
+        }
+    }
+
+    fn cleanup(&mut self) {}
+}
+
+/// gmond core module's `heartbeat`, as it sends it.
+fn heartbeat() -> MetricDescriptor {
+    core_metric("heartbeat", ValueType::UInt32, "", "%u", 20, "Last heartbeat")
+}
+
+/// gmond core module's `location`, as it sends it.
+fn location() -> MetricDescriptor {
+    core_metric("location", ValueType::String, "(x,y,z)", "%s", 1200, "Location of the machine")
+}
+
+fn core_metric(
+    name: &str,
+    value_type: ValueType,
+    units: &str,
+    format: &str,
+    time_max: u32,
+    description: &str,
+) -> MetricDescriptor {
+    MetricDescriptor {
+        name: name.into(),
+        value_type,
+        units: units.into(),
+        slope: Slope::Unspecified,
+        format: format.into(),
+        time_max,
+        description: description.into(),
+        groups: vec!["core".into()],
+        extra: Vec::new(),
+    }
+}
+
+/// A module name as it appears inside a metric name.
+pub fn metric_safe(module: &str) -> String {
+    module
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') { c } else { '_' })
+        .collect()
+}
+
+fn unix_seconds(time: SystemTime) -> u32 {
+    let seconds = time.duration_since(UNIX_EPOCH).map_or(0, |since| since.as_secs());
+    u32::try_from(seconds).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn host(accounts: &Accounts) -> HostModule {
+        let facts = HostFacts { started: UNIX_EPOCH + Duration::from_secs(1_795_447_229), location: "rack1".into() };
+        HostModule::new(facts, vec!["disk io".into(), "cpu".into()], accounts.clone())
+    }
+
+    #[test]
+    fn declares_gmond_core_metrics_and_accounting_per_module() {
+        let accounts = Accounts::default();
+        let descriptors = host(&accounts).start().unwrap();
+        let names: Vec<_> = descriptors.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(&names[..4], ["heartbeat", "location", "wasmond_disk_io_calls", "wasmond_disk_io_errors"]);
+        assert_eq!(names.len(), 2 + 2 * COUNTERS.len());
+        for name in names {
+            crate::collect::names::validate_metric_name(name).unwrap();
+        }
+        let heartbeat = &descriptors[0];
+        assert_eq!((heartbeat.value_type, heartbeat.time_max, heartbeat.slope), (ValueType::UInt32, 20, Slope::Unspecified));
+    }
+
+    #[test]
+    fn reads_heartbeat_location_and_accounts() {
+        let accounts = Accounts::default();
+        let mut module = host(&accounts);
+        assert_eq!(module.handle("heartbeat"), Ok(MetricValue::UInt32(1_795_447_229)));
+        assert_eq!(module.handle("location"), Ok(MetricValue::String("rack1".into())));
+        assert_eq!(module.handle("wasmond_cpu_calls"), Ok(MetricValue::Double(0.0)), "no account yet");
+        let account = Account { calls: 7, traps: 2, busy: Duration::from_millis(1500), ..Account::default() };
+        accounts.lock().unwrap().insert("cpu".into(), account);
+        assert_eq!(module.handle("wasmond_cpu_calls"), Ok(MetricValue::Double(7.0)));
+        assert_eq!(module.handle("wasmond_cpu_traps"), Ok(MetricValue::Double(2.0)));
+        assert_eq!(module.handle("wasmond_cpu_busy"), Ok(MetricValue::Double(1.5)));
+        assert!(module.handle("wasmond_cpu_nothing").is_err());
+        assert!(module.handle("wasmond_gpu_calls").is_err());
+    }
+}

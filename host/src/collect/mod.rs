@@ -1,0 +1,69 @@
+//! The collection engine: collection groups, thresholds, schedules, backoff, reload and
+//! shutdown. It knows nothing of packet or XML formats.
+//!
+//! The parts, pure ones first:
+//! - [`names`]: valid metric names, and which module owns each (first wins).
+//! - [`select`]: which metrics a `collection_group` collects (`name`, `name_match`,
+//!   titles with `\1`..`\9`).
+//! - [`schedule`]: one group's clock and gmond's send policy (`collect_every`,
+//!   `collect_once`, `time_threshold`, `value_threshold`).
+//! - [`backoff`], [`ratelimit`]: retry delays after traps, quiet logs.
+//! - [`driver`]: what a module must do for the engine; [`wasm`] drives a WebAssembly
+//!   module through the runtime; [`host_module`] is the daemon's own `wasmond` module
+//!   (`heartbeat`, `location`, per-module accounting).
+//! - [`worker`]: a module's calls run on its own thread; the scheduler never waits on one.
+//! - [`engine`]: the scheduler task, reload and shutdown; [`conversion`] turns a typed
+//!   config into what the engine runs.
+//!
+//! # The seam to the sender
+//!
+//! The engine writes every value it sends (and its metadata, when due) into the
+//! [`Store`](crate::store::Store), so the XML shows this host's metrics at once, and hands
+//! the same values to the UDP sender as [`SendRequest`]s on a bounded
+//! `tokio::sync::mpsc` channel ([`engine::Outputs::sink`]). One request is one group's
+//! worth of values due together; the sender encodes each [`OutgoingMetric`] as a metadata
+//! packet (when `metadata` is set) followed by a value packet, and sends them to every
+//! `udp_send_channel`. The engine never waits on the sender: when the channel is full the
+//! request is dropped and a rate-limited warning says so. When the engine stops it drops
+//! its end of the channel, after the last values: the sender sends what is queued and
+//! ends. A peer's metadata request (gmond's id 136) comes back through
+//! [`EngineHandle::resend_metadata`](engine::EngineHandle::resend_metadata).
+
+pub mod backoff;
+pub mod conversion;
+pub mod driver;
+pub mod engine;
+pub mod host_module;
+pub mod names;
+pub mod ratelimit;
+pub mod schedule;
+pub mod select;
+pub mod wasm;
+pub mod worker;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use crate::metric::MetricValue;
+use crate::store::MetricMeta;
+
+pub use engine::{EngineConfig, EngineHandle, HostIdentity, ModuleSpec, Outputs, ShutdownReport, spawn};
+
+/// Values due to be sent together (one collection group's), in send order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SendRequest {
+    pub metrics: Vec<OutgoingMetric>,
+}
+
+/// One metric to send: its metadata packet first when `metadata` is set (the metric is
+/// new to the channel, `send_metadata_interval` passed, or a peer asked), then its value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutgoingMetric {
+    pub metadata: Option<Arc<MetricMeta>>,
+    pub name: Arc<str>,
+    pub value: MetricValue,
+    /// The printf format of the value packet (the descriptor's `format`).
+    pub format: Arc<str>,
+}

@@ -1,0 +1,295 @@
+//! Which metrics a `collection_group` collects: its `metric { name | name_match }`
+//! entries resolved against the metrics the modules declared, with their titles.
+//!
+//! gmond's rules (gmond.conf(5), gmond.c `setup_collection_groups`): `name` selects one
+//! metric; `name_match` is an unanchored PCRE search over every metric name, and its
+//! `title` may quote the match's groups as `\1` .. `\9`; when an entry has no title the
+//! metric's name is its title. A title naming a group the match did not set gets an empty
+//! string there, as in gmond. `\` followed by anything but `1`..`9` is refused (gmond
+//! exits on it); a lone trailing `\` is dropped, as gmond does.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use regex::Regex;
+use thiserror::Error;
+
+/// How often a group collects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Collect {
+    /// `collect_every = N`: every N seconds, starting at once.
+    Every(Duration),
+    /// `collect_once = yes`: at start (and when a module is (re)started), then only re-sent.
+    Once,
+}
+
+/// One `collection_group`, in the terms the scheduler needs.
+#[derive(Debug, Clone)]
+pub struct GroupSpec {
+    pub collect: Collect,
+    /// `time_threshold`: the longest the group's values go unsent.
+    pub time_threshold: Duration,
+    pub entries: Vec<EntrySpec>,
+}
+
+/// One `metric { }` entry of a group.
+#[derive(Debug, Clone)]
+pub struct EntrySpec {
+    pub selector: Selector,
+    /// `value_threshold`; `None` when unset (gmond's default of -1 means the same).
+    pub value_threshold: Option<f64>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Selector {
+    /// `name = "..."`, with its optional literal `title`.
+    Name { name: String, title: Option<String> },
+    /// `name_match = "..."`, with its optional `title` template.
+    Match { pattern: Regex, title: Option<TitleTemplate> },
+}
+
+/// Why a group entry cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum SelectorError {
+    #[error("name_match {pattern:?} is not a valid regular expression: {reason}")]
+    BadPattern { pattern: String, reason: String },
+    #[error("title {template:?}: '\\{found}' is not a reference to a group; use \\1 to \\9")]
+    BadReference { template: String, found: char },
+}
+
+impl Selector {
+    pub fn name(name: impl Into<String>, title: Option<String>) -> Selector {
+        Selector::Name { name: name.into(), title }
+    }
+
+    /// A `name_match` entry; the pattern and the title template are checked here.
+    pub fn name_match(pattern: &str, title: Option<&str>) -> Result<Selector, SelectorError> {
+        let regex = Regex::new(pattern).map_err(|err| SelectorError::BadPattern {
+            pattern: pattern.to_string(),
+            reason: err.to_string(),
+        })?;
+        let title = title.map(TitleTemplate::parse).transpose()?;
+        Ok(Selector::Match { pattern: regex, title })
+    }
+
+    /// The entry as written, for messages: `name "x"` or `name_match "x"`.
+    pub fn describe(&self) -> String {
+        match self {
+            Selector::Name { name, .. } => format!("name {name:?}"),
+            Selector::Match { pattern, .. } => format!("name_match {:?}", pattern.as_str()),
+        }
+    }
+
+    /// The title of `metric` if this entry selects it.
+    pub fn select(&self, metric: &str) -> Option<String> {
+        match self {
+            Selector::Name { name, title } => {
+                (name == metric).then(|| title.clone().unwrap_or_else(|| metric.to_string()))
+            }
+            Selector::Match { pattern, title } => {
+                let captures = pattern.captures(metric)?;
+                Some(match title {
+                    Some(template) => template.expand(&captures),
+                    None => metric.to_string(),
+                })
+            }
+        }
+    }
+}
+
+/// A `title` with `\N` references to a `name_match`'s groups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TitleTemplate {
+    pieces: Vec<Piece>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Piece {
+    Text(String),
+    Group(usize),
+}
+
+impl TitleTemplate {
+    pub fn parse(template: &str) -> Result<TitleTemplate, SelectorError> {
+        let mut pieces = Vec::new();
+        let mut text = String::new();
+        let mut chars = template.chars();
+        while let Some(c) = chars.next() {
+            if c != '\\' {
+                text.push(c);
+                continue;
+            }
+            match chars.next() {
+                None => {}
+                Some(digit @ '1'..='9') => {
+                    if !text.is_empty() {
+                        pieces.push(Piece::Text(std::mem::take(&mut text)));
+                    }
+                    pieces.push(Piece::Group(digit as usize - '0' as usize));
+                }
+                Some(found) => {
+                    return Err(SelectorError::BadReference { template: template.to_string(), found });
+                }
+            }
+        }
+        if !text.is_empty() {
+            pieces.push(Piece::Text(text));
+        }
+        Ok(TitleTemplate { pieces })
+    }
+
+    pub fn expand(&self, captures: &regex::Captures<'_>) -> String {
+        let mut title = String::new();
+        for piece in &self.pieces {
+            match piece {
+                Piece::Text(text) => title.push_str(text),
+                Piece::Group(index) => {
+                    title.push_str(captures.get(*index).map_or("", |group| group.as_str()))
+                }
+            }
+        }
+        title
+    }
+}
+
+/// A metric a module declared: the catalog entries that groups select from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MetricKey {
+    pub module: Arc<str>,
+    pub metric: Arc<str>,
+}
+
+impl MetricKey {
+    pub fn new(module: &str, metric: &str) -> MetricKey {
+        MetricKey { module: Arc::from(module), metric: Arc::from(metric) }
+    }
+}
+
+/// A metric a group collects, and how.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Selected {
+    pub key: MetricKey,
+    pub title: String,
+    pub value_threshold: Option<f64>,
+    /// Index of the group entry that selected it.
+    pub entry: usize,
+}
+
+/// What a group collects, and which of its entries selected nothing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupSelection {
+    pub metrics: Vec<Selected>,
+    pub unmatched_entries: Vec<usize>,
+}
+
+/// Resolves a group's entries against the catalog, in catalog order within each entry.
+/// A metric selected by two entries of one group is collected once, by the first.
+pub fn select_group(spec: &GroupSpec, catalog: &[MetricKey]) -> GroupSelection {
+    let mut metrics: Vec<Selected> = Vec::new();
+    let mut unmatched_entries = Vec::new();
+    for (entry_index, entry) in spec.entries.iter().enumerate() {
+        let mut matched = false;
+        for key in catalog {
+            let Some(title) = entry.selector.select(&key.metric) else { continue };
+            matched = true;
+            if metrics.iter().any(|selected| selected.key == *key) {
+                continue;
+            }
+            metrics.push(Selected {
+                key: key.clone(),
+                title,
+                value_threshold: entry.value_threshold,
+                entry: entry_index,
+            });
+        }
+        if !matched {
+            unmatched_entries.push(entry_index);
+        }
+    }
+    GroupSelection { metrics, unmatched_entries }
+}
+
+/// The catalog's metrics that no group collects (gmond ignores them silently).
+pub fn uncollected<'a>(catalog: &'a [MetricKey], groups: &[GroupSelection]) -> Vec<&'a MetricKey> {
+    catalog
+        .iter()
+        .filter(|key| !groups.iter().any(|group| group.metrics.iter().any(|m| m.key == **key)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn catalog(names: &[&str]) -> Vec<MetricKey> {
+        names.iter().map(|name| MetricKey::new("m", name)).collect()
+    }
+
+    fn group(entries: Vec<EntrySpec>) -> GroupSpec {
+        GroupSpec { collect: Collect::Every(Duration::from_secs(20)), time_threshold: Duration::from_secs(90), entries }
+    }
+
+    fn entry(selector: Selector, value_threshold: Option<f64>) -> EntrySpec {
+        EntrySpec { selector, value_threshold }
+    }
+
+    #[test]
+    fn name_match_title_quotes_groups_like_gmond() {
+        // The example of gmond.conf(5): title = "CPU-\\2 \\1" in the file, CPU-\2 \1 parsed.
+        let selector = Selector::name_match("multicpu_([a-z]+)([0-9]+)", Some("CPU-\\2 \\1")).unwrap();
+        assert_eq!(selector.select("multicpu_idle3").as_deref(), Some("CPU-3 idle"));
+        assert_eq!(selector.select("multicpu_system12").as_deref(), Some("CPU-12 system"));
+        assert_eq!(selector.select("cpu_idle"), None);
+    }
+
+    #[test]
+    fn name_match_searches_anywhere_like_pcre_exec() {
+        let selector = Selector::name_match("cpu", None).unwrap();
+        assert_eq!(selector.select("multicpu_idle0").as_deref(), Some("multicpu_idle0"));
+    }
+
+    #[test]
+    fn title_edge_cases() {
+        let template = TitleTemplate::parse("a\\1b\\").unwrap();
+        let regex = Regex::new("(x)?y").unwrap();
+        assert_eq!(template.expand(&regex.captures("y").unwrap()), "ab", "unset group is empty");
+        assert_eq!(template.expand(&regex.captures("xy").unwrap()), "axb");
+        let three = TitleTemplate::parse("\\3").unwrap();
+        assert_eq!(three.expand(&regex.captures("xy").unwrap()), "", "group beyond the pattern");
+        assert_eq!(
+            TitleTemplate::parse("cpu \\n").unwrap_err(),
+            SelectorError::BadReference { template: "cpu \\n".into(), found: 'n' }
+        );
+        assert!(matches!(TitleTemplate::parse("\\0"), Err(SelectorError::BadReference { found: '0', .. })));
+    }
+
+    #[test]
+    fn bad_pattern_is_an_error_not_a_panic() {
+        assert!(matches!(Selector::name_match("cpu_(", None), Err(SelectorError::BadPattern { .. })));
+    }
+
+    #[test]
+    fn name_entry_uses_literal_title_or_the_name() {
+        let with = Selector::name("cpu_num", Some("Number of CPUs \\1".into()));
+        assert_eq!(with.select("cpu_num").as_deref(), Some("Number of CPUs \\1"));
+        assert_eq!(Selector::name("cpu_num", None).select("cpu_num").as_deref(), Some("cpu_num"));
+        assert_eq!(Selector::name("cpu_num", None).select("cpu_num_x"), None);
+    }
+
+    #[test]
+    fn selects_in_catalog_order_once_and_reports_unmatched_entries() {
+        let spec = group(vec![
+            entry(Selector::name_match("^net_", None).unwrap(), Some(4096.0)),
+            entry(Selector::name("net_in", Some("In".into())), Some(1.0)),
+            entry(Selector::name("nope", None), None),
+        ]);
+        let catalog = catalog(&["cpu", "net_out", "net_in"]);
+        let selection = select_group(&spec, &catalog);
+        let names: Vec<_> = selection.metrics.iter().map(|m| (&*m.key.metric, m.entry)).collect();
+        assert_eq!(names, [("net_out", 0), ("net_in", 0)]);
+        assert_eq!(selection.metrics[1].value_threshold, Some(4096.0));
+        assert_eq!(selection.unmatched_entries, [2]);
+        let left = uncollected(&catalog, &[selection]);
+        assert_eq!(left, [&catalog[0]]);
+    }
+}

@@ -1,0 +1,108 @@
+//! Drives a WebAssembly module through the runtime: load (compile or fetch from the
+//! cache) once, then instantiate and `init`, `handler` calls and `cleanup`, all under the
+//! module's sandbox. Runs on the module's worker thread.
+
+use std::path::PathBuf;
+
+use tracing::warn;
+
+use super::driver::{Failure, ModuleDriver, Usage};
+use crate::metric::{MetricDescriptor, MetricValue};
+use crate::runtime::{LoadedModule, ModuleError, ModuleInstance, Runtime, Sandbox};
+
+pub struct WasmDriver {
+    runtime: Runtime,
+    name: String,
+    path: PathBuf,
+    sandbox: Sandbox,
+    params: Vec<(String, String)>,
+    loaded: Option<LoadedModule>,
+    instance: Option<ModuleInstance>,
+    /// Usage of instances already cleaned up.
+    retired: Usage,
+}
+
+impl WasmDriver {
+    pub fn new(
+        runtime: Runtime,
+        name: &str,
+        path: PathBuf,
+        sandbox: Sandbox,
+        params: Vec<(String, String)>,
+    ) -> WasmDriver {
+        WasmDriver {
+            runtime,
+            name: name.to_string(),
+            path,
+            sandbox,
+            params,
+            loaded: None,
+            instance: None,
+            retired: Usage::default(),
+        }
+    }
+
+    fn loaded(&mut self) -> Result<LoadedModule, Failure> {
+        if let Some(loaded) = &self.loaded {
+            return Ok(loaded.clone());
+        }
+        let loaded = self.runtime.load(&self.name, &self.path, self.sandbox.clone()).map_err(failure)?;
+        self.loaded = Some(loaded.clone());
+        Ok(loaded)
+    }
+
+    fn instance_usage(&self) -> Usage {
+        self.instance.as_ref().map_or(Usage::default(), |instance| {
+            let stats = instance.stats();
+            Usage { fuel: stats.fuel_consumed, peak_memory_bytes: stats.peak_memory_bytes as u64 }
+        })
+    }
+
+    fn retire_instance(&mut self) -> Option<ModuleInstance> {
+        let usage = self.instance_usage();
+        self.retired.fuel += usage.fuel;
+        self.retired.peak_memory_bytes = self.retired.peak_memory_bytes.max(usage.peak_memory_bytes);
+        self.instance.take()
+    }
+}
+
+impl ModuleDriver for WasmDriver {
+    fn start(&mut self) -> Result<Vec<MetricDescriptor>, Failure> {
+        let loaded = self.loaded()?;
+        // A start after a failed one replaces nothing; after a reload it replaces the
+        // instance, whose usage is kept.
+        self.retire_instance();
+        let instance = loaded.start(self.params.clone()).map_err(failure)?;
+        let descriptors = instance.descriptors().to_vec();
+        self.instance = Some(instance);
+        Ok(descriptors)
+    }
+
+    fn handle(&mut self, metric: &str) -> Result<MetricValue, Failure> {
+        let instance = self
+            .instance
+            .as_mut()
+            .ok_or_else(|| Failure::error(format!("module {}: handler of metric {metric}: not started", self.name)))?;
+        instance.handle(metric).map_err(failure)
+    }
+
+    fn cleanup(&mut self) {
+        if let Some(instance) = self.retire_instance()
+            && let Err(err) = instance.cleanup()
+        {
+            warn!(module = %self.name, "{err}");
+        }
+    }
+
+    fn usage(&self) -> Usage {
+        let current = self.instance_usage();
+        Usage {
+            fuel: self.retired.fuel + current.fuel,
+            peak_memory_bytes: self.retired.peak_memory_bytes.max(current.peak_memory_bytes),
+        }
+    }
+}
+
+fn failure(err: ModuleError) -> Failure {
+    Failure { trap: err.is_trap(), message: err.to_string() }
+}

@@ -1,0 +1,293 @@
+//! Where a module's calls run. Each WebAssembly module gets a thread of its own that owns
+//! its instance, so a module that loops until its deadline holds up nobody else; the
+//! host's own metrics run inline in the scheduler, since they only read counters.
+//!
+//! The scheduler hands a worker jobs and never waits on it: answers come back as
+//! [`Report`]s on a channel, and the scheduler bounds how long it expects each one.
+
+use std::sync::Arc;
+use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::time::{Duration, Instant as WallInstant};
+
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::driver::{Failure, ModuleDriver, Usage};
+use crate::metric::{MetricDescriptor, MetricValue};
+
+/// Jobs a thread worker holds at most; more means the module is far behind.
+const QUEUE_DEPTH: usize = 8;
+
+/// Identifies one start of one module: reports from an older start are stale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ModuleId(pub u64);
+
+/// The metrics one collection asks of one module: (slot in the group, metric name).
+pub type Slice = Arc<[(usize, Arc<str>)]>;
+
+#[derive(Debug)]
+pub enum Job {
+    Start,
+    Collect { group: usize, epoch: u64, metrics: Slice },
+    Cleanup,
+}
+
+/// A worker's answer to a job.
+#[derive(Debug)]
+pub struct Report {
+    pub module: ModuleId,
+    pub account: Account,
+    pub kind: ReportKind,
+}
+
+#[derive(Debug)]
+pub enum ReportKind {
+    Started(Result<Vec<MetricDescriptor>, Failure>),
+    Collected(Collected),
+    CleanedUp,
+}
+
+#[derive(Debug)]
+pub struct Collected {
+    pub group: usize,
+    pub epoch: u64,
+    /// The job's slice, echoed so that values can be matched by name after a re-plan.
+    pub slice: Slice,
+    /// One per metric of the slice, in order: its value, or `None` when the call failed
+    /// or was skipped.
+    pub values: Vec<Option<MetricValue>>,
+    /// The failures, for the log.
+    pub failures: Vec<(Arc<str>, Failure)>,
+    /// A call trapped; the metrics after it were not called.
+    pub trapped: bool,
+}
+
+/// Per-module accounting, published as the host's `wasmond_*` metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Account {
+    pub calls: u64,
+    pub errors: u64,
+    pub traps: u64,
+    /// Wall time spent in the module's calls (init, handler, cleanup).
+    pub busy: Duration,
+    pub usage: Usage,
+}
+
+/// Runs jobs for one module and reports each outcome.
+struct Runner {
+    id: ModuleId,
+    driver: Box<dyn ModuleDriver>,
+    account: Account,
+    reports: UnboundedSender<Report>,
+}
+
+impl Runner {
+    /// Runs one job; returns false once the module is cleaned up and must not run again.
+    fn run(&mut self, job: Job) -> bool {
+        let (kind, more) = match job {
+            Job::Start => (ReportKind::Started(self.start()), true),
+            Job::Collect { group, epoch, metrics } => {
+                (ReportKind::Collected(self.collect(group, epoch, metrics)), true)
+            }
+            Job::Cleanup => {
+                self.timed(|driver| driver.cleanup());
+                (ReportKind::CleanedUp, false)
+            }
+        };
+        self.account.usage = self.driver.usage();
+        // The scheduler may be gone (shutdown): nobody is left to tell.
+        let _ = self.reports.send(Report { module: self.id, account: self.account, kind });
+        more
+    }
+
+    fn start(&mut self) -> Result<Vec<MetricDescriptor>, Failure> {
+        let result = self.timed(|driver| driver.start());
+        if let Err(failure) = &result {
+            self.count_failure(failure);
+        }
+        result
+    }
+
+    fn collect(&mut self, group: usize, epoch: u64, slice: Slice) -> Collected {
+        let mut collected = Collected {
+            group,
+            epoch,
+            values: Vec::with_capacity(slice.len()),
+            slice: slice.clone(),
+            failures: Vec::new(),
+            trapped: false,
+        };
+        for (_, name) in slice.iter() {
+            // After a trap the next call would start a new instance at once; the
+            // scheduler's backoff decides when that happens instead.
+            if collected.trapped {
+                collected.values.push(None);
+                continue;
+            }
+            match self.timed(|driver| driver.handle(name)) {
+                Ok(value) => collected.values.push(Some(value)),
+                Err(failure) => {
+                    self.count_failure(&failure);
+                    collected.trapped = failure.trap;
+                    collected.values.push(None);
+                    collected.failures.push((name.clone(), failure));
+                }
+            }
+        }
+        collected
+    }
+
+    fn timed<T>(&mut self, call: impl FnOnce(&mut dyn ModuleDriver) -> T) -> T {
+        let started = WallInstant::now();
+        let result = call(&mut *self.driver);
+        self.account.calls += 1;
+        self.account.busy += started.elapsed();
+        result
+    }
+
+    fn count_failure(&mut self, failure: &Failure) {
+        if failure.trap {
+            self.account.traps += 1;
+        } else {
+            self.account.errors += 1;
+        }
+    }
+}
+
+/// Why a job was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The module still has `QUEUE_DEPTH` jobs waiting.
+    Full,
+    /// The worker has stopped (cleaned up, or its thread is gone).
+    Gone,
+}
+
+/// A module's worker: its own thread, or inline in the scheduler.
+pub struct Worker(Inner);
+
+enum Inner {
+    Thread(SyncSender<Job>),
+    /// `None` once cleaned up.
+    Inline(Option<Runner>),
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.0 {
+            Inner::Thread(_) => "Worker::Thread",
+            Inner::Inline(_) => "Worker::Inline",
+        })
+    }
+}
+
+impl Worker {
+    /// A worker thread named after the module. The thread ends after `Cleanup`, or when
+    /// the scheduler drops the worker.
+    pub fn spawn_thread(
+        id: ModuleId,
+        name: &str,
+        driver: Box<dyn ModuleDriver>,
+        reports: UnboundedSender<Report>,
+    ) -> std::io::Result<Worker> {
+        let (jobs, queue) = mpsc::sync_channel::<Job>(QUEUE_DEPTH);
+        let mut runner = Runner { id, driver, account: Account::default(), reports };
+        std::thread::Builder::new().name(format!("module {name}")).spawn(move || {
+            while let Ok(job) = queue.recv() {
+                if !runner.run(job) {
+                    break;
+                }
+            }
+        })?;
+        Ok(Worker(Inner::Thread(jobs)))
+    }
+
+    /// A worker that runs each job at once, in the caller: for cheap, trusted drivers.
+    pub fn inline(id: ModuleId, driver: Box<dyn ModuleDriver>, reports: UnboundedSender<Report>) -> Worker {
+        Worker(Inner::Inline(Some(Runner { id, driver, account: Account::default(), reports })))
+    }
+
+    pub fn submit(&mut self, job: Job) -> Result<(), Refused> {
+        match &mut self.0 {
+            Inner::Thread(jobs) => jobs.try_send(job).map_err(|err| match err {
+                TrySendError::Full(_) => Refused::Full,
+                TrySendError::Disconnected(_) => Refused::Gone,
+            }),
+            Inner::Inline(runner) => {
+                let more = runner.as_mut().ok_or(Refused::Gone)?.run(job);
+                if !more {
+                    *runner = None;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::mpsc::unbounded_channel;
+
+    /// Answers "ok" with a counter; traps on `trap`, errs on `err`.
+    struct Scripted {
+        calls: u32,
+    }
+
+    impl ModuleDriver for Scripted {
+        fn start(&mut self) -> Result<Vec<MetricDescriptor>, Failure> {
+            Ok(Vec::new())
+        }
+        fn handle(&mut self, metric: &str) -> Result<MetricValue, Failure> {
+            self.calls += 1;
+            match metric {
+                "trap" => Err(Failure::trap("module s: handler of metric trap: deadline")),
+                "err" => Err(Failure::error("module s: handler of metric err: no")),
+                _ => Ok(MetricValue::UInt32(self.calls)),
+            }
+        }
+        fn cleanup(&mut self) {}
+    }
+
+    fn slice(names: &[&str]) -> Slice {
+        names.iter().enumerate().map(|(i, n)| (i, Arc::from(*n))).collect()
+    }
+
+    #[tokio::test]
+    async fn stops_a_collection_at_the_first_trap_and_counts_everything() {
+        let (tx, mut rx) = unbounded_channel();
+        let mut worker = Worker::spawn_thread(ModuleId(7), "s", Box::new(Scripted { calls: 0 }), tx).unwrap();
+        worker.submit(Job::Collect { group: 2, epoch: 5, metrics: slice(&["a", "err", "b", "trap", "c"]) }).unwrap();
+        let report = rx.recv().await.unwrap();
+        assert_eq!(report.module, ModuleId(7));
+        let ReportKind::Collected(collected) = report.kind else { panic!("{:?}", report.kind) };
+        assert_eq!((collected.group, collected.epoch), (2, 5));
+        assert_eq!(
+            collected.values,
+            [Some(MetricValue::UInt32(1)), None, Some(MetricValue::UInt32(3)), None, None],
+            "c is not called after the trap"
+        );
+        assert!(collected.trapped);
+        assert_eq!(collected.failures.len(), 2);
+        assert_eq!((report.account.calls, report.account.errors, report.account.traps), (4, 1, 1));
+    }
+
+    #[tokio::test]
+    async fn thread_ends_after_cleanup() {
+        let (tx, mut rx) = unbounded_channel();
+        let mut worker = Worker::spawn_thread(ModuleId(1), "s", Box::new(Scripted { calls: 0 }), tx).unwrap();
+        worker.submit(Job::Cleanup).unwrap();
+        assert!(matches!(rx.recv().await.unwrap().kind, ReportKind::CleanedUp));
+        assert_eq!(rx.recv().await.map(|r| r.module), None, "the thread dropped its sender");
+        assert_eq!(worker.submit(Job::Start), Err(Refused::Gone));
+    }
+
+    #[tokio::test]
+    async fn inline_worker_reports_before_submit_returns() {
+        let (tx, mut rx) = unbounded_channel();
+        let mut worker = Worker::inline(ModuleId(3), Box::new(Scripted { calls: 0 }), tx);
+        worker.submit(Job::Start).unwrap();
+        assert!(matches!(rx.try_recv().unwrap().kind, ReportKind::Started(Ok(_))));
+        worker.submit(Job::Cleanup).unwrap();
+        assert_eq!(worker.submit(Job::Start), Err(Refused::Gone));
+    }
+}
