@@ -11,8 +11,8 @@
 //! under the ISO-8859-1 encoding the prolog declares.
 //!
 //! The writer knows nothing of where the data lives: callers (the store) hand it borrowed
-//! attribute views. Tags are built in one reused buffer, so rendering allocates nothing
-//! per metric once warm.
+//! attribute views. Each start tag is built (escaped) in one reused buffer and handed to
+//! quick-xml's `Writer` as a `BytesStart`, so rendering allocates nothing per metric.
 
 use std::io::{self, Write};
 
@@ -83,11 +83,12 @@ pub struct MetricAttrs<'a> {
 /// [`host`](Self::host) and its [`metric`](Self::metric)s, then [`finish`](Self::finish).
 pub struct GangliaXmlWriter<W: Write> {
     xml: Writer<W>,
-    // One start tag per repeated element, reused so its buffer is allocated once.
-    host_tag: BytesStart<'static>,
-    metric_tag: BytesStart<'static>,
-    extra_tag: BytesStart<'static>,
-    scratch: Scratch,
+    /// The start tag being built (name, then attributes), reused for every element so
+    /// rendering allocates nothing per metric once warm.
+    tag: String,
+    name_len: usize,
+    /// Reused for formatting `VAL`.
+    formatted: String,
     host_open: bool,
 }
 
@@ -96,33 +97,30 @@ impl<W: Write> GangliaXmlWriter<W> {
     pub fn begin(inner: W, cluster: &ClusterAttrs<'_>) -> io::Result<Self> {
         let mut this = GangliaXmlWriter {
             xml: Writer::new(inner),
-            host_tag: BytesStart::new("HOST"),
-            metric_tag: BytesStart::new("METRIC"),
-            extra_tag: BytesStart::new("EXTRA_ELEMENT"),
-            scratch: Scratch::default(),
+            tag: String::with_capacity(256),
+            name_len: 0,
+            formatted: String::new(),
             host_open: false,
         };
         this.xml.get_mut().write_all(GMOND_PROLOG.as_bytes())?;
-        let mut root = BytesStart::new("GANGLIA_XML");
-        Attrs::new(&mut root, &mut this.scratch)
+        this.attrs("GANGLIA_XML")
             .text("VERSION", GANGLIA_VERSION)
             .text("SOURCE", "gmond");
-        write_line(&mut this.xml, Event::Start(root))?;
-        let mut tag = BytesStart::new("CLUSTER");
-        Attrs::new(&mut tag, &mut this.scratch)
+        this.write_start()?;
+        this.attrs("CLUSTER")
             .text("NAME", cluster.name)
             .number("LOCALTIME", cluster.localtime)
             .text("OWNER", cluster.owner)
             .text("LATLONG", cluster.latlong)
             .text("URL", cluster.url);
-        write_line(&mut this.xml, Event::Start(tag))?;
+        this.write_start()?;
         Ok(this)
     }
 
     /// Starts a `HOST`, closing the previous one if it is still open.
     pub fn host(&mut self, host: &HostAttrs<'_>) -> io::Result<()> {
         self.close_host()?;
-        Attrs::new(&mut self.host_tag, &mut self.scratch)
+        self.attrs("HOST")
             .text("NAME", host.name)
             .text("IP", host.ip)
             .text("TAGS", host.tags)
@@ -132,7 +130,7 @@ impl<W: Write> GangliaXmlWriter<W> {
             .number("DMAX", host.dmax)
             .text("LOCATION", host.location)
             .number("GMOND_STARTED", host.gmond_started);
-        write_line(&mut self.xml, Event::Start(self.host_tag.borrow()))?;
+        self.write_start()?;
         self.host_open = true;
         Ok(())
     }
@@ -145,7 +143,7 @@ impl<W: Write> GangliaXmlWriter<W> {
                 "METRIC written outside a HOST",
             ));
         }
-        Attrs::new(&mut self.metric_tag, &mut self.scratch)
+        self.attrs("METRIC")
             .text("NAME", metric.name)
             .value("VAL", metric.format, metric.value)
             .text("TYPE", metric.value_type.gmond_name())
@@ -154,13 +152,14 @@ impl<W: Write> GangliaXmlWriter<W> {
             .number("TMAX", metric.tmax)
             .number("DMAX", metric.dmax)
             .text("SLOPE", metric.slope.gmond_name());
-        write_line(&mut self.xml, Event::Start(self.metric_tag.borrow()))?;
+        self.write_start()?;
         write_line(&mut self.xml, Event::Start(BytesStart::new("EXTRA_DATA")))?;
         for (name, value) in metric.extras.iter().rev() {
-            Attrs::new(&mut self.extra_tag, &mut self.scratch)
+            self.attrs("EXTRA_ELEMENT")
                 .text("NAME", name)
                 .text("VAL", value);
-            write_line(&mut self.xml, Event::Empty(self.extra_tag.borrow()))?;
+            let tag = BytesStart::from_content(self.tag.as_str(), self.name_len);
+            write_line(&mut self.xml, Event::Empty(tag))?;
         }
         write_line(&mut self.xml, Event::End(BytesEnd::new("EXTRA_DATA")))?;
         write_line(&mut self.xml, Event::End(BytesEnd::new("METRIC")))
@@ -181,6 +180,22 @@ impl<W: Write> GangliaXmlWriter<W> {
         }
         Ok(())
     }
+
+    /// Starts building the start tag of element `name`.
+    fn attrs(&mut self, name: &str) -> Attrs<'_> {
+        self.tag.clear();
+        self.tag.push_str(name);
+        self.name_len = name.len();
+        Attrs {
+            tag: &mut self.tag,
+            formatted: &mut self.formatted,
+        }
+    }
+
+    fn write_start(&mut self) -> io::Result<()> {
+        let tag = BytesStart::from_content(self.tag.as_str(), self.name_len);
+        write_line(&mut self.xml, Event::Start(tag))
+    }
 }
 
 /// gmond ends every tag with a newline.
@@ -189,50 +204,33 @@ fn write_line<W: Write>(xml: &mut Writer<W>, event: Event<'_>) -> io::Result<()>
     xml.get_mut().write_all(b"\n")
 }
 
-/// Reused space for escaping and formatting attribute values.
-#[derive(Default)]
-struct Scratch {
-    escaped: String,
-    formatted: String,
-}
-
-/// Fills a start tag's attributes, in the order they are pushed.
+/// Appends attributes to a start tag, in gmond's order, escaping every value.
 struct Attrs<'t> {
-    tag: &'t mut BytesStart<'static>,
-    scratch: &'t mut Scratch,
+    tag: &'t mut String,
+    formatted: &'t mut String,
 }
 
-impl<'t> Attrs<'t> {
-    fn new(tag: &'t mut BytesStart<'static>, scratch: &'t mut Scratch) -> Self {
-        tag.clear_attributes();
-        Attrs { tag, scratch }
-    }
-
+impl Attrs<'_> {
     fn text(self, key: &str, value: &str) -> Self {
-        if needs_escaping(value) {
-            self.scratch.escaped.clear();
-            escape_attribute(value, &mut self.scratch.escaped);
-            self.tag
-                .push_attribute((key.as_bytes(), self.scratch.escaped.as_bytes()));
-        } else {
-            self.tag.push_attribute((key.as_bytes(), value.as_bytes()));
-        }
+        self.tag.push(' ');
+        self.tag.push_str(key);
+        self.tag.push_str("=\"");
+        escape_attribute(value, self.tag);
+        self.tag.push('"');
         self
     }
 
     fn number(self, key: &str, value: impl Into<u64>) -> Self {
         let digits = Digits::decimal(value.into());
-        self.tag
-            .push_attribute((key.as_bytes(), digits.as_str().as_bytes()));
-        self
+        self.text(key, digits.as_str())
     }
 
     fn value(self, key: &str, format: &str, value: &MetricValue) -> Self {
-        let mut formatted = std::mem::take(&mut self.scratch.formatted);
+        let mut formatted = std::mem::take(self.formatted);
         formatted.clear();
         format_value(format, value, &mut formatted);
         let this = self.text(key, &formatted);
-        this.scratch.formatted = formatted;
+        *this.formatted = formatted;
         this
     }
 }
