@@ -1,0 +1,26 @@
+//! The network layer: gmond's three channels, over the store and the wire codecs.
+//!
+//! - [`tcp`]: `tcp_accept_channel`, serving the cluster's XML to gmetad and friends.
+//! - [`send`]: `udp_send_channel`s, sending this host's metadata, values and heartbeat
+//!   as gmetric XDR, batched (`sendmmsg`) and paced so a receiver's buffer never overflows.
+//! - [`recv`]: `udp_recv_channel`s, taking packets from gmetric, gmond and other wasmonds
+//!   into the store, asking senders for missing metadata (id 136) and answering such asks.
+//!
+//! Sockets are set up in [`socket`]; the acl check is [`acl`]. Nothing here knows what a
+//! module is: the scheduler hands the sender the metrics that are due.
+
+pub mod acl;
+pub mod batch;
+pub mod names;
+pub mod recv;
+pub mod send;
+pub mod service;
+pub mod socket;
+pub mod stats;
+pub mod tcp;
+
+pub use service::{Network, NetworkSetup};
+pub use stats::NetStats;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,388 @@
+//! The `udp_recv_channel`s: gmetric XDR datagrams from real gmetric, gmond and other
+//! wasmonds, into the store.
+//!
+//! Each datagram is checked against the channel's acl, decoded, and applied: metadata
+//! (id 128) and values (129..135) update the sending host, named as gmond names it
+//! ([`super::names`]). A value whose metadata is unknown makes us ask the sender for it
+//! with a metadata request (id 136) on every send channel, as gmond does (at most once
+//! per [`REQUEST_INTERVAL`] per host and metric). A request from a peer (136) is handed
+//! to the scheduler, which re-sends that metric's metadata at once.
+//!
+//! A datagram that does not decode is counted and dropped, never a crash. Our own
+//! datagrams, looped back from our send channels, are skipped: the scheduler already
+//! wrote those values into the store under this host's own name.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::net::UdpSocket;
+use tokio::time::Instant;
+
+use super::acl;
+use super::names::{HostId, HostNames};
+use super::send::SendChannel;
+use super::stats::NetStats;
+use crate::config::Acl;
+use crate::store::{HostRef, MetricMeta, Store, StoreError};
+use crate::wire::xdr;
+
+/// Largest datagram read: the UDP maximum, so an oversized one is read whole and then
+/// rejected by the decoder instead of being silently cut.
+const RECV_BUFFER: usize = 65_536;
+
+/// How often one host's metric may trigger a metadata request.
+pub const REQUEST_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Most (host, metric) pairs remembered for [`REQUEST_INTERVAL`]; the memory starts
+/// afresh past it, so a flood of unknown metrics cannot grow it without bound.
+const MAX_PENDING_REQUESTS: usize = 16_384;
+
+/// Called with a metric's name when a peer asks for its metadata.
+pub type MetadataRequestHandler = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// What a receive channel needs besides its socket.
+#[derive(Clone)]
+pub struct RecvContext {
+    pub store: Arc<Store>,
+    pub acl: Option<Acl>,
+    /// Where metadata requests (id 136) go: every send channel (none when muted).
+    pub send_channels: Arc<[SendChannel]>,
+    /// Source addresses of our own send channels, whose datagrams are skipped.
+    pub own_sources: Arc<HashSet<SocketAddr>>,
+    pub on_metadata_request: MetadataRequestHandler,
+    pub stats: Arc<NetStats>,
+}
+
+/// Receives on `socket` until `shutdown` completes.
+pub async fn run(socket: UdpSocket, context: RecvContext, shutdown: impl Future<Output = ()>) {
+    let mut receiver = Receiver::new(context);
+    let mut buffer = vec![0u8; RECV_BUFFER];
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            received = socket.recv_from(&mut buffer) => match received {
+                Ok((len, source)) => receiver.handle(&buffer[..len], source, SystemTime::now()).await,
+                Err(error) => {
+                    // ICMP errors from earlier sends and the like: nothing to undo.
+                    tracing::debug!(%error, "udp_recv_channel: receive failed");
+                }
+            },
+            () = &mut shutdown => return,
+        }
+    }
+}
+
+/// Applies datagrams to the store; one per receive channel.
+pub struct Receiver {
+    context: RecvContext,
+    names: HostNames,
+    requested: HashMap<(Arc<str>, String), Instant>,
+    request_buffer: Vec<u8>,
+}
+
+impl Receiver {
+    pub fn new(context: RecvContext) -> Receiver {
+        Receiver {
+            context,
+            names: HostNames::default(),
+            requested: HashMap::new(),
+            request_buffer: Vec::new(),
+        }
+    }
+
+    /// Applies one datagram from `source`, received at `now`.
+    pub async fn handle(&mut self, datagram: &[u8], source: SocketAddr, now: SystemTime) {
+        let stats = Arc::clone(&self.context.stats);
+        if !acl::allows(self.context.acl.as_ref(), source.ip()) {
+            stats.packets_denied.incr();
+            return;
+        }
+        if self.context.own_sources.contains(&source) {
+            return;
+        }
+        let message = match xdr::decode(datagram) {
+            Ok(message) => message,
+            Err(error) => {
+                stats.packets_malformed.incr();
+                tracing::debug!(%source, %error, "udp_recv_channel: malformed datagram dropped");
+                return;
+            }
+        };
+        match self.apply(message, source, now).await {
+            Ok(()) => stats.packets_received.incr(),
+            Err(error) => {
+                stats.packets_malformed.incr();
+                tracing::debug!(%source, %error, "udp_recv_channel: datagram refused");
+            }
+        }
+    }
+
+    async fn apply(
+        &mut self,
+        message: xdr::Message,
+        source: SocketAddr,
+        now: SystemTime,
+    ) -> Result<(), StoreError> {
+        match message {
+            xdr::Message::Metadata(metadata) => {
+                let header = &metadata.header;
+                let host = self.names.identify(source.ip(), &header.host, header.spoof).await;
+                let host = HostRef { name: &host.name, ip: &host.ip };
+                self.context.store.update_metadata(host, into_meta(metadata), now)
+            }
+            xdr::Message::Value(value) => {
+                let header = &value.header;
+                let host = self.names.identify(source.ip(), &header.host, header.spoof).await;
+                let host_ref = HostRef { name: &host.name, ip: &host.ip };
+                let store = &self.context.store;
+                let known = store.update_value(host_ref, &header.name, value.value, &value.format, now)?;
+                if !known {
+                    self.request_metadata(&host, &header.name).await;
+                }
+                Ok(())
+            }
+            xdr::Message::MetadataRequest(header) => {
+                self.context.stats.metadata_requests_received.incr();
+                (self.context.on_metadata_request)(&header.name);
+                Ok(())
+            }
+        }
+    }
+
+    /// Asks every send channel's peers for the metadata of `host`'s metric `name`.
+    async fn request_metadata(&mut self, host: &HostId, name: &str) {
+        if self.context.send_channels.is_empty() || !self.request_due(host, name) {
+            return;
+        }
+        self.request_buffer.clear();
+        let request = xdr::Message::MetadataRequest(xdr::Header {
+            host: host.name.to_string(),
+            name: name.to_owned(),
+            spoof: false,
+        });
+        if xdr::encode(&request, &mut self.request_buffer).is_err() {
+            return;
+        }
+        for channel in self.context.send_channels.iter() {
+            match channel.socket.send_to(&self.request_buffer, channel.destination).await {
+                Ok(_) => self.context.stats.metadata_requests_sent.incr(),
+                Err(error) => {
+                    self.context.stats.send_errors.incr();
+                    tracing::debug!(%error, destination = %channel.destination, "metadata request not sent");
+                }
+            }
+        }
+    }
+
+    /// Whether a request for this host's metric may go now; books it if so.
+    fn request_due(&mut self, host: &HostId, name: &str) -> bool {
+        let now = Instant::now();
+        let key = (Arc::clone(&host.name), name.to_owned());
+        if let Some(&last) = self.requested.get(&key)
+            && now - last < REQUEST_INTERVAL
+        {
+            return false;
+        }
+        if self.requested.len() >= MAX_PENDING_REQUESTS {
+            self.requested.clear();
+        }
+        self.requested.insert(key, now);
+        true
+    }
+}
+
+/// The store's view of a metadata message.
+fn into_meta(metadata: xdr::Metadata) -> MetricMeta {
+    MetricMeta {
+        name: metadata.header.name,
+        value_type: metadata.value_type,
+        units: metadata.units,
+        slope: metadata.slope,
+        tmax: metadata.tmax,
+        dmax: metadata.dmax,
+        extras: metadata.extras,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::config::{AclAction, Location};
+    use crate::metric::{MetricValue, Slope, ValueType};
+    use crate::store::{ClusterInfo, StoreConfig};
+
+    /// gmetric's packets as real gmetric 3.7.2 sent them (reference captures).
+    const GMETRIC_PACKETS: &str = include_str!("../wire/testdata/gmetric_packets.hex");
+
+    struct Harness {
+        receiver: Receiver,
+        store: Arc<Store>,
+        stats: Arc<NetStats>,
+        /// Listens where metadata requests are sent.
+        peer: UdpSocket,
+        asked: Arc<Mutex<Vec<String>>>,
+    }
+
+    async fn harness(acl: Option<Acl>, own_sources: HashSet<SocketAddr>) -> Harness {
+        let store = Arc::new(Store::new(StoreConfig {
+            cluster: ClusterInfo {
+                name: "c".into(),
+                owner: "o".into(),
+                latlong: "l".into(),
+                url: "u".into(),
+            },
+            host_tmax: 20,
+            host_dmax: 0,
+        }));
+        let peer = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        let channel = SendChannel { socket: Arc::new(socket), destination: peer.local_addr().unwrap() };
+        let stats = Arc::new(NetStats::default());
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let recorder = Arc::clone(&asked);
+        let context = RecvContext {
+            store: Arc::clone(&store),
+            acl,
+            send_channels: vec![channel].into(),
+            own_sources: Arc::new(own_sources),
+            on_metadata_request: Arc::new(move |name: &str| recorder.lock().unwrap().push(name.to_owned())),
+            stats: Arc::clone(&stats),
+        };
+        Harness { receiver: Receiver::new(context), store, stats, peer, asked }
+    }
+
+    fn loopback(port: u16) -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, port))
+    }
+
+    fn encoded(message: &xdr::Message) -> Vec<u8> {
+        let mut out = Vec::new();
+        xdr::encode(message, &mut out).unwrap();
+        out
+    }
+
+    fn header(host: &str, name: &str, spoof: bool) -> xdr::Header {
+        xdr::Header { host: host.into(), name: name.into(), spoof }
+    }
+
+    fn metadata(host: &str, name: &str, spoof: bool) -> Vec<u8> {
+        encoded(&xdr::Message::Metadata(xdr::Metadata {
+            header: header(host, name, spoof),
+            value_type: ValueType::UInt32,
+            units: "req".into(),
+            slope: Slope::Positive,
+            tmax: 60,
+            dmax: 0,
+            extras: vec![("GROUP".into(), "web".into())],
+        }))
+    }
+
+    fn value(host: &str, name: &str, spoof: bool, number: u32) -> Vec<u8> {
+        encoded(&xdr::Message::Value(xdr::Value {
+            header: header(host, name, spoof),
+            format: "%u".into(),
+            value: MetricValue::UInt32(number),
+        }))
+    }
+
+    #[tokio::test]
+    async fn real_gmetric_packets_land_in_the_store() {
+        let mut h = harness(None, HashSet::new()).await;
+        let now = SystemTime::now();
+        let packets: Vec<Vec<u8>> = GMETRIC_PACKETS
+            .lines()
+            .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+            .map(|line| hex::decode(line.split_whitespace().next().unwrap()).unwrap())
+            .collect();
+        for packet in &packets {
+            h.receiver.handle(packet, loopback(40000), now).await;
+        }
+        assert_eq!(h.stats.packets_received.get(), packets.len() as u64);
+        assert_eq!(h.stats.packets_malformed.get(), 0);
+        let host = h.store.host("localhost").expect("named like gmond names 127.0.0.1");
+        let gm_int8 = host.metrics.iter().find(|metric| metric.name == "gm_int8").unwrap();
+        let meta = gm_int8.meta.as_ref().unwrap();
+        assert_eq!((meta.value_type, meta.units.as_str(), meta.slope), (ValueType::Int8, "deg", Slope::Both));
+        assert_eq!(gm_int8.sample.as_ref().unwrap().value, MetricValue::String("-5".into()));
+        assert!(h.store.host("spoofhost").is_some(), "gmetric -S creates the spoofed host");
+    }
+
+    #[tokio::test]
+    async fn malformed_datagrams_are_counted_and_dropped() {
+        let mut h = harness(None, HashSet::new()).await;
+        let now = SystemTime::now();
+        let good = metadata("vm", "hits", false);
+        for bad in [&b""[..], &b"\x00\x00\x00\x80"[..], &good[..good.len() - 1], &[0xff; 64][..]] {
+            h.receiver.handle(bad, loopback(40000), now).await;
+        }
+        assert_eq!(h.stats.packets_malformed.get(), 4);
+        assert!(h.store.snapshot().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_value_without_metadata_asks_the_sender_for_it_once() {
+        let mut h = harness(None, HashSet::new()).await;
+        let now = SystemTime::now();
+        for number in 0..3 {
+            h.receiver.handle(&value("vm", "hits", false, number), loopback(40000), now).await;
+        }
+        let mut buf = [0u8; 256];
+        let (len, _) = h.peer.recv_from(&mut buf).await.unwrap();
+        let request = xdr::decode(&buf[..len]).unwrap();
+        assert_eq!(request, xdr::Message::MetadataRequest(header("localhost", "hits", false)));
+        assert_eq!(h.stats.metadata_requests_sent.get(), 1, "rate-limited per host and metric");
+        // Once the metadata arrives, the metric shows.
+        h.receiver.handle(&metadata("vm", "hits", false), loopback(40000), now).await;
+        h.receiver.handle(&value("vm", "hits", false, 7), loopback(40000), now).await;
+        let host = h.store.host("localhost").unwrap();
+        assert_eq!(host.metrics[0].sample.as_ref().unwrap().value, MetricValue::UInt32(7));
+    }
+
+    #[tokio::test]
+    async fn a_peers_metadata_request_reaches_the_scheduler() {
+        let mut h = harness(None, HashSet::new()).await;
+        let request = encoded(&xdr::Message::MetadataRequest(header("localhost", "cpu_user", false)));
+        h.receiver.handle(&request, loopback(40000), SystemTime::now()).await;
+        assert_eq!(*h.asked.lock().unwrap(), ["cpu_user"]);
+        assert_eq!(h.stats.metadata_requests_received.get(), 1);
+    }
+
+    #[tokio::test]
+    async fn spoofed_packets_name_their_own_host() {
+        let mut h = harness(None, HashSet::new()).await;
+        let now = SystemTime::now();
+        h.receiver.handle(&metadata("10.1.2.3:web7", "hits", true), loopback(40000), now).await;
+        h.receiver.handle(&value("10.1.2.3:web7", "hits", true, 5), loopback(40000), now).await;
+        let host = h.store.host("web7").unwrap();
+        assert_eq!(host.ip, "10.1.2.3");
+        assert_eq!(host.metrics.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn our_own_datagrams_and_denied_senders_are_skipped() {
+        let acl = Acl {
+            default: AclAction::Allow,
+            access: vec![crate::config::AclAccess {
+                ip: "127.0.0.2".parse().unwrap(),
+                mask: 32,
+                action: AclAction::Deny,
+                declared_at: Location::whole_file("test.conf"),
+            }],
+        };
+        let own = HashSet::from([loopback(41000)]);
+        let mut h = harness(Some(acl), own).await;
+        let now = SystemTime::now();
+        h.receiver.handle(&metadata("vm", "hits", false), loopback(41000), now).await;
+        let denied = SocketAddr::from(([127, 0, 0, 2], 40000));
+        h.receiver.handle(&metadata("vm", "hits", false), denied, now).await;
+        assert!(h.store.snapshot().is_empty());
+        assert_eq!(h.stats.packets_denied.get(), 1);
+        assert_eq!(h.stats.packets_received.get(), 0);
+    }
+}
