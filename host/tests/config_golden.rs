@@ -30,10 +30,17 @@ fn render(case: &Path, dir: &Path) -> (&'static str, String) {
 fn config_cases_match_their_expected_output() {
     let dir = cases_dir();
     let bless = std::env::var_os("BLESS").is_some();
-    let mut cases: Vec<PathBuf> =
-        fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "conf")).collect();
+    let mut cases: Vec<PathBuf> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "conf"))
+        .collect();
     cases.sort();
-    assert!(cases.len() >= 10, "expected the config cases in {}", dir.display());
+    assert!(
+        cases.len() >= 10,
+        "expected the config cases in {}",
+        dir.display()
+    );
     let mut failures = Vec::new();
     for case in &cases {
         let (ext, actual) = render(case, &dir);
@@ -46,14 +53,29 @@ fn config_cases_match_their_expected_output() {
         }
         match fs::read_to_string(&expected_path) {
             Ok(expected) if expected == actual => {}
-            Ok(expected) => failures.push(format!("{}: output differs\n--- expected\n{expected}\n--- actual\n{actual}", case.display())),
-            Err(_) if other_path.exists() => {
-                failures.push(format!("{}: expected {}, got:\n{actual}", case.display(), other_path.display()))
-            }
-            Err(_) => failures.push(format!("{}: no {} (run with BLESS=1); got:\n{actual}", case.display(), expected_path.display())),
+            Ok(expected) => failures.push(format!(
+                "{}: output differs\n--- expected\n{expected}\n--- actual\n{actual}",
+                case.display()
+            )),
+            Err(_) if other_path.exists() => failures.push(format!(
+                "{}: expected {}, got:\n{actual}",
+                case.display(),
+                other_path.display()
+            )),
+            Err(_) => failures.push(format!(
+                "{}: no {} (run with BLESS=1); got:\n{actual}",
+                case.display(),
+                expected_path.display()
+            )),
         }
     }
-    assert!(failures.is_empty(), "{} of {} config cases failed:\n\n{}", failures.len(), cases.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} config cases failed:\n\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n\n")
+    );
 }
 
 /// The acceptance case: errors on several lines each name file:line:col.
@@ -63,8 +85,14 @@ fn several_syntax_errors_are_each_reported_with_their_position() {
     let errors = load(dir.join("errors_syntax.conf")).unwrap_err();
     let lines: Vec<u32> = errors.0.iter().map(|e| e.at.line).collect();
     assert!(lines.len() >= 4, "{errors}");
-    assert!(lines.windows(2).all(|w| w[0] < w[1]), "one error per line, in order: {errors}");
+    assert!(
+        lines.windows(2).all(|w| w[0] < w[1]),
+        "one error per line, in order: {errors}"
+    );
     for line in errors.to_string().lines() {
-        assert!(line.starts_with(&format!("{}/errors_syntax.conf:", dir.display())), "{line}");
+        assert!(
+            line.starts_with(&format!("{}/errors_syntax.conf:", dir.display())),
+            "{line}"
+        );
     }
 }

@@ -43,11 +43,29 @@ const UNSUPPORTED_GLOBALS: &[Unsupported] = &[
     },
 ];
 
-pub fn build(items: &[Item], options: &LoadOptions, fs: &dyn FileSource, diag: &mut Diagnostics) -> Config {
+pub fn build(
+    items: &[Item],
+    options: &LoadOptions,
+    fs: &dyn FileSource,
+    diag: &mut Diagnostics,
+) -> Config {
     let top = Fields::read("top level", schema::TOP, [items], diag);
-    let bodies = |name: &'static str| top.subs.iter().filter(move |s| s.name == name).map(|s| s.body);
-    let globals = globals(&Fields::read("globals", schema::GLOBALS, bodies("globals"), diag), diag);
-    let cluster = cluster(&Fields::read("cluster", schema::CLUSTER, bodies("cluster"), diag));
+    let bodies = |name: &'static str| {
+        top.subs
+            .iter()
+            .filter(move |s| s.name == name)
+            .map(|s| s.body)
+    };
+    let globals = globals(
+        &Fields::read("globals", schema::GLOBALS, bodies("globals"), diag),
+        diag,
+    );
+    let cluster = cluster(&Fields::read(
+        "cluster",
+        schema::CLUSTER,
+        bodies("cluster"),
+        diag,
+    ));
     let host = HostInfo {
         location: Fields::read("host", schema::HOST, bodies("host"), diag)
             .string("location")
@@ -55,45 +73,95 @@ pub fn build(items: &[Item], options: &LoadOptions, fs: &dyn FileSource, diag: &
     };
     for sflow in top.subs.iter().filter(|s| s.name == "sflow") {
         Fields::read("sflow", schema::SFLOW, [sflow.body], diag);
-        diag.warn(sflow.at, "wasmond does not receive sFlow; the `sflow` section is ignored");
+        diag.warn(
+            sflow.at,
+            "wasmond does not receive sFlow; the `sflow` section is ignored",
+        );
     }
     let each = |name: &'static str| top.subs.iter().filter(move |s| s.name == name);
-    let udp_send_channels = each("udp_send_channel").filter_map(|s| udp_send(s, diag)).collect();
-    let udp_recv_channels = each("udp_recv_channel").filter_map(|s| udp_recv(s, diag)).collect();
-    let tcp_accept_channels = each("tcp_accept_channel").filter_map(|s| tcp_accept(s, diag)).collect();
+    let udp_send_channels = each("udp_send_channel")
+        .filter_map(|s| udp_send(s, diag))
+        .collect();
+    let udp_recv_channels = each("udp_recv_channel")
+        .filter_map(|s| udp_recv(s, diag))
+        .collect();
+    let tcp_accept_channels = each("tcp_accept_channel")
+        .filter_map(|s| tcp_accept(s, diag))
+        .collect();
     let module_list = Fields::read("modules", schema::MODULES, bodies("modules"), diag);
     let module_dirs = module_dirs(&globals, options);
     let modules = modules::read_all(&module_list.subs, &module_dirs, fs, diag);
-    let collection_groups = each("collection_group").map(|s| collection_group(s, diag)).collect();
-    Config { globals, cluster, host, udp_send_channels, udp_recv_channels, tcp_accept_channels, modules, collection_groups }
+    let collection_groups = each("collection_group")
+        .map(|s| collection_group(s, diag))
+        .collect();
+    Config {
+        globals,
+        cluster,
+        host,
+        udp_send_channels,
+        udp_recv_channels,
+        tcp_accept_channels,
+        modules,
+        collection_groups,
+    }
 }
 
 /// Where modules are looked for after the declaring file's directory.
 fn module_dirs(globals: &Globals, options: &LoadOptions) -> Vec<std::path::PathBuf> {
-    globals.module_dir.iter().chain(options.module_dir.iter()).cloned().collect()
+    globals
+        .module_dir
+        .iter()
+        .chain(options.module_dir.iter())
+        .cloned()
+        .collect()
 }
 
 const SECONDS: &str = "a number of seconds (0 or more)";
 
 fn seconds(fields: &Fields, key: &str, default: u32, diag: &mut Diagnostics) -> u32 {
-    fields.int_in(key, 0, u32::MAX.into(), SECONDS, diag).map_or(default, |v| v as u32)
+    fields
+        .int_in(key, 0, u32::MAX.into(), SECONDS, diag)
+        .map_or(default, |v| v as u32)
 }
 
 fn globals(f: &Fields, diag: &mut Diagnostics) -> Globals {
     let d = Globals::default();
     for unsupported in UNSUPPORTED_GLOBALS {
-        let Some(at) = f.at(unsupported.key) else { continue };
-        if !unsupported.only_when_on || f.bool(unsupported.key, false, &mut Diagnostics::default()) {
-            diag.warn(at, format!("`{}` is not implemented: {}", unsupported.key, unsupported.instead));
+        let Some(at) = f.at(unsupported.key) else {
+            continue;
+        };
+        if !unsupported.only_when_on || f.bool(unsupported.key, false, &mut Diagnostics::default())
+        {
+            diag.warn(
+                at,
+                format!(
+                    "`{}` is not implemented: {}",
+                    unsupported.key, unsupported.instead
+                ),
+            );
         }
     }
     Globals {
         daemonize: f.bool("daemonize", d.daemonize, diag),
         setuid: f.bool("setuid", d.setuid, diag),
         user: f.string("user").unwrap_or(d.user),
-        debug_level: f.int_in("debug_level", 0, i32::MAX.into(), "an integer of 0 or more", diag).map_or(0, |v| v as u32),
+        debug_level: f
+            .int_in(
+                "debug_level",
+                0,
+                i32::MAX.into(),
+                "an integer of 0 or more",
+                diag,
+            )
+            .map_or(0, |v| v as u32),
         max_udp_msg_len: f
-            .int_in("max_udp_msg_len", 1, 65507, "a UDP payload size from 1 to 65507", diag)
+            .int_in(
+                "max_udp_msg_len",
+                1,
+                65507,
+                "a UDP payload size from 1 to 65507",
+                diag,
+            )
             .map_or(d.max_udp_msg_len, |v| v as u32),
         mute: f.bool("mute", d.mute, diag),
         deaf: f.bool("deaf", d.deaf, diag),
@@ -102,8 +170,15 @@ fn globals(f: &Fields, diag: &mut Diagnostics) -> Globals {
         host_tmax: seconds(f, "host_tmax", d.host_tmax, diag),
         cleanup_threshold: seconds(f, "cleanup_threshold", d.cleanup_threshold, diag),
         gexec: f.bool("gexec", d.gexec, diag),
-        send_metadata_interval: seconds(f, "send_metadata_interval", d.send_metadata_interval, diag),
-        module_dir: f.string("module_dir").map(|dir| relative_to_declaring_file(f.at("module_dir"), &dir)),
+        send_metadata_interval: seconds(
+            f,
+            "send_metadata_interval",
+            d.send_metadata_interval,
+            diag,
+        ),
+        module_dir: f
+            .string("module_dir")
+            .map(|dir| relative_to_declaring_file(f.at("module_dir"), &dir)),
         override_hostname: f.string("override_hostname"),
         override_ip: f.string("override_ip"),
         tags: f.string("tags"),
@@ -112,7 +187,9 @@ fn globals(f: &Fields, diag: &mut Diagnostics) -> Globals {
 
 /// A relative path in a file means relative to that file's directory.
 pub fn relative_to_declaring_file(at: Option<&Location>, path: &str) -> std::path::PathBuf {
-    let dir = at.and_then(|at| Path::new(&*at.file).parent()).unwrap_or(Path::new(""));
+    let dir = at
+        .and_then(|at| Path::new(&*at.file).parent())
+        .unwrap_or(Path::new(""));
     dir.join(path)
 }
 
@@ -133,16 +210,28 @@ fn port(f: &Fields, sub: &Sub, min: i64, diag: &mut Diagnostics) -> Option<u16> 
         diag.invalid(sub.at, format!("`{}` needs a `port`", sub.name));
         return None;
     }
-    let what = if min == 0 { "a port from 0 to 65535" } else { "a port from 1 to 65535" };
+    let what = if min == 0 {
+        "a port from 0 to 65535"
+    } else {
+        "a port from 1 to 65535"
+    };
     f.int_in("port", min, 65535, what, diag).map(|p| p as u16)
 }
 
 fn family(f: &Fields, diag: &mut Diagnostics) -> Family {
-    match f.string("family").map(|s| s.to_ascii_lowercase()).as_deref() {
+    match f
+        .string("family")
+        .map(|s| s.to_ascii_lowercase())
+        .as_deref()
+    {
         None | Some("inet4") => Family::Inet4,
         Some("inet6") => Family::Inet6,
         Some(other) => {
-            let kind = ErrorKind::InvalidValue { key: "family".into(), expected: "`inet4` or `inet6`".into(), found: format!("`{other}`") };
+            let kind = ErrorKind::InvalidValue {
+                key: "family".into(),
+                expected: "`inet4` or `inet6`".into(),
+                found: format!("`{other}`"),
+            };
             diag.error(f.value_at("family").expect("family is set"), kind);
             Family::Inet4
         }
@@ -156,17 +245,25 @@ fn udp_send(sub: &Sub, diag: &mut Diagnostics) -> Option<UdpSendChannel> {
         mcast_join: f.string("mcast_join"),
         mcast_if: f.string("mcast_if"),
         port: port(&f, sub, 1, diag).unwrap_or(0),
-        ttl: f.int_in("ttl", 0, 255, "a TTL from 0 to 255", diag).map_or(1, |v| v as u8),
+        ttl: f
+            .int_in("ttl", 0, 255, "a TTL from 0 to 255", diag)
+            .map_or(1, |v| v as u8),
         bind: f.string("bind"),
         bind_hostname: f.bool("bind_hostname", false, diag),
         declared_at: sub.at.clone(),
     };
     if channel.host.is_none() && channel.mcast_join.is_none() {
-        diag.invalid(sub.at, "`udp_send_channel` needs a destination: `host` (unicast) or `mcast_join` (multicast)");
+        diag.invalid(
+            sub.at,
+            "`udp_send_channel` needs a destination: `host` (unicast) or `mcast_join` (multicast)",
+        );
     }
     if channel.bind.is_some() && channel.bind_hostname {
         let at = f.at("bind_hostname").unwrap_or(sub.at);
-        diag.invalid(at, "`bind` and `bind_hostname = yes` exclude each other (gmond refuses both)");
+        diag.invalid(
+            at,
+            "`bind` and `bind_hostname = yes` exclude each other (gmond refuses both)",
+        );
     }
     Some(channel)
 }
@@ -181,7 +278,13 @@ fn udp_recv(sub: &Sub, diag: &mut Diagnostics) -> Option<UdpRecvChannel> {
         family: family(&f, diag),
         retry_bind: f.bool("retry_bind", true, diag),
         buffer: f
-            .int_in("buffer", 0, i32::MAX.into(), "a buffer size in bytes (0 = the OS default)", diag)
+            .int_in(
+                "buffer",
+                0,
+                i32::MAX.into(),
+                "a buffer size in bytes (0 = the OS default)",
+                diag,
+            )
             .filter(|&b| b > 0)
             .map(|b| b as u32),
         acl: acl(&f, diag),
@@ -208,7 +311,11 @@ fn acl_action(f: &Fields, key: &str, diag: &mut Diagnostics) -> Option<AclAction
         "allow" => Some(AclAction::Allow),
         "deny" => Some(AclAction::Deny),
         other => {
-            let kind = ErrorKind::InvalidValue { key: key.into(), expected: "`allow` or `deny`".into(), found: format!("`{other}`") };
+            let kind = ErrorKind::InvalidValue {
+                key: key.into(),
+                expected: "`allow` or `deny`".into(),
+                found: format!("`{other}`"),
+            };
             diag.error(f.value_at(key).expect("key is set"), kind);
             None
         }
@@ -222,7 +329,10 @@ fn acl(channel: &Fields, diag: &mut Diagnostics) -> Option<Acl> {
     }
     let f = Fields::read("acl", schema::ACL, subs.iter().map(|s| s.body), diag);
     let access = f.subs.iter().filter_map(|s| acl_access(s, diag)).collect();
-    Some(Acl { default: acl_action(&f, "default", diag).unwrap_or(AclAction::Allow), access })
+    Some(Acl {
+        default: acl_action(&f, "default", diag).unwrap_or(AclAction::Allow),
+        access,
+    })
 }
 
 fn acl_access(sub: &Sub, diag: &mut Diagnostics) -> Option<AclAccess> {
@@ -236,19 +346,39 @@ fn acl_access(sub: &Sub, diag: &mut Diagnostics) -> Option<AclAccess> {
         Ok(ip) => ip,
         Err(_) => {
             let found = format!("`{}`", f.string("ip").unwrap_or_default());
-            let kind = ErrorKind::InvalidValue { key: "ip".into(), expected: "an IP address".into(), found };
+            let kind = ErrorKind::InvalidValue {
+                key: "ip".into(),
+                expected: "an IP address".into(),
+                found,
+            };
             diag.error(f.value_at("ip").expect("ip is set"), kind);
             return None;
         }
     };
     let max_bits = if ip.is_ipv4() { 32 } else { 128 };
-    let mask = f.int_in("mask", 0, max_bits, &format!("a prefix length from 0 to {max_bits}"), diag)?;
+    let mask = f.int_in(
+        "mask",
+        0,
+        max_bits,
+        &format!("a prefix length from 0 to {max_bits}"),
+        diag,
+    )?;
     let action = acl_action(&f, "action", diag)?;
-    Some(AclAccess { ip, mask: mask as u8, action, declared_at: sub.at.clone() })
+    Some(AclAccess {
+        ip,
+        mask: mask as u8,
+        action,
+        declared_at: sub.at.clone(),
+    })
 }
 
 fn collection_group(sub: &Sub, diag: &mut Diagnostics) -> CollectionGroup {
-    let f = Fields::read("collection_group", schema::COLLECTION_GROUP, [sub.body], diag);
+    let f = Fields::read(
+        "collection_group",
+        schema::COLLECTION_GROUP,
+        [sub.body],
+        diag,
+    );
     let collect_once = f.bool("collect_once", false, diag);
     let collect_every = seconds(&f, "collect_every", 60, diag);
     if collect_every == 0 && !collect_once {
@@ -264,7 +394,11 @@ fn collection_group(sub: &Sub, diag: &mut Diagnostics) -> CollectionGroup {
         collect_once,
         collect_every,
         time_threshold: seconds(&f, "time_threshold", 3600, diag),
-        metrics: f.subs.iter().filter_map(|s| collected_metric(s, diag)).collect(),
+        metrics: f
+            .subs
+            .iter()
+            .filter_map(|s| collected_metric(s, diag))
+            .collect(),
         declared_at: sub.at.clone(),
     }
 }
@@ -275,7 +409,13 @@ fn collected_metric(sub: &Sub, diag: &mut Diagnostics) -> Option<CollectedMetric
         (Some(name), None) => MetricSelector::Name(name),
         (None, Some(pattern)) => {
             if let Err(e) = regex::Regex::new(&pattern) {
-                let reason = e.to_string().lines().last().unwrap_or_default().trim_start_matches("error: ").to_string();
+                let reason = e
+                    .to_string()
+                    .lines()
+                    .last()
+                    .unwrap_or_default()
+                    .trim_start_matches("error: ")
+                    .to_string();
                 let kind = ErrorKind::InvalidValue {
                     key: "name_match".into(),
                     expected: "a regular expression".into(),
@@ -291,7 +431,10 @@ fn collected_metric(sub: &Sub, diag: &mut Diagnostics) -> Option<CollectedMetric
             return None;
         }
         (None, None) => {
-            diag.invalid(sub.at, "`metric` needs `name` (one metric) or `name_match` (a regex)");
+            diag.invalid(
+                sub.at,
+                "`metric` needs `name` (one metric) or `name_match` (a regex)",
+            );
             return None;
         }
     };

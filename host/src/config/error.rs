@@ -17,12 +17,20 @@ pub struct Location {
 
 impl Location {
     pub fn new(file: &Arc<str>, line: u32, col: u32) -> Location {
-        Location { file: Arc::clone(file), line, col }
+        Location {
+            file: Arc::clone(file),
+            line,
+            col,
+        }
     }
 
     /// The file as a whole, for problems that have no line (an unreadable file).
     pub fn whole_file(file: &str) -> Location {
-        Location { file: Arc::from(file), line: 0, col: 0 }
+        Location {
+            file: Arc::from(file),
+            line: 0,
+            col: 0,
+        }
     }
 
     /// `line:col` without the file, for pointing at a second place in the same file.
@@ -72,13 +80,26 @@ pub enum ErrorKind {
     #[error("unterminated comment: expected `*/` before the end of the file")]
     UnterminatedComment,
     #[error("unknown section `{name}` {context}{}", did_you_mean(suggestion))]
-    UnknownSection { name: String, context: String, suggestion: Option<String> },
+    UnknownSection {
+        name: String,
+        context: String,
+        suggestion: Option<String>,
+    },
     /// `section` is already quoted or described ("`globals`", "the top level");
     /// `hint` is appended as written (empty when there is none).
     #[error("unknown key `{key}` in {section}{}{hint}", did_you_mean(suggestion))]
-    UnknownKey { section: String, key: String, suggestion: Option<String>, hint: String },
+    UnknownKey {
+        section: String,
+        key: String,
+        suggestion: Option<String>,
+        hint: String,
+    },
     #[error("`{key}`: expected {expected}, found {found}")]
-    InvalidValue { key: String, expected: String, found: String },
+    InvalidValue {
+        key: String,
+        expected: String,
+        found: String,
+    },
     #[error("{0}")]
     Invalid(String),
     #[error("cannot read `{path}`: {reason}")]

@@ -26,7 +26,10 @@ impl Diagnostics {
     }
 
     pub fn warn(&mut self, at: &Location, message: impl Into<String>) {
-        self.warnings.push(Warning { at: at.clone(), message: message.into() });
+        self.warnings.push(Warning {
+            at: at.clone(),
+            message: message.into(),
+        });
     }
 }
 
@@ -61,7 +64,11 @@ impl<'a> Fields<'a> {
         bodies: impl IntoIterator<Item = &'a [Item]>,
         diag: &mut Diagnostics,
     ) -> Fields<'a> {
-        let mut fields = Fields { section, values: HashMap::new(), subs: Vec::new() };
+        let mut fields = Fields {
+            section,
+            values: HashMap::new(),
+            subs: Vec::new(),
+        };
         for item in bodies.into_iter().flatten() {
             fields.read_item(keys, item, diag);
         }
@@ -70,20 +77,35 @@ impl<'a> Fields<'a> {
 
     fn read_item(&mut self, keys: &'static [Key], item: &'a Item, diag: &mut Diagnostics) {
         match item {
-            Item::Option { key, value, append } => self.read_option(keys, key, value, *append, diag),
-            Item::Section { name, title, body } => self.read_section(keys, name, title.as_ref(), body, diag),
+            Item::Option { key, value, append } => {
+                self.read_option(keys, key, value, *append, diag)
+            }
+            Item::Section { name, title, body } => {
+                self.read_section(keys, name, title.as_ref(), body, diag)
+            }
             Item::Call { name, .. } => {
                 let message = if name.text.eq_ignore_ascii_case("include") {
-                    format!("`include` is allowed only at the top level, not inside `{}`", self.section)
+                    format!(
+                        "`include` is allowed only at the top level, not inside `{}`",
+                        self.section
+                    )
                 } else {
-                    format!("unknown function `{}`: gmond knows only `include`", name.text)
+                    format!(
+                        "unknown function `{}`: gmond knows only `include`",
+                        name.text
+                    )
                 };
                 diag.invalid(&name.at, message);
             }
         }
     }
 
-    fn known(&self, keys: &'static [Key], name: &Scalar, diag: &mut Diagnostics) -> Option<&'static Key> {
+    fn known(
+        &self,
+        keys: &'static [Key],
+        name: &Scalar,
+        diag: &mut Diagnostics,
+    ) -> Option<&'static Key> {
         // gmond parses with CFGF_NOCASE: names are case-insensitive.
         let lower = name.text.to_ascii_lowercase();
         if let Some(key) = schema::lookup(keys, &lower) {
@@ -101,26 +123,56 @@ impl<'a> Fields<'a> {
             "top level" => "the top level".to_string(),
             other => format!("`{other}`"),
         };
-        diag.error(&name.at, ErrorKind::UnknownKey { section, key: name.text.clone(), suggestion, hint });
+        diag.error(
+            &name.at,
+            ErrorKind::UnknownKey {
+                section,
+                key: name.text.clone(),
+                suggestion,
+                hint,
+            },
+        );
         None
     }
 
-    fn read_option(&mut self, keys: &'static [Key], name: &'a Scalar, value: &'a Value, append: bool, diag: &mut Diagnostics) {
-        let Some(key) = self.known(keys, name, diag) else { return };
+    fn read_option(
+        &mut self,
+        keys: &'static [Key],
+        name: &'a Scalar,
+        value: &'a Value,
+        append: bool,
+        diag: &mut Diagnostics,
+    ) {
+        let Some(key) = self.known(keys, name, diag) else {
+            return;
+        };
         let set = match (key.kind, value) {
             (Kind::Section { .. }, _) => {
                 let found = format!("`{} = ...`", name.text);
-                let kind = ErrorKind::Syntax { expected: format!("a section `{} {{ ... }}`", key.name), found };
+                let kind = ErrorKind::Syntax {
+                    expected: format!("a section `{} {{ ... }}`", key.name),
+                    found,
+                };
                 return diag.error(&name.at, kind);
             }
             (Kind::StrList, Value::List { items, .. }) => Set::List(items.iter().collect()),
             (Kind::StrList, Value::Scalar(one)) => Set::List(vec![one]),
             (_, Value::Scalar(one)) if !append => Set::One(one),
             (_, Value::Scalar(_)) => {
-                return diag.invalid(&name.at, format!("`+=` appends to lists, but `{}` takes a single value", key.name));
+                return diag.invalid(
+                    &name.at,
+                    format!(
+                        "`+=` appends to lists, but `{}` takes a single value",
+                        key.name
+                    ),
+                );
             }
             (_, Value::List { at, .. }) => {
-                let kind = ErrorKind::InvalidValue { key: key.name.into(), expected: "a single value".into(), found: "a list".into() };
+                let kind = ErrorKind::InvalidValue {
+                    key: key.name.into(),
+                    expected: "a single value".into(),
+                    found: "a list".into(),
+                };
                 return diag.error(at, kind);
             }
         };
@@ -128,7 +180,10 @@ impl<'a> Fields<'a> {
             (Some((Set::List(old), _)), Set::List(new)) if append => old.extend(new),
             (previous, set) => {
                 if let Some((_, first)) = previous {
-                    let message = format!("`{}` is set again (first at {}); the last value wins", key.name, first);
+                    let message = format!(
+                        "`{}` is set again (first at {}); the last value wins",
+                        key.name, first
+                    );
                     diag.warn(&name.at, message);
                 }
                 self.values.insert(key.name, (set, &name.at));
@@ -146,21 +201,51 @@ impl<'a> Fields<'a> {
     ) {
         let lower = name.text.to_ascii_lowercase();
         let Some(key) = schema::lookup(keys, &lower) else {
-            let candidates = keys.iter().filter(|k| matches!(k.kind, Kind::Section { .. })).map(|k| k.name);
+            let candidates = keys
+                .iter()
+                .filter(|k| matches!(k.kind, Kind::Section { .. }))
+                .map(|k| k.name);
             let suggestion = schema::suggest(&lower, candidates);
-            let context = if self.section == "top level" { "at the top level".to_string() } else { format!("in `{}`", self.section) };
-            return diag.error(&name.at, ErrorKind::UnknownSection { name: name.text.clone(), context, suggestion });
+            let context = if self.section == "top level" {
+                "at the top level".to_string()
+            } else {
+                format!("in `{}`", self.section)
+            };
+            return diag.error(
+                &name.at,
+                ErrorKind::UnknownSection {
+                    name: name.text.clone(),
+                    context,
+                    suggestion,
+                },
+            );
         };
         let Kind::Section { titled } = key.kind else {
-            let kind = ErrorKind::Syntax { expected: format!("`{} = value`", key.name), found: "a section".into() };
+            let kind = ErrorKind::Syntax {
+                expected: format!("`{} = value`", key.name),
+                found: "a section".into(),
+            };
             return diag.error(&name.at, kind);
         };
         match (titled, title) {
-            (true, None) => diag.invalid(&name.at, format!("`{0}` needs a name: `{0} NAME {{ ... }}`", key.name)),
-            (false, Some(title)) => {
-                diag.invalid(&title.at, format!("`{}` takes no name, found {}", key.name, describe_text(&title.text)))
-            }
-            _ => self.subs.push(Sub { name: key.name, title, body, at: &name.at }),
+            (true, None) => diag.invalid(
+                &name.at,
+                format!("`{0}` needs a name: `{0} NAME {{ ... }}`", key.name),
+            ),
+            (false, Some(title)) => diag.invalid(
+                &title.at,
+                format!(
+                    "`{}` takes no name, found {}",
+                    key.name,
+                    describe_text(&title.text)
+                ),
+            ),
+            _ => self.subs.push(Sub {
+                name: key.name,
+                title,
+                body,
+                at: &name.at,
+            }),
         }
     }
 
@@ -200,7 +285,9 @@ impl<'a> Fields<'a> {
     }
 
     pub fn bool(&self, key: &str, default: bool, diag: &mut Diagnostics) -> bool {
-        let Some(s) = self.scalar(key) else { return default };
+        let Some(s) = self.scalar(key) else {
+            return default;
+        };
         match s.text.to_ascii_lowercase().as_str() {
             "yes" | "true" | "on" => true,
             "no" | "false" | "off" => false,
@@ -222,7 +309,14 @@ impl<'a> Fields<'a> {
     }
 
     /// An integer in `min..=max`, described as `what` in the error.
-    pub fn int_in(&self, key: &str, min: i64, max: i64, what: &str, diag: &mut Diagnostics) -> Option<i64> {
+    pub fn int_in(
+        &self,
+        key: &str,
+        min: i64,
+        max: i64,
+        what: &str,
+        diag: &mut Diagnostics,
+    ) -> Option<i64> {
         let s = self.scalar(key)?;
         match parse_c_int(&s.text) {
             Some(v) if (min..=max).contains(&v) => Some(v),
@@ -244,7 +338,11 @@ impl<'a> Fields<'a> {
 }
 
 fn bad_value(diag: &mut Diagnostics, s: &Scalar, key: &str, expected: &str) {
-    let kind = ErrorKind::InvalidValue { key: key.into(), expected: expected.into(), found: describe_text(&s.text) };
+    let kind = ErrorKind::InvalidValue {
+        key: key.into(),
+        expected: expected.into(),
+        found: describe_text(&s.text),
+    };
     diag.error(&s.at, kind);
 }
 
@@ -257,7 +355,10 @@ pub fn parse_c_int(text: &str) -> Option<i64> {
         b'+' => (false, &text[1..]),
         _ => (false, text),
     };
-    let (radix, digits) = if let Some(hex) = digits.strip_prefix("0x").or_else(|| digits.strip_prefix("0X")) {
+    let (radix, digits) = if let Some(hex) = digits
+        .strip_prefix("0x")
+        .or_else(|| digits.strip_prefix("0X"))
+    {
         (16, hex)
     } else if digits.len() > 1 && digits.starts_with('0') {
         (8, &digits[1..])

@@ -11,15 +11,99 @@ use super::{LoadOptions, load_with, parse_str};
 
 /// Pieces of gmond.conf syntax, so that random inputs get deep into the grammar.
 const FRAGMENTS: &[&str] = &[
-    "globals", "cluster", "host", "udp_send_channel", "udp_recv_channel", "tcp_accept_channel", "modules",
-    "module", "collection_group", "metric", "param", "sandbox", "acl", "access", "sflow", "include", "name",
-    "name_match", "value", "value_threshold", "title", "language", "path", "enabled", "port", "ttl", "bind",
-    "mcast_join", "family", "ip", "mask", "action", "default", "allow_read", "allow_env", "memory_mb",
-    "fuel_init", "collect_every", "collect_once", "time_threshold", "daemonize", "module_dir", "wasm",
-    "python", "C", "yes", "no", "on", "true", "inet6", "allow", "deny", "{", "}", "(", ")", "=", "+=", ",",
-    ";", "\"", "'", "\\", "#", "//", "/*", "*/", "\n", " ", "\t", "\"x\"", "'*.conf'", "(\"a.conf\")",
-    "\"/proc\"", "1", "0", "-1", "0x1F", "08", "1.5", "1e309", "nan", "65536", "4294967296", "\"(\"",
-    "\"a(b\"", "é", "\u{0}", "\r\n", "\\x4", "\\777", "modpython.so", "m.wasm",
+    "globals",
+    "cluster",
+    "host",
+    "udp_send_channel",
+    "udp_recv_channel",
+    "tcp_accept_channel",
+    "modules",
+    "module",
+    "collection_group",
+    "metric",
+    "param",
+    "sandbox",
+    "acl",
+    "access",
+    "sflow",
+    "include",
+    "name",
+    "name_match",
+    "value",
+    "value_threshold",
+    "title",
+    "language",
+    "path",
+    "enabled",
+    "port",
+    "ttl",
+    "bind",
+    "mcast_join",
+    "family",
+    "ip",
+    "mask",
+    "action",
+    "default",
+    "allow_read",
+    "allow_env",
+    "memory_mb",
+    "fuel_init",
+    "collect_every",
+    "collect_once",
+    "time_threshold",
+    "daemonize",
+    "module_dir",
+    "wasm",
+    "python",
+    "C",
+    "yes",
+    "no",
+    "on",
+    "true",
+    "inet6",
+    "allow",
+    "deny",
+    "{",
+    "}",
+    "(",
+    ")",
+    "=",
+    "+=",
+    ",",
+    ";",
+    "\"",
+    "'",
+    "\\",
+    "#",
+    "//",
+    "/*",
+    "*/",
+    "\n",
+    " ",
+    "\t",
+    "\"x\"",
+    "'*.conf'",
+    "(\"a.conf\")",
+    "\"/proc\"",
+    "1",
+    "0",
+    "-1",
+    "0x1F",
+    "08",
+    "1.5",
+    "1e309",
+    "nan",
+    "65536",
+    "4294967296",
+    "\"(\"",
+    "\"a(b\"",
+    "é",
+    "\u{0}",
+    "\r\n",
+    "\\x4",
+    "\\777",
+    "modpython.so",
+    "m.wasm",
 ];
 
 fn fragments() -> impl Strategy<Value = String> {
@@ -52,10 +136,20 @@ fn floor_char_boundary(s: &str, mut i: usize) -> usize {
 /// Loads `root` as /g/gmond.conf beside an included pyconf (which is `other`),
 /// and checks every reported location.
 fn load_checked(root: &str, other: &str) {
-    let files = [("/g/gmond.conf", root), ("/g/conf.d/x.pyconf", other), ("/g/m.wasm", ""), ("/g/conf.d/m.wasm", "")];
+    let files = [
+        ("/g/gmond.conf", root),
+        ("/g/conf.d/x.pyconf", other),
+        ("/g/m.wasm", ""),
+        ("/g/conf.d/m.wasm", ""),
+    ];
     let fs = MemFs::with(&files);
     let result = load_with(Path::new("/g/gmond.conf"), &LoadOptions::default(), &fs);
-    let lines_of = |file: &str| files.iter().find(|(p, _)| *p == file).map(|(_, s)| s.split('\n').count() as u32);
+    let lines_of = |file: &str| {
+        files
+            .iter()
+            .find(|(p, _)| *p == file)
+            .map(|(_, s)| s.split('\n').count() as u32)
+    };
     let locations: Vec<_> = match &result {
         Ok(loaded) => loaded.warnings.iter().map(|w| w.at.clone()).collect(),
         Err(errors) => {
@@ -64,8 +158,12 @@ fn load_checked(root: &str, other: &str) {
         }
     };
     for at in locations {
-        let lines = lines_of(&at.file).unwrap_or_else(|| panic!("location in an unknown file: {at}"));
-        assert!(at.line <= lines, "{at} is past the end of a {lines}-line file");
+        let lines =
+            lines_of(&at.file).unwrap_or_else(|| panic!("location in an unknown file: {at}"));
+        assert!(
+            at.line <= lines,
+            "{at} is past the end of a {lines}-line file"
+        );
         assert!(at.line == 0 || at.col >= 1, "{at} has no column");
     }
 }
@@ -75,7 +173,10 @@ fn parse_checked(src: &str) {
         let lines = src.split('\n').count() as u32;
         assert!(!errors.is_empty());
         for e in errors {
-            assert!(e.at.line >= 1 && e.at.line <= lines && e.at.col >= 1, "{e} outside a {lines}-line file");
+            assert!(
+                e.at.line >= 1 && e.at.line <= lines && e.at.col >= 1,
+                "{e} outside a {lines}-line file"
+            );
             assert!(!e.to_string().is_empty());
         }
     }
@@ -105,7 +206,15 @@ proptest! {
 
 #[test]
 fn the_unedited_fuzz_base_loads() {
-    let files = [("/g/gmond.conf", BASE), ("/g/conf.d/x.pyconf", ""), ("/g/m.wasm", "")];
-    let loaded = load_with(Path::new("/g/gmond.conf"), &LoadOptions::default(), &MemFs::with(&files));
+    let files = [
+        ("/g/gmond.conf", BASE),
+        ("/g/conf.d/x.pyconf", ""),
+        ("/g/m.wasm", ""),
+    ];
+    let loaded = load_with(
+        Path::new("/g/gmond.conf"),
+        &LoadOptions::default(),
+        &MemFs::with(&files),
+    );
     assert!(loaded.is_ok(), "{loaded:?}");
 }

@@ -21,7 +21,10 @@ pub enum TokenKind {
     Comma,
     Semicolon,
     /// A quoted or unquoted string, escapes already resolved.
-    Str { text: String, quoted: bool },
+    Str {
+        text: String,
+        quoted: bool,
+    },
     Eof,
 }
 
@@ -40,7 +43,10 @@ impl TokenKind {
             TokenKind::Str { text, quoted: true } => {
                 format!("string {}", super::error::describe_text(text))
             }
-            TokenKind::Str { text, quoted: false } => super::error::describe_text(text),
+            TokenKind::Str {
+                text,
+                quoted: false,
+            } => super::error::describe_text(text),
             TokenKind::Eof => "end of file".into(),
         }
     }
@@ -57,7 +63,14 @@ pub struct Token {
 /// string or comment) are returned alongside the tokens so that the parser can
 /// still report the errors that follow.
 pub fn tokenize(src: &str, origin: &Arc<str>) -> (Vec<Token>, Vec<ConfigError>) {
-    let mut lexer = Lexer { chars: src.chars().collect(), pos: 0, line: 1, col: 1, origin, errors: Vec::new() };
+    let mut lexer = Lexer {
+        chars: src.chars().collect(),
+        pos: 0,
+        line: 1,
+        col: 1,
+        origin,
+        errors: Vec::new(),
+    };
     let mut tokens = Vec::new();
     loop {
         let token = lexer.next_token();
@@ -80,7 +93,11 @@ struct Lexer<'a> {
 
 /// Characters that end an unquoted string (libconfuse's delimiter set).
 fn ends_unquoted(c: char) -> bool {
-    c.is_whitespace() || matches!(c, '{' | '}' | '(' | ')' | '=' | ',' | ';' | '"' | '\'' | '#')
+    c.is_whitespace()
+        || matches!(
+            c,
+            '{' | '}' | '(' | ')' | '=' | ',' | ';' | '"' | '\'' | '#'
+        )
 }
 
 impl Lexer<'_> {
@@ -105,7 +122,10 @@ impl Lexer<'_> {
     }
 
     fn error(&mut self, line: u32, col: u32, kind: ErrorKind) {
-        self.errors.push(ConfigError::new(Location::new(self.origin, line, col), kind));
+        self.errors.push(ConfigError::new(
+            Location::new(self.origin, line, col),
+            kind,
+        ));
     }
 
     fn next_token(&mut self) -> Token {
@@ -195,7 +215,10 @@ impl Lexer<'_> {
             text.push(c);
             self.bump();
         }
-        TokenKind::Str { text, quoted: false }
+        TokenKind::Str {
+            text,
+            quoted: false,
+        }
     }
 
     /// A `"..."` string with C escapes (`\n`, `\t`, `\\`, `\"`, `\xHH`, `\NNN` octal);
@@ -235,7 +258,9 @@ impl Lexer<'_> {
             'e' => '\u{1b}',
             'a' => '\u{7}',
             'x' => self.radix_digits(16, 2, 0).unwrap_or('x'),
-            '0'..='7' => self.radix_digits(8, 2, escaped.to_digit(8).unwrap_or(0)).unwrap_or('\0'),
+            '0'..='7' => self
+                .radix_digits(8, 2, escaped.to_digit(8).unwrap_or(0))
+                .unwrap_or('\0'),
             other => other,
         }
     }
@@ -244,12 +269,18 @@ impl Lexer<'_> {
     fn radix_digits(&mut self, radix: u32, max: usize, mut code: u32) -> Option<char> {
         let mut count = 0;
         while count < max {
-            let Some(digit) = self.peek().and_then(|c| c.to_digit(radix)) else { break };
+            let Some(digit) = self.peek().and_then(|c| c.to_digit(radix)) else {
+                break;
+            };
             code = code * radix + digit;
             count += 1;
             self.bump();
         }
-        if radix == 16 && count == 0 { None } else { char::from_u32(code) }
+        if radix == 16 && count == 0 {
+            None
+        } else {
+            char::from_u32(code)
+        }
     }
 
     /// A `'...'` string: only `\'` and `\\` are escapes, as in libconfuse.
@@ -295,7 +326,10 @@ mod tests {
     }
 
     fn s(text: &str, quoted: bool) -> TokenKind {
-        TokenKind::Str { text: text.into(), quoted }
+        TokenKind::Str {
+            text: text.into(),
+            quoted,
+        }
     }
 
     #[test]
@@ -319,13 +353,24 @@ mod tests {
         let src = "a = 1 # x /* not a block\n// y\n/* z\n */ b = 2 #/* c */";
         assert_eq!(
             kinds(src),
-            vec![s("a", false), TokenKind::Equals, s("1", false), s("b", false), TokenKind::Equals, s("2", false), TokenKind::Eof]
+            vec![
+                s("a", false),
+                TokenKind::Equals,
+                s("1", false),
+                s("b", false),
+                TokenKind::Equals,
+                s("2", false),
+                TokenKind::Eof
+            ]
         );
     }
 
     #[test]
     fn escapes_in_double_and_single_quotes() {
-        assert_eq!(kinds(r#""FS \\1: \"q\"\t\x41\101""#)[0], s("FS \\1: \"q\"\tAA", true));
+        assert_eq!(
+            kinds(r#""FS \\1: \"q\"\t\x41\101""#)[0],
+            s("FS \\1: \"q\"\tAA", true)
+        );
         assert_eq!(kinds(r"'a\'b\\c\n'")[0], s("a'b\\c\\n", true));
     }
 
@@ -333,7 +378,10 @@ mod tests {
     fn positions_count_lines_and_characters() {
         let (tokens, _) = tokenize("a {\n  bé = \"x\"\n}", &Arc::from("t"));
         let positions: Vec<(u32, u32)> = tokens.iter().map(|t| (t.line, t.col)).collect();
-        assert_eq!(positions, vec![(1, 1), (1, 3), (2, 3), (2, 6), (2, 8), (3, 1), (3, 2)]);
+        assert_eq!(
+            positions,
+            vec![(1, 1), (1, 3), (2, 3), (2, 6), (2, 8), (3, 1), (3, 2)]
+        );
     }
 
     #[test]
@@ -358,7 +406,10 @@ mod tests {
     fn unterminated_string_is_reported_and_lexing_resumes_on_the_next_line() {
         let (tokens, errors) = tokenize("a = \"oops\nb = 2\n", &Arc::from("t"));
         assert_eq!(errors.len(), 1);
-        assert_eq!(errors[0].to_string(), "t:1:5: error: unterminated string: expected a closing `\"` before the end of the line");
+        assert_eq!(
+            errors[0].to_string(),
+            "t:1:5: error: unterminated string: expected a closing `\"` before the end of the line"
+        );
         assert_eq!(tokens[3].kind, s("b", false));
         assert_eq!((tokens[3].line, tokens[3].col), (2, 1));
     }
@@ -366,6 +417,9 @@ mod tests {
     #[test]
     fn unterminated_comment_is_reported_at_its_start() {
         let (_, errors) = tokenize("a = 1\n  /* never closed", &Arc::from("t"));
-        assert_eq!(errors[0].to_string(), "t:2:3: error: unterminated comment: expected `*/` before the end of the file");
+        assert_eq!(
+            errors[0].to_string(),
+            "t:2:3: error: unterminated comment: expected `*/` before the end of the file"
+        );
     }
 }

@@ -32,9 +32,15 @@ impl FileSource for RealFs {
     }
 
     fn glob(&self, pattern: &str) -> Result<Vec<PathBuf>, String> {
-        let options = glob::MatchOptions { require_literal_leading_dot: true, ..Default::default() };
+        let options = glob::MatchOptions {
+            require_literal_leading_dot: true,
+            ..Default::default()
+        };
         let paths = glob::glob_with(pattern, options).map_err(|e| e.to_string())?;
-        let mut files: Vec<PathBuf> = paths.filter_map(Result::ok).filter(|p| p.is_file()).collect();
+        let mut files: Vec<PathBuf> = paths
+            .filter_map(Result::ok)
+            .filter(|p| p.is_file())
+            .collect();
         files.sort();
         Ok(files)
     }
@@ -50,6 +56,10 @@ impl FileSource for RealFs {
 
 /// Deepest chain of includes followed; real configs use one level.
 const MAX_INCLUDE_DEPTH: usize = 16;
+
+/// Most files read for one configuration: a file may be included more than once,
+/// so without a cap a few files including each other twice would be read 2^16 times.
+const MAX_FILES: usize = 1000;
 
 /// The top-level items of the root file with every include spliced in place.
 pub struct Expanded {
@@ -67,14 +77,26 @@ struct Expander<'a> {
     /// Identities of the files being read, outermost first.
     stack: Vec<PathBuf>,
     syntax_errors: bool,
+    /// Whether `MAX_FILES` was reached.
+    capped: bool,
 }
 
 /// Reads `root` and everything it includes.
 pub fn expand(root: &Path, fs: &dyn FileSource, diag: &mut Diagnostics) -> Expanded {
-    let mut expander = Expander { fs, files: Vec::new(), stack: Vec::new(), syntax_errors: false };
+    let mut expander = Expander {
+        fs,
+        files: Vec::new(),
+        stack: Vec::new(),
+        syntax_errors: false,
+        capped: false,
+    };
     let mut items = Vec::new();
     expander.file(root, None, &mut items, diag);
-    Expanded { items, files: expander.files, syntax_errors: expander.syntax_errors }
+    Expanded {
+        items,
+        files: expander.files,
+        syntax_errors: expander.syntax_errors,
+    }
 }
 
 /// The name a file gets in locations: its path as given.
@@ -84,21 +106,56 @@ pub fn origin_of(path: &Path) -> String {
 
 impl Expander<'_> {
     /// Reads one file into `out`. `included_at` is the `include` that named it.
-    fn file(&mut self, path: &Path, included_at: Option<&Location>, out: &mut Vec<Item>, diag: &mut Diagnostics) {
+    fn file(
+        &mut self,
+        path: &Path,
+        included_at: Option<&Location>,
+        out: &mut Vec<Item>,
+        diag: &mut Diagnostics,
+    ) {
         let origin = origin_of(path);
-        let at = included_at.cloned().unwrap_or_else(|| Location::whole_file(&origin));
+        let at = included_at
+            .cloned()
+            .unwrap_or_else(|| Location::whole_file(&origin));
         let identity = self.fs.identity(path);
         if self.stack.contains(&identity) {
-            let cycle: Vec<String> = self.stack.iter().chain([&identity]).map(|p| p.display().to_string()).collect();
-            return diag.error(&at, ErrorKind::Include(format!("include cycle: {}", cycle.join(" -> "))));
+            let cycle: Vec<String> = self
+                .stack
+                .iter()
+                .chain([&identity])
+                .map(|p| p.display().to_string())
+                .collect();
+            return diag.error(
+                &at,
+                ErrorKind::Include(format!("include cycle: {}", cycle.join(" -> "))),
+            );
         }
         if self.stack.len() >= MAX_INCLUDE_DEPTH {
-            let message = format!("includes nested deeper than {MAX_INCLUDE_DEPTH} files at `{origin}`");
+            let message =
+                format!("includes nested deeper than {MAX_INCLUDE_DEPTH} files at `{origin}`");
             return diag.error(&at, ErrorKind::Include(message));
+        }
+        if self.files.len() >= MAX_FILES {
+            // Said once: the includes past the cap are not read at all.
+            if !std::mem::replace(&mut self.capped, true) {
+                let message = format!(
+                    "more than {MAX_FILES} files included; not reading `{origin}` nor any later include"
+                );
+                diag.error(&at, ErrorKind::Include(message));
+            }
+            return;
         }
         let src = match self.fs.read(path) {
             Ok(src) => src,
-            Err(e) => return diag.error(&at, ErrorKind::Read { path: origin, reason: e.to_string() }),
+            Err(e) => {
+                return diag.error(
+                    &at,
+                    ErrorKind::Read {
+                        path: origin,
+                        reason: e.to_string(),
+                    },
+                );
+            }
         };
         self.files.push(path.to_path_buf());
         let (tree, mut errors) = parse_partial(&src, &origin);
@@ -111,19 +168,38 @@ impl Expander<'_> {
         self.stack.pop();
     }
 
-    fn top_level_item(&mut self, path: &Path, item: Item, out: &mut Vec<Item>, diag: &mut Diagnostics) {
+    fn top_level_item(
+        &mut self,
+        path: &Path,
+        item: Item,
+        out: &mut Vec<Item>,
+        diag: &mut Diagnostics,
+    ) {
         match item {
             Item::Call { name, args } if name.text.eq_ignore_ascii_case("include") => {
                 self.include(path, &name, &args, out, diag);
             }
             Item::Call { name, .. } => {
-                diag.invalid(&name.at, format!("unknown function `{}`: gmond knows only `include`", name.text));
+                diag.invalid(
+                    &name.at,
+                    format!(
+                        "unknown function `{}`: gmond knows only `include`",
+                        name.text
+                    ),
+                );
             }
             other => out.push(other),
         }
     }
 
-    fn include(&mut self, including: &Path, name: &Scalar, args: &[Scalar], out: &mut Vec<Item>, diag: &mut Diagnostics) {
+    fn include(
+        &mut self,
+        including: &Path,
+        name: &Scalar,
+        args: &[Scalar],
+        out: &mut Vec<Item>,
+        diag: &mut Diagnostics,
+    ) {
         let [arg] = args else {
             let kind = ErrorKind::Syntax {
                 expected: "one path in `include (\"...\")`".into(),
@@ -138,7 +214,10 @@ impl Expander<'_> {
         }
         match self.fs.glob(&target.to_string_lossy()) {
             Ok(matches) if matches.is_empty() => {
-                diag.warn(&arg.at, format!("`include` pattern `{}` matches no files", target.display()));
+                diag.warn(
+                    &arg.at,
+                    format!("`include` pattern `{}` matches no files", target.display()),
+                );
             }
             Ok(matches) => {
                 for file in matches {
@@ -146,7 +225,10 @@ impl Expander<'_> {
                 }
             }
             Err(e) => {
-                diag.error(&arg.at, ErrorKind::Include(format!("bad `include` pattern `{}`: {e}", arg.text)));
+                diag.error(
+                    &arg.at,
+                    ErrorKind::Include(format!("bad `include` pattern `{}`: {e}", arg.text)),
+                );
             }
         }
     }

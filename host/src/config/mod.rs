@@ -20,8 +20,8 @@ mod loader;
 mod model;
 mod modules;
 mod raw;
-mod schema;
 pub mod sandbox;
+mod schema;
 
 #[cfg(test)]
 mod fuzz;
@@ -35,8 +35,9 @@ use serde::Serialize;
 pub use error::{ConfigError, ConfigErrors, ErrorKind, Location, Warning};
 pub use loader::{FileSource, RealFs};
 pub use model::{
-    Acl, AclAccess, AclAction, CollectedMetric, CollectionGroup, Cluster, Config, Family, Globals, HostInfo,
-    MetricSelector, ModuleConfig, ModuleSource, TcpAcceptChannel, UdpRecvChannel, UdpSendChannel,
+    Acl, AclAccess, AclAction, Cluster, CollectedMetric, CollectionGroup, Config, Family, Globals,
+    HostInfo, MetricSelector, ModuleConfig, ModuleSource, TcpAcceptChannel, UdpRecvChannel,
+    UdpSendChannel,
 };
 pub use raw::{Item, RawTree, Scalar, Value, parse_str};
 pub use sandbox::{EnvGrant, SandboxConfig};
@@ -66,7 +67,11 @@ pub fn load(path: impl AsRef<Path>) -> Result<Loaded, ConfigErrors> {
 }
 
 /// [`load`] with options and a chosen file source (tests use an in-memory one).
-pub fn load_with(path: &Path, options: &LoadOptions, fs: &dyn FileSource) -> Result<Loaded, ConfigErrors> {
+pub fn load_with(
+    path: &Path,
+    options: &LoadOptions,
+    fs: &dyn FileSource,
+) -> Result<Loaded, ConfigErrors> {
     let mut diag = fields::Diagnostics::default();
     let expanded = loader::expand(path, fs, &mut diag);
     if expanded.syntax_errors || expanded.files.is_empty() {
@@ -76,7 +81,11 @@ pub fn load_with(path: &Path, options: &LoadOptions, fs: &dyn FileSource) -> Res
     let config = build::build(&expanded.items, options, fs, &mut diag);
     in_file_order(&expanded.files, &mut diag);
     if diag.errors.is_empty() {
-        Ok(Loaded { config, warnings: diag.warnings, files: expanded.files })
+        Ok(Loaded {
+            config,
+            warnings: diag.warnings,
+            files: expanded.files,
+        })
     } else {
         Err(ConfigErrors(diag.errors))
     }
@@ -86,7 +95,10 @@ pub fn load_with(path: &Path, options: &LoadOptions, fs: &dyn FileSource) -> Res
 /// builder finds them section type by section type.
 fn in_file_order(files: &[PathBuf], diag: &mut fields::Diagnostics) {
     let rank = |at: &Location| {
-        let file = files.iter().position(|f| loader::origin_of(f) == *at.file).unwrap_or(usize::MAX);
+        let file = files
+            .iter()
+            .position(|f| loader::origin_of(f) == *at.file)
+            .unwrap_or(usize::MAX);
         (file, at.line, at.col)
     };
     diag.errors.sort_by_key(|e| rank(&e.at));

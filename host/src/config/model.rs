@@ -91,7 +91,12 @@ pub struct Cluster {
 impl Default for Cluster {
     fn default() -> Self {
         let unspecified = || "unspecified".to_string();
-        Cluster { name: unspecified(), owner: unspecified(), latlong: unspecified(), url: unspecified() }
+        Cluster {
+            name: unspecified(),
+            owner: unspecified(),
+            latlong: unspecified(),
+            url: unspecified(),
+        }
     }
 }
 
@@ -103,7 +108,9 @@ pub struct HostInfo {
 
 impl Default for HostInfo {
     fn default() -> Self {
-        HostInfo { location: "unspecified".into() }
+        HostInfo {
+            location: "unspecified".into(),
+        }
     }
 }
 
@@ -219,7 +226,10 @@ pub enum ModuleSource {
     Wasm { path: PathBuf },
     /// A gmond native module (a `.so`, or one built into gmond): wasmond skips it
     /// and has said so in a warning.
-    Native { path: Option<String>, reason: String },
+    Native {
+        path: Option<String>,
+        reason: String,
+    },
     /// A disabled wasm or python module whose file was not found; it is not loaded,
     /// so that is not an error.
     DisabledMissing { looked_in: Vec<PathBuf> },

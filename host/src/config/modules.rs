@@ -36,14 +36,27 @@ const CORE_C_MODULES: &[&str] = &[
 ];
 
 /// Reads every `module { }` (from all `modules { }` blocks, in order).
-pub fn read_all(subs: &[Sub], module_dirs: &[PathBuf], fs: &dyn FileSource, diag: &mut Diagnostics) -> Vec<ModuleConfig> {
+pub fn read_all(
+    subs: &[Sub],
+    module_dirs: &[PathBuf],
+    fs: &dyn FileSource,
+    diag: &mut Diagnostics,
+) -> Vec<ModuleConfig> {
     let mut seen: HashMap<String, Location> = HashMap::new();
     let mut modules = Vec::new();
     for sub in subs.iter().filter(|s| s.name == "module") {
-        let Some(module) = read(sub, module_dirs, fs, diag) else { continue };
+        let Some(module) = read(sub, module_dirs, fs, diag) else {
+            continue;
+        };
         if let Some(first) = seen.get(&module.name) {
             let message = format!("declared twice (first at {first})");
-            diag.error(sub.at, ErrorKind::Module { module: module.name.clone(), message });
+            diag.error(
+                sub.at,
+                ErrorKind::Module {
+                    module: module.name.clone(),
+                    message,
+                },
+            );
             continue;
         }
         seen.insert(module.name.clone(), module.declared_at.clone());
@@ -52,16 +65,38 @@ pub fn read_all(subs: &[Sub], module_dirs: &[PathBuf], fs: &dyn FileSource, diag
     modules
 }
 
-fn read(sub: &Sub, module_dirs: &[PathBuf], fs: &dyn FileSource, diag: &mut Diagnostics) -> Option<ModuleConfig> {
+fn read(
+    sub: &Sub,
+    module_dirs: &[PathBuf],
+    fs: &dyn FileSource,
+    diag: &mut Diagnostics,
+) -> Option<ModuleConfig> {
     let f = Fields::read("module", schema::MODULE, [sub.body], diag);
     let Some(name) = f.string("name") else {
         diag.invalid(sub.at, "`module` needs a `name`");
         return None;
     };
     let enabled = f.bool("enabled", true, diag);
-    let params = f.subs.iter().filter(|s| s.name == "param").filter_map(|s| param(s, diag)).collect();
-    let sandbox_bodies = f.subs.iter().filter(|s| s.name == "sandbox").map(|s| s.body).collect();
-    let declaration = Declaration { name: &name, sub, fields: &f, enabled, module_dirs, fs };
+    let params = f
+        .subs
+        .iter()
+        .filter(|s| s.name == "param")
+        .filter_map(|s| param(s, diag))
+        .collect();
+    let sandbox_bodies = f
+        .subs
+        .iter()
+        .filter(|s| s.name == "sandbox")
+        .map(|s| s.body)
+        .collect();
+    let declaration = Declaration {
+        name: &name,
+        sub,
+        fields: &f,
+        enabled,
+        module_dirs,
+        fs,
+    };
     let source = declaration.source(diag)?;
     Some(ModuleConfig {
         language: f.string("language"),
@@ -100,15 +135,24 @@ struct Declaration<'a> {
 impl Declaration<'_> {
     fn source(&self, diag: &mut Diagnostics) -> Option<ModuleSource> {
         let path = self.fields.string("path");
-        let language = self.fields.string("language").map(|l| l.to_ascii_lowercase());
+        let language = self
+            .fields
+            .string("language")
+            .map(|l| l.to_ascii_lowercase());
         match (language.as_deref(), path) {
-            (Some("wasm"), Some(path)) => self.find(&self.candidates(&path), self.fields.value_at("path"), diag),
+            (Some("wasm"), Some(path)) => {
+                self.find(&self.candidates(&path), self.fields.value_at("path"), diag)
+            }
             // Python modules have no `path` in gmond either: the name finds the code.
-            (Some("wasm") | Some("python"), _) => self.find(&self.candidates(&self.wasm_file()), None, diag),
+            (Some("wasm") | Some("python"), _) => {
+                self.find(&self.candidates(&self.wasm_file()), None, diag)
+            }
             (None, Some(path)) if path.ends_with(".wasm") => {
                 self.find(&self.candidates(&path), self.fields.value_at("path"), diag)
             }
-            (None, None) if self.name != "core_metrics" => self.find(&self.candidates(&self.wasm_file()), None, diag),
+            (None, None) if self.name != "core_metrics" => {
+                self.find(&self.candidates(&self.wasm_file()), None, diag)
+            }
             (None | Some("c"), path) => Some(self.native(path, diag)),
             (Some(other), _) => {
                 let kind = ErrorKind::InvalidValue {
@@ -116,7 +160,10 @@ impl Declaration<'_> {
                     expected: "`wasm`, `python` or `C`".into(),
                     found: format!("`{other}`"),
                 };
-                diag.error(self.fields.value_at("language").expect("language is set"), kind);
+                diag.error(
+                    self.fields.value_at("language").expect("language is set"),
+                    kind,
+                );
                 None
             }
         }
@@ -127,7 +174,10 @@ impl Declaration<'_> {
     }
 
     fn declaring_dir(&self) -> PathBuf {
-        Path::new(&*self.sub.at.file).parent().map(Path::to_path_buf).unwrap_or_default()
+        Path::new(&*self.sub.at.file)
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
     }
 
     /// Where to look for `file`: as is if absolute, else beside the declaring file,
@@ -136,19 +186,43 @@ impl Declaration<'_> {
         if Path::new(file).is_absolute() {
             return vec![PathBuf::from(file)];
         }
-        std::iter::once(self.declaring_dir()).chain(self.module_dirs.iter().cloned()).map(|dir| dir.join(file)).collect()
+        std::iter::once(self.declaring_dir())
+            .chain(self.module_dirs.iter().cloned())
+            .map(|dir| dir.join(file))
+            .collect()
     }
 
-    fn find(&self, candidates: &[PathBuf], path_at: Option<&Location>, diag: &mut Diagnostics) -> Option<ModuleSource> {
+    fn find(
+        &self,
+        candidates: &[PathBuf],
+        path_at: Option<&Location>,
+        diag: &mut Diagnostics,
+    ) -> Option<ModuleSource> {
         if let Some(found) = candidates.iter().find(|p| self.fs.is_file(p)) {
-            return Some(ModuleSource::Wasm { path: found.clone() });
+            return Some(ModuleSource::Wasm {
+                path: found.clone(),
+            });
         }
         if !self.enabled {
-            return Some(ModuleSource::DisabledMissing { looked_in: candidates.to_vec() });
+            return Some(ModuleSource::DisabledMissing {
+                looked_in: candidates.to_vec(),
+            });
         }
-        let looked: Vec<String> = candidates.iter().map(|p| format!("`{}`", p.display())).collect();
-        let message = format!("expected its WebAssembly file at {}, found none", looked.join(" or "));
-        diag.error(path_at.unwrap_or(self.sub.at), ErrorKind::Module { module: self.name.into(), message });
+        let looked: Vec<String> = candidates
+            .iter()
+            .map(|p| format!("`{}`", p.display()))
+            .collect();
+        let message = format!(
+            "expected its WebAssembly file at {}, found none",
+            looked.join(" or ")
+        );
+        diag.error(
+            path_at.unwrap_or(self.sub.at),
+            ErrorKind::Module {
+                module: self.name.into(),
+                message,
+            },
+        );
         None
     }
 
@@ -160,13 +234,31 @@ impl Declaration<'_> {
             None => "built into gmond".to_string(),
         };
         let (kind, reason) = if self.name == "python_module" || file == Some("modpython.so") {
-            ("gmond's python host", "wasmond does not need it: each python module runs from the `<name>.wasm` beside its .pyconf")
+            (
+                "gmond's python host",
+                "wasmond does not need it: each python module runs from the `<name>.wasm` beside its .pyconf",
+            )
         } else if CORE_C_MODULES.contains(&self.name) {
-            ("a gmond C module", "wasmond runs no native code; its sandboxed `core_metrics` WebAssembly module collects these metrics")
+            (
+                "a gmond C module",
+                "wasmond runs no native code; its sandboxed `core_metrics` WebAssembly module collects these metrics",
+            )
         } else {
-            ("a gmond C module", "wasmond runs no native code; port it to a WebAssembly component declared with `language = \"wasm\"`")
+            (
+                "a gmond C module",
+                "wasmond runs no native code; port it to a WebAssembly component declared with `language = \"wasm\"`",
+            )
         };
-        diag.warn(self.sub.at, format!("module `{}` ({what}) is {kind}, skipped: {reason}", self.name));
-        ModuleSource::Native { path, reason: reason.into() }
+        diag.warn(
+            self.sub.at,
+            format!(
+                "module `{}` ({what}) is {kind}, skipped: {reason}",
+                self.name
+            ),
+        );
+        ModuleSource::Native {
+            path,
+            reason: reason.into(),
+        }
     }
 }

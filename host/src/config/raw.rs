@@ -7,7 +7,6 @@
 
 use std::sync::Arc;
 
-
 use super::error::{ConfigError, ErrorKind, Location};
 use super::lexer::{Token, TokenKind, tokenize};
 
@@ -30,7 +29,10 @@ pub struct Scalar {
 pub enum Value {
     Scalar(Scalar),
     /// `("a", "b")` or libconfuse's `{"a", "b"}`.
-    List { items: Vec<Scalar>, at: Location },
+    List {
+        items: Vec<Scalar>,
+        at: Location,
+    },
 }
 
 impl Value {
@@ -45,9 +47,17 @@ impl Value {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Item {
     /// `key = value` (or `key += value`, which appends to a list).
-    Option { key: Scalar, value: Value, append: bool },
+    Option {
+        key: Scalar,
+        value: Value,
+        append: bool,
+    },
     /// `name { ... }` or `name title { ... }`.
-    Section { name: Scalar, title: Option<Scalar>, body: Vec<Item> },
+    Section {
+        name: Scalar,
+        title: Option<Scalar>,
+        body: Vec<Item>,
+    },
     /// `name (arg, ...)`; gmond defines only `include`.
     Call { name: Scalar, args: Vec<Scalar> },
 }
@@ -56,7 +66,11 @@ pub enum Item {
 /// syntax error of the file is returned, in order.
 pub fn parse_str(src: &str, origin: &str) -> Result<RawTree, Vec<ConfigError>> {
     let (tree, errors) = parse_partial(src, origin);
-    if errors.is_empty() { Ok(tree) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(tree)
+    } else {
+        Err(errors)
+    }
 }
 
 /// Parses as much as can be parsed: the tree keeps every statement that was
@@ -64,7 +78,13 @@ pub fn parse_str(src: &str, origin: &str) -> Result<RawTree, Vec<ConfigError>> {
 pub fn parse_partial(src: &str, origin: &str) -> (RawTree, Vec<ConfigError>) {
     let origin: Arc<str> = Arc::from(origin);
     let (tokens, mut errors) = tokenize(src, &origin);
-    let mut parser = Parser { tokens, pos: 0, origin: Arc::clone(&origin), errors: Vec::new(), error_line: 0 };
+    let mut parser = Parser {
+        tokens,
+        pos: 0,
+        origin: Arc::clone(&origin),
+        errors: Vec::new(),
+        error_line: 0,
+    };
     let items = parser.items(None, 0);
     errors.append(&mut parser.errors);
     // Stable: at one position the lexer's error (first) explains the parser's.
@@ -109,7 +129,11 @@ impl Parser {
 
     fn scalar(&self, token: &Token) -> Option<Scalar> {
         match &token.kind {
-            TokenKind::Str { text, quoted } => Some(Scalar { text: text.clone(), quoted: *quoted, at: self.at(token) }),
+            TokenKind::Str { text, quoted } => Some(Scalar {
+                text: text.clone(),
+                quoted: *quoted,
+                at: self.at(token),
+            }),
             _ => None,
         }
     }
@@ -120,7 +144,10 @@ impl Parser {
         if found.kind == TokenKind::RBrace && self.pos > 0 && self.tokens[self.pos - 1] == *found {
             self.pos -= 1;
         }
-        let kind = ErrorKind::Syntax { expected: expected.into(), found: found.kind.describe() };
+        let kind = ErrorKind::Syntax {
+            expected: expected.into(),
+            found: found.kind.describe(),
+        };
         self.errors.push(ConfigError::new(self.at(found), kind));
         self.error_line = found.line;
         Abort
@@ -135,7 +162,11 @@ impl Parser {
             match (&token.kind, open) {
                 (TokenKind::Eof, None) => return items,
                 (TokenKind::Eof, Some(open)) => {
-                    let expected = format!("`}}` closing `{}` opened at {}", token_text(open), self.at(open).line_col());
+                    let expected = format!(
+                        "`}}` closing `{}` opened at {}",
+                        token_text(open),
+                        self.at(open).line_col()
+                    );
                     self.expected(expected, &token);
                     return items;
                 }
@@ -172,13 +203,22 @@ impl Parser {
         match &next.kind {
             TokenKind::Equals | TokenKind::PlusEquals => {
                 let value = self.value(&name, &next)?;
-                Ok(Item::Option { key: name, value, append: next.kind == TokenKind::PlusEquals })
+                Ok(Item::Option {
+                    key: name,
+                    value,
+                    append: next.kind == TokenKind::PlusEquals,
+                })
             }
-            TokenKind::LParen => Ok(Item::Call { args: self.list_items(&next, TokenKind::RParen)?, name }),
+            TokenKind::LParen => Ok(Item::Call {
+                args: self.list_items(&next, TokenKind::RParen)?,
+                name,
+            }),
             TokenKind::LBrace => self.section(name, None, &name_token, depth),
             TokenKind::Str { .. } => {
                 if self.peek().kind != TokenKind::LBrace {
-                    return Err(self.expected(format!("`=` between `{}` and its value", name.text), &next));
+                    return Err(
+                        self.expected(format!("`=` between `{}` and its value", name.text), &next)
+                    );
                 }
                 self.advance();
                 self.section(name, self.scalar(&next), &name_token, depth)
@@ -187,7 +227,13 @@ impl Parser {
         }
     }
 
-    fn section(&mut self, name: Scalar, title: Option<Scalar>, open: &Token, depth: usize) -> Result<Item, Abort> {
+    fn section(
+        &mut self,
+        name: Scalar,
+        title: Option<Scalar>,
+        open: &Token,
+        depth: usize,
+    ) -> Result<Item, Abort> {
         if depth >= MAX_NESTING {
             return Err(self.expected(format!("at most {MAX_NESTING} nested sections"), open));
         }
@@ -197,7 +243,11 @@ impl Parser {
 
     fn value(&mut self, key: &Scalar, equals: &Token) -> Result<Value, Abort> {
         let token = self.advance();
-        let operator = if equals.kind == TokenKind::PlusEquals { "+=" } else { "=" };
+        let operator = if equals.kind == TokenKind::PlusEquals {
+            "+="
+        } else {
+            "="
+        };
         let missing = || format!("a value after `{} {operator}`", key.text);
         // `key =` at the end of a line followed by `other = ...`: libconfuse would take
         // `other` as the value; saying the value is missing is the helpful reading.
@@ -207,15 +257,26 @@ impl Parser {
         );
         if token.line > equals.line && next_starts_statement {
             self.pos -= 1;
-            let kind = ErrorKind::Syntax { expected: missing(), found: "end of line".into() };
+            let kind = ErrorKind::Syntax {
+                expected: missing(),
+                found: "end of line".into(),
+            };
             self.errors.push(ConfigError::new(self.at(equals), kind));
             self.error_line = equals.line;
             return Err(Abort);
         }
         match &token.kind {
-            TokenKind::Str { .. } => Ok(Value::Scalar(self.scalar(&token).expect("a string token"))),
-            TokenKind::LParen => Ok(Value::List { items: self.list_items(&token, TokenKind::RParen)?, at: self.at(&token) }),
-            TokenKind::LBrace => Ok(Value::List { items: self.list_items(&token, TokenKind::RBrace)?, at: self.at(&token) }),
+            TokenKind::Str { .. } => {
+                Ok(Value::Scalar(self.scalar(&token).expect("a string token")))
+            }
+            TokenKind::LParen => Ok(Value::List {
+                items: self.list_items(&token, TokenKind::RParen)?,
+                at: self.at(&token),
+            }),
+            TokenKind::LBrace => Ok(Value::List {
+                items: self.list_items(&token, TokenKind::RBrace)?,
+                at: self.at(&token),
+            }),
             _ => Err(self.expected(missing(), &token)),
         }
     }
@@ -239,7 +300,10 @@ impl Parser {
                 TokenKind::Comma => {}
                 kind if *kind == close => return Ok(items),
                 _ => {
-                    let expected = format!("`,` or {close_text} closing the list opened at {}", self.at(open).line_col());
+                    let expected = format!(
+                        "`,` or {close_text} closing the list opened at {}",
+                        self.at(open).line_col()
+                    );
                     return Err(self.expected(expected, &separator));
                 }
             }

@@ -75,7 +75,9 @@ const MAX_MEMORY_MB: i64 = 4096;
 pub fn read(bodies: Vec<&[Item]>, diag: &mut Diagnostics) -> SandboxConfig {
     let fields = Fields::read("sandbox", schema::SANDBOX, bodies, diag);
     let positive = |key: &str, diag: &mut Diagnostics| {
-        fields.int_in(key, 1, i64::MAX, "an integer of at least 1", diag).map(|v| v as u64)
+        fields
+            .int_in(key, 1, i64::MAX, "an integer of at least 1", diag)
+            .map(|v| v as u64)
     };
     SandboxConfig {
         fuel_init: positive("fuel_init", diag),
@@ -85,10 +87,24 @@ pub fn read(bodies: Vec<&[Item]>, diag: &mut Diagnostics) -> SandboxConfig {
         deadline_handler_ms: positive("deadline_handler_ms", diag),
         deadline_cleanup_ms: positive("deadline_cleanup_ms", diag),
         memory_mb: fields
-            .int_in("memory_mb", 1, MAX_MEMORY_MB, "a size in MiB from 1 to 4096", diag)
+            .int_in(
+                "memory_mb",
+                1,
+                MAX_MEMORY_MB,
+                "a size in MiB from 1 to 4096",
+                diag,
+            )
             .map(|v| v as u32),
-        allow_read: fields.list("allow_read").into_iter().filter_map(|s| read_dir(s, diag)).collect(),
-        allow_env: fields.list("allow_env").into_iter().filter_map(|s| env_grant(s, diag)).collect(),
+        allow_read: fields
+            .list("allow_read")
+            .into_iter()
+            .filter_map(|s| read_dir(s, diag))
+            .collect(),
+        allow_env: fields
+            .list("allow_env")
+            .into_iter()
+            .filter_map(|s| env_grant(s, diag))
+            .collect(),
     }
 }
 
@@ -97,11 +113,23 @@ pub fn read(bodies: Vec<&[Item]>, diag: &mut Diagnostics) -> SandboxConfig {
 fn read_dir(s: &Scalar, diag: &mut Diagnostics) -> Option<PathBuf> {
     let path = Path::new(&s.text);
     if !path.is_absolute() {
-        diag.invalid(&s.at, format!("`allow_read`: expected an absolute directory, found `{}`", s.text));
+        diag.invalid(
+            &s.at,
+            format!(
+                "`allow_read`: expected an absolute directory, found `{}`",
+                s.text
+            ),
+        );
         return None;
     }
     if path.components().any(|c| c == Component::ParentDir) {
-        diag.invalid(&s.at, format!("`allow_read`: expected a path without `..`, found `{}`", s.text));
+        diag.invalid(
+            &s.at,
+            format!(
+                "`allow_read`: expected a path without `..`, found `{}`",
+                s.text
+            ),
+        );
         return None;
     }
     Some(path.to_path_buf())
@@ -112,14 +140,21 @@ fn env_grant(s: &Scalar, diag: &mut Diagnostics) -> Option<EnvGrant> {
         Some((name, value)) => (name, Some(value)),
         None => (s.text.as_str(), None),
     };
-    let valid_name = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    let valid_name =
+        !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     if !valid_name {
-        let message = format!("`allow_env`: expected `NAME` or `NAME=value` with NAME of letters, digits and `_`, found `{}`", s.text);
+        let message = format!(
+            "`allow_env`: expected `NAME` or `NAME=value` with NAME of letters, digits and `_`, found `{}`",
+            s.text
+        );
         diag.invalid(&s.at, message);
         return None;
     }
     Some(match value {
         None => EnvGrant::Inherit(name.into()),
-        Some(value) => EnvGrant::Set { name: name.into(), value: value.into() },
+        Some(value) => EnvGrant::Set {
+            name: name.into(),
+            value: value.into(),
+        },
     })
 }

@@ -11,7 +11,9 @@ pub enum Kind {
     Str,
     StrList,
     /// A subsection; `titled` ones are written `name TITLE { }`.
-    Section { titled: bool },
+    Section {
+        titled: bool,
+    },
 }
 
 /// One key of a section: its name and type.
@@ -59,8 +61,12 @@ pub const GLOBALS: &[Key] = &[
     key("tags", Kind::Str),
 ];
 
-pub const CLUSTER: &[Key] =
-    &[key("name", Kind::Str), key("owner", Kind::Str), key("latlong", Kind::Str), key("url", Kind::Str)];
+pub const CLUSTER: &[Key] = &[
+    key("name", Kind::Str),
+    key("owner", Kind::Str),
+    key("latlong", Kind::Str),
+    key("url", Kind::Str),
+];
 
 pub const HOST: &[Key] = &[key("location", Kind::Str)];
 
@@ -97,7 +103,11 @@ pub const TCP_ACCEPT: &[Key] = &[
 
 pub const ACL: &[Key] = &[key("default", Kind::Str), key("access", SEC)];
 
-pub const ACCESS: &[Key] = &[key("action", Kind::Str), key("ip", Kind::Str), key("mask", Kind::Str)];
+pub const ACCESS: &[Key] = &[
+    key("action", Kind::Str),
+    key("ip", Kind::Str),
+    key("mask", Kind::Str),
+];
 
 pub const MODULES: &[Key] = &[key("module", SEC)];
 
@@ -167,9 +177,10 @@ const HOMES: &[(&str, &[Key])] = &[
 
 /// The one section where an option named `key` lives, if exactly one has it.
 pub fn home_of(key: &str) -> Option<&'static str> {
-    let mut homes = HOMES
-        .iter()
-        .filter(|(_, keys)| keys.iter().any(|k| k.name == key && !matches!(k.kind, Kind::Section { .. })));
+    let mut homes = HOMES.iter().filter(|(_, keys)| {
+        keys.iter()
+            .any(|k| k.name == key && !matches!(k.kind, Kind::Section { .. }))
+    });
     match (homes.next(), homes.next()) {
         (Some((home, _)), None) => Some(home),
         _ => None,
@@ -203,13 +214,15 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
     for (i, row) in rows.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=b.len() {
-        rows[0][j] = j;
+    for (j, cell) in rows[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=a.len() {
         for j in 1..=b.len() {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (rows[i - 1][j] + 1).min(rows[i][j - 1] + 1).min(rows[i - 1][j - 1] + cost);
+            let mut best = (rows[i - 1][j] + 1)
+                .min(rows[i][j - 1] + 1)
+                .min(rows[i - 1][j - 1] + cost);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
                 best = best.min(rows[i - 2][j - 2] + 1);
             }
@@ -227,9 +240,15 @@ mod tests {
     fn suggestions_catch_typos_but_not_unrelated_names() {
         let names = UDP_SEND.iter().map(|k| k.name);
         assert_eq!(suggest("prot", names.clone()), Some("port".into()));
-        assert_eq!(suggest("mcast_joni", names.clone()), Some("mcast_join".into()));
+        assert_eq!(
+            suggest("mcast_joni", names.clone()),
+            Some("mcast_join".into())
+        );
         assert_eq!(suggest("colour", names), None);
-        assert_eq!(suggest("colect_every", COLLECTION_GROUP.iter().map(|k| k.name)), Some("collect_every".into()));
+        assert_eq!(
+            suggest("colect_every", COLLECTION_GROUP.iter().map(|k| k.name)),
+            Some("collect_every".into())
+        );
     }
 
     #[test]

@@ -14,19 +14,35 @@ pub(super) struct MemFs {
 
 impl MemFs {
     pub(super) fn with(files: &[(&str, &str)]) -> MemFs {
-        MemFs { files: files.iter().map(|(p, s)| (PathBuf::from(p), s.to_string())).collect() }
+        MemFs {
+            files: files
+                .iter()
+                .map(|(p, s)| (PathBuf::from(p), s.to_string()))
+                .collect(),
+        }
     }
 }
 
 impl FileSource for MemFs {
     fn read(&self, path: &Path) -> io::Result<String> {
-        self.files.get(&self.identity(path)).cloned().ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
+        self.files
+            .get(&self.identity(path))
+            .cloned()
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
     }
 
     fn glob(&self, pattern: &str) -> Result<Vec<PathBuf>, String> {
         let pattern = glob::Pattern::new(pattern).map_err(|e| e.to_string())?;
-        let options = glob::MatchOptions { require_literal_leading_dot: true, ..Default::default() };
-        Ok(self.files.keys().filter(|p| pattern.matches_path_with(p, options)).cloned().collect())
+        let options = glob::MatchOptions {
+            require_literal_leading_dot: true,
+            ..Default::default()
+        };
+        Ok(self
+            .files
+            .keys()
+            .filter(|p| pattern.matches_path_with(p, options))
+            .cloned()
+            .collect())
     }
 
     fn is_file(&self, path: &Path) -> bool {
@@ -34,12 +50,18 @@ impl FileSource for MemFs {
     }
 
     fn identity(&self, path: &Path) -> PathBuf {
-        path.components().filter(|c| *c != std::path::Component::CurDir).collect()
+        path.components()
+            .filter(|c| *c != std::path::Component::CurDir)
+            .collect()
     }
 }
 
 fn load_mem(files: &[(&str, &str)]) -> Result<Loaded, ConfigErrors> {
-    load_with(Path::new(files[0].0), &LoadOptions::default(), &MemFs::with(files))
+    load_with(
+        Path::new(files[0].0),
+        &LoadOptions::default(),
+        &MemFs::with(files),
+    )
 }
 
 fn errors_of(files: &[(&str, &str)]) -> Vec<String> {
@@ -101,33 +123,74 @@ collection_group {
 }
 collection_group { collect_once = yes collect_every = 0 }
 "#;
-    let c = load_mem(&[("/etc/ganglia/gmond.conf", conf)]).unwrap().config;
+    let c = load_mem(&[("/etc/ganglia/gmond.conf", conf)])
+        .unwrap()
+        .config;
     assert!(!c.globals.daemonize && !c.globals.setuid);
     assert_eq!(c.globals.max_udp_msg_len, 1400);
     assert_eq!(c.globals.host_dmax, 16);
     assert_eq!(c.globals.send_metadata_interval, 30);
-    assert_eq!(c.globals.module_dir, Some(PathBuf::from("/etc/ganglia/mods")));
+    assert_eq!(
+        c.globals.module_dir,
+        Some(PathBuf::from("/etc/ganglia/mods"))
+    );
     assert_eq!(c.globals.override_hostname.as_deref(), Some("web1.example"));
-    assert_eq!((c.cluster.name.as_str(), c.cluster.owner.as_str(), c.cluster.url.as_str()), ("C", "O", "unspecified"));
+    assert_eq!(
+        (
+            c.cluster.name.as_str(),
+            c.cluster.owner.as_str(),
+            c.cluster.url.as_str()
+        ),
+        ("C", "O", "unspecified")
+    );
     assert_eq!(c.udp_send_channels.len(), 2);
     assert_eq!(c.udp_send_channels[0].host.as_deref(), Some("127.0.0.1"));
-    assert_eq!((c.udp_send_channels[0].port, c.udp_send_channels[0].ttl), (8649, 2));
-    assert_eq!(c.udp_send_channels[0].declared_at.to_string(), "/etc/ganglia/gmond.conf:14:1");
+    assert_eq!(
+        (c.udp_send_channels[0].port, c.udp_send_channels[0].ttl),
+        (8649, 2)
+    );
+    assert_eq!(
+        c.udp_send_channels[0].declared_at.to_string(),
+        "/etc/ganglia/gmond.conf:14:1"
+    );
     assert!(c.udp_send_channels[1].bind_hostname);
     let recv = &c.udp_recv_channels[0];
-    assert_eq!((recv.port, recv.buffer, recv.family, recv.retry_bind), (0, None, Family::Inet6, false));
+    assert_eq!(
+        (recv.port, recv.buffer, recv.family, recv.retry_bind),
+        (0, None, Family::Inet6, false)
+    );
     let tcp = &c.tcp_accept_channels[0];
     assert_eq!((tcp.timeout_us, tcp.gzip_output), (Some(1_000_000), true));
     let acl = tcp.acl.as_ref().unwrap();
     assert_eq!(acl.default, AclAction::Deny);
     assert_eq!(acl.access.len(), 2);
-    assert_eq!((acl.access[1].ip.to_string(), acl.access[1].mask, acl.access[1].action), ("::1".into(), 128, AclAction::Allow));
+    assert_eq!(
+        (
+            acl.access[1].ip.to_string(),
+            acl.access[1].mask,
+            acl.access[1].action
+        ),
+        ("::1".into(), 128, AclAction::Allow)
+    );
     let group = &c.collection_groups[0];
-    assert_eq!((group.collect_every, group.time_threshold, group.collect_once), (20, 90, false));
-    assert_eq!(group.metrics[0].selector, MetricSelector::Name("cpu_user".into()));
+    assert_eq!(
+        (
+            group.collect_every,
+            group.time_threshold,
+            group.collect_once
+        ),
+        (20, 90, false)
+    );
+    assert_eq!(
+        group.metrics[0].selector,
+        MetricSelector::Name("cpu_user".into())
+    );
     assert_eq!(group.metrics[0].value_threshold, Some(1.0));
     assert_eq!(group.metrics[0].title.as_deref(), Some("CPU User"));
-    assert_eq!(group.metrics[1].selector, MetricSelector::NameMatch("multicpu_([a-z]+)([0-9]+)".into()));
+    assert_eq!(
+        group.metrics[1].selector,
+        MetricSelector::NameMatch("multicpu_([a-z]+)([0-9]+)".into())
+    );
     assert_eq!(group.metrics[1].value_threshold, None);
     assert!(c.collection_groups[1].collect_once);
 }
@@ -149,14 +212,19 @@ fn syntax_errors_on_several_lines_are_all_reported() {
 #[test]
 fn a_missing_value_at_the_end_of_a_line_does_not_swallow_the_next_line() {
     let conf = "globals {\n  mute =\n  deaf = yes\n  gexec = maybe\n}\n";
-    assert_eq!(errors_of(&[("/c/g.conf", conf)]), vec!["/c/g.conf:2:8: error: expected a value after `mute =`, found end of line"]);
+    assert_eq!(
+        errors_of(&[("/c/g.conf", conf)]),
+        vec!["/c/g.conf:2:8: error: expected a value after `mute =`, found end of line"]
+    );
 }
 
 #[test]
 fn an_unclosed_section_names_where_it_was_opened() {
     assert_eq!(
         errors_of(&[("/c/g.conf", "cluster {\n  name = x\n")]),
-        vec!["/c/g.conf:3:1: error: expected `}` closing `cluster` opened at 1:1, found end of file"]
+        vec![
+            "/c/g.conf:3:1: error: expected `}` closing `cluster` opened at 1:1, found end of file"
+        ]
     );
 }
 
@@ -211,7 +279,12 @@ fn unimplemented_gmond_settings_warn_only_when_turned_on() {
 fn a_key_set_twice_warns_and_the_last_value_wins() {
     let loaded = load_mem(&[("/c/g.conf", "cluster {\n name = a\n name = b\n}\n")]).unwrap();
     assert_eq!(loaded.config.cluster.name, "b");
-    assert_eq!(warnings_of(&loaded), vec!["/c/g.conf:3:2: warning: `name` is set again (first at /c/g.conf:2:2); the last value wins"]);
+    assert_eq!(
+        warnings_of(&loaded),
+        vec![
+            "/c/g.conf:3:2: warning: `name` is set again (first at /c/g.conf:2:2); the last value wins"
+        ]
+    );
 }
 
 const PYCONF: &str = r#"
@@ -250,21 +323,44 @@ collection_group { collect_once = yes time_threshold = 20 metric { name = "heart
     let loaded = load_mem(&files).unwrap();
     let c = &loaded.config;
     let names: Vec<&str> = c.modules.iter().map(|m| m.name.as_str()).collect();
-    assert_eq!(names, vec!["core_metrics", "cpu_module", "python_module", "refmod"]);
+    assert_eq!(
+        names,
+        vec!["core_metrics", "cpu_module", "python_module", "refmod"]
+    );
     let refmod = &c.modules[3];
-    assert_eq!(refmod.source, ModuleSource::Wasm { path: PathBuf::from("/g/conf.d/refmod.wasm") });
+    assert_eq!(
+        refmod.source,
+        ModuleSource::Wasm {
+            path: PathBuf::from("/g/conf.d/refmod.wasm")
+        }
+    );
     assert_eq!(refmod.wasm_path(), Some(Path::new("/g/conf.d/refmod.wasm")));
-    assert_eq!(refmod.params, vec![("Greeting".into(), "from-pyconf".into()), ("Count".into(), "3".into())]);
-    assert_eq!(refmod.declared_at.to_string(), "/g/conf.d/refmod.pyconf:3:3");
+    assert_eq!(
+        refmod.params,
+        vec![
+            ("Greeting".into(), "from-pyconf".into()),
+            ("Count".into(), "3".into())
+        ]
+    );
+    assert_eq!(
+        refmod.declared_at.to_string(),
+        "/g/conf.d/refmod.pyconf:3:3"
+    );
     assert!(refmod.enabled);
     assert_eq!(c.modules[2].params_string.as_deref(), Some("/py"));
-    assert!(matches!(c.modules[0].source, ModuleSource::Native { path: None, .. }));
+    assert!(matches!(
+        c.modules[0].source,
+        ModuleSource::Native { path: None, .. }
+    ));
     // Groups keep include order: the pyconf's group comes before the root's last one.
     assert_eq!(c.collection_groups[0].collect_every, 5);
     assert!(c.collection_groups[1].collect_once);
     let warnings = warnings_of(&loaded);
     assert_eq!(warnings.len(), 3, "{warnings:#?}");
-    assert!(warnings[0].contains("module `core_metrics` (built into gmond) is a gmond C module, skipped"));
+    assert!(
+        warnings[0]
+            .contains("module `core_metrics` (built into gmond) is a gmond C module, skipped")
+    );
     assert!(warnings[1].contains("module `cpu_module` (`modcpu.so`) is a gmond C module, skipped"));
     assert!(warnings[2].contains("module `python_module` (`modpython.so`) is gmond's python host, skipped: wasmond does not need it"));
     assert_eq!(loaded.files.len(), 2);
@@ -272,10 +368,15 @@ collection_group { collect_once = yes time_threshold = 20 metric { name = "heart
 
 #[test]
 fn a_python_module_without_its_wasm_is_an_error_at_its_declaration() {
-    let files = [("/g/gmond.conf", "include (\"conf.d/*.pyconf\")\n"), ("/g/conf.d/refmod.pyconf", PYCONF)];
+    let files = [
+        ("/g/gmond.conf", "include (\"conf.d/*.pyconf\")\n"),
+        ("/g/conf.d/refmod.pyconf", PYCONF),
+    ];
     assert_eq!(
         errors_of(&files),
-        vec!["/g/conf.d/refmod.pyconf:3:3: error: module `refmod`: expected its WebAssembly file at `/g/conf.d/refmod.wasm`, found none"]
+        vec![
+            "/g/conf.d/refmod.pyconf:3:3: error: module `refmod`: expected its WebAssembly file at `/g/conf.d/refmod.wasm`, found none"
+        ]
     );
 }
 
@@ -310,7 +411,9 @@ modules {
             Some(Path::new("/abs/e.wasm"))
         ]
     );
-    assert!(matches!(&c.modules[3].source, ModuleSource::DisabledMissing { looked_in } if looked_in.len() == 2));
+    assert!(
+        matches!(&c.modules[3].source, ModuleSource::DisabledMissing { looked_in } if looked_in.len() == 2)
+    );
 }
 
 #[test]
@@ -364,7 +467,10 @@ fn sandbox_settings_are_read_and_checked() {
             allow_read: vec![PathBuf::from("/proc"), PathBuf::from("/sys/block")],
             allow_env: vec![
                 EnvGrant::Inherit("HOME".into()),
-                EnvGrant::Set { name: "MODE".into(), value: "fast".into() },
+                EnvGrant::Set {
+                    name: "MODE".into(),
+                    value: "fast".into()
+                },
                 EnvGrant::Inherit("LANG".into())
             ],
             ..SandboxConfig::default()
@@ -408,7 +514,10 @@ fn bad_sandbox_settings_are_errors() {
 #[test]
 fn include_problems_are_reported_at_the_include() {
     let files = [
-        ("/g/gmond.conf", "include (\"a.conf\")\ninclude (\"missing.conf\")\ninclude (\"none/*.conf\")\ninclude (\"x\", \"y\")\n"),
+        (
+            "/g/gmond.conf",
+            "include (\"a.conf\")\ninclude (\"missing.conf\")\ninclude (\"none/*.conf\")\ninclude (\"x\", \"y\")\n",
+        ),
         ("/g/a.conf", "include ('gmond.conf')\n"),
     ];
     assert_eq!(
@@ -423,16 +532,25 @@ fn include_problems_are_reported_at_the_include() {
 
 #[test]
 fn a_glob_matching_nothing_is_a_warning_as_gmond_accepts_it() {
-    let loaded = load_mem(&[("/g/gmond.conf", "include ('/etc/ganglia/conf.d/*.conf')\n")]).unwrap();
+    let loaded =
+        load_mem(&[("/g/gmond.conf", "include ('/etc/ganglia/conf.d/*.conf')\n")]).unwrap();
     assert_eq!(
         warnings_of(&loaded),
-        vec!["/g/gmond.conf:1:10: warning: `include` pattern `/etc/ganglia/conf.d/*.conf` matches no files"]
+        vec![
+            "/g/gmond.conf:1:10: warning: `include` pattern `/etc/ganglia/conf.d/*.conf` matches no files"
+        ]
     );
 }
 
 #[test]
 fn syntax_errors_in_an_included_file_are_reported_with_the_root_s() {
-    let files = [("/g/gmond.conf", "include ('b.conf')\nglobals { mute yes }\n"), ("/g/b.conf", "cluster { name = }\n")];
+    let files = [
+        (
+            "/g/gmond.conf",
+            "include ('b.conf')\nglobals { mute yes }\n",
+        ),
+        ("/g/b.conf", "cluster { name = }\n"),
+    ];
     assert_eq!(
         errors_of(&files),
         vec![
@@ -444,8 +562,16 @@ fn syntax_errors_in_an_included_file_are_reported_with_the_root_s() {
 
 #[test]
 fn an_unreadable_root_file_is_one_error_naming_it() {
-    let errors = load_with(Path::new("/nope/gmond.conf"), &LoadOptions::default(), &MemFs::default()).unwrap_err();
-    assert_eq!(errors.to_string(), "/nope/gmond.conf: error: cannot read `/nope/gmond.conf`: entity not found");
+    let errors = load_with(
+        Path::new("/nope/gmond.conf"),
+        &LoadOptions::default(),
+        &MemFs::default(),
+    )
+    .unwrap_err();
+    assert_eq!(
+        errors.to_string(),
+        "/nope/gmond.conf: error: cannot read `/nope/gmond.conf`: entity not found"
+    );
 }
 
 #[test]
@@ -460,5 +586,27 @@ fn sections_with_wrong_titles_and_misplaced_includes_are_errors() {
             "/g/gmond.conf:3:8: error: `include` is allowed only at the top level, not inside `host`",
             "/g/gmond.conf:4:19: error: `location`: expected a single value, found a list",
         ]
+    );
+}
+
+#[test]
+fn repeated_includes_are_capped_instead_of_growing_exponentially() {
+    let twice = |next: &str| format!("include ('{next}')\ninclude ('{next}')\n");
+    let names: Vec<String> = (0..14).map(|i| format!("/g/f{i}.conf")).collect();
+    let mut files: Vec<(String, String)> = names
+        .windows(2)
+        .map(|w| (w[0].clone(), twice(&w[1])))
+        .collect();
+    files.push((names[13].clone(), String::new()));
+    let borrowed: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, s)| (p.as_str(), s.as_str()))
+        .collect();
+    let errors = errors_of(&borrowed);
+    assert!(
+        errors
+            .iter()
+            .all(|e| e.contains("more than 1000 files included")),
+        "{errors:?}"
     );
 }
