@@ -35,15 +35,6 @@ pub enum Value {
     },
 }
 
-impl Value {
-    pub fn at(&self) -> &Location {
-        match self {
-            Value::Scalar(s) => &s.at,
-            Value::List { at, .. } => at,
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub enum Item {
     /// `key = value` (or `key += value`, which appends to a list).
@@ -334,5 +325,66 @@ fn token_text(token: &Token) -> String {
     match &token.kind {
         TokenKind::Str { text, .. } => text.clone(),
         other => other.describe(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(items: &[Scalar]) -> Vec<&str> {
+        items.iter().map(|s| s.text.as_str()).collect()
+    }
+
+    #[test]
+    fn titled_sections_calls_lists_and_semicolons() {
+        let src =
+            "module { param \"My Name\" { value = 1; } }\ninclude ('a', \"b\")\nx = {\"p\", q}\n";
+        let tree = parse_str(src, "t.conf").unwrap();
+        let [
+            Item::Section {
+                name,
+                title: None,
+                body,
+            },
+            Item::Call { args, .. },
+            Item::Option { value, .. },
+        ] = &tree.items[..]
+        else {
+            panic!("{tree:#?}")
+        };
+        assert_eq!(name.text, "module");
+        let [
+            Item::Section {
+                title: Some(title),
+                body: param,
+                ..
+            },
+        ] = &body[..]
+        else {
+            panic!("{body:#?}")
+        };
+        assert_eq!((title.text.as_str(), title.quoted), ("My Name", true));
+        assert!(matches!(&param[..], [Item::Option { key, .. }] if key.text == "value"));
+        assert_eq!(texts(args), vec!["a", "b"]);
+        assert!(matches!(value, Value::List { items, .. } if texts(items) == vec!["p", "q"]));
+    }
+
+    #[test]
+    fn partial_trees_keep_the_well_formed_statements() {
+        let (tree, errors) = parse_partial("a = 1\nb c d\ninclude ('x')\n", "t.conf");
+        assert_eq!(errors.len(), 1);
+        assert_eq!(tree.items.len(), 2);
+        assert!(matches!(&tree.items[1], Item::Call { name, .. } if name.text == "include"));
+    }
+
+    #[test]
+    fn nesting_is_capped() {
+        let src = "a {".repeat(MAX_NESTING + 5) + &"}".repeat(MAX_NESTING + 5);
+        let errors = parse_str(&src, "t.conf").unwrap_err();
+        assert!(
+            errors[0].to_string().contains("at most 32 nested sections"),
+            "{errors:?}"
+        );
     }
 }
