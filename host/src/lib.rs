@@ -5,8 +5,10 @@
 //! files, `runtime` hosts the modules under fuel, deadline and memory limits,
 //! and the wire formats carry the values to Ganglia peers.
 
+pub mod cli;
 pub mod config;
 pub mod metric;
+pub mod runtime;
 pub mod store;
 pub mod wire;
 

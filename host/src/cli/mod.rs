@@ -1,0 +1,3 @@
+//! `wasmond` subcommands other than the daemon itself.
+
+pub mod module_run;

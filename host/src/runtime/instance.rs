@@ -1,0 +1,225 @@
+//! One running module: its store, its descriptors, its stats, and the lifecycle
+//! around each callback (arm fuel and deadline, call, classify, account).
+//!
+//! After a trap the store is dropped (wasmtime poisons it); the next `handle`
+//! instantiates afresh from the `InstancePre` and runs `init` again first.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use wasmtime::Store;
+
+use super::bindings::MetricModule;
+use super::error::{Callback, ErrorKind, ModuleError, truncate_to};
+use super::limits::MAX_ERROR_MESSAGE_BYTES;
+use super::state::HostState;
+use super::stats::{CallStats, ModuleStats};
+use super::{LoadedModule, validate};
+use crate::metric::{MetricDescriptor, MetricValue};
+
+/// A started module. Its calls block the calling thread (at most for the deadline
+/// of the callback), so async callers run them on blocking workers.
+pub struct ModuleInstance {
+    module: LoadedModule,
+    params: Vec<(String, String)>,
+    /// `None` after a trap, until the next call re-instantiates.
+    live: Option<Live>,
+    descriptors: Vec<MetricDescriptor>,
+    by_name: HashMap<String, usize>,
+    stats: ModuleStats,
+}
+
+struct Live {
+    store: Store<HostState>,
+    bindings: MetricModule,
+}
+
+/// The budget of one callback.
+#[derive(Clone, Copy)]
+struct Budget {
+    callback: Callback,
+    fuel: u64,
+    deadline: Duration,
+}
+
+impl ModuleInstance {
+    pub(crate) fn start(
+        module: LoadedModule,
+        params: Vec<(String, String)>,
+    ) -> Result<ModuleInstance, ModuleError> {
+        let mut instance = ModuleInstance {
+            module,
+            params,
+            live: None,
+            descriptors: Vec::new(),
+            by_name: HashMap::new(),
+            stats: ModuleStats::default(),
+        };
+        instance.instantiate_and_init(None)?;
+        Ok(instance)
+    }
+
+    pub fn name(&self) -> &str {
+        self.module.name()
+    }
+
+    /// The metrics `init` declared, checked against the contract and the caps.
+    pub fn descriptors(&self) -> &[MetricDescriptor] {
+        &self.descriptors
+    }
+
+    pub fn stats(&self) -> &ModuleStats {
+        &self.stats
+    }
+
+    /// Asks the module for the value of `metric`, re-instantiating it first if a
+    /// trap dropped its store. The value is checked against the metric's descriptor.
+    pub fn handle(&mut self, metric: &str) -> Result<MetricValue, ModuleError> {
+        if !self.by_name.contains_key(metric) {
+            return Err(self.error(Callback::Handler, Some(metric), ErrorKind::UnknownMetric));
+        }
+        if self.live.is_none() {
+            self.stats.restarts += 1;
+            self.instantiate_and_init(Some(metric))?;
+        }
+        let budget = self.budget(Callback::Handler);
+        let Some(live) = self.live.as_mut() else {
+            unreachable!("instantiate_and_init leaves a live store on success")
+        };
+        arm(&mut live.store, &self.module, budget);
+        let started = Instant::now();
+        let result = live.bindings.call_handler(&mut live.store, metric);
+        account(&mut self.stats, &mut live.store, budget, started);
+        self.stats.calls += 1;
+        let value = match result {
+            Ok(Ok(value)) => MetricValue::from(value),
+            Ok(Err(message)) => return Err(self.reported(Callback::Handler, Some(metric), &message)),
+            Err(trap) => {
+                let kind = classify(&live.store, budget, &trap);
+                self.live = None;
+                return Err(self.error(Callback::Handler, Some(metric), kind));
+            }
+        };
+        // A restart above may have changed the descriptors.
+        let checked = match self.by_name.get(metric) {
+            Some(&index) => validate::check_value(&self.descriptors[index], &value)
+                .map_err(ErrorKind::InvalidOutput),
+            None => Err(ErrorKind::UnknownMetric),
+        };
+        checked.map(|()| value).map_err(|kind| self.error(Callback::Handler, Some(metric), kind))
+    }
+
+    /// Runs the module's `cleanup` and drops it. A module whose store a trap
+    /// dropped has nothing to clean up.
+    pub fn cleanup(mut self) -> Result<(), ModuleError> {
+        let budget = self.budget(Callback::Cleanup);
+        let Some(mut live) = self.live.take() else { return Ok(()) };
+        arm(&mut live.store, &self.module, budget);
+        let started = Instant::now();
+        let result = live.bindings.call_cleanup(&mut live.store);
+        account(&mut self.stats, &mut live.store, budget, started);
+        result.map_err(|trap| {
+            let kind = classify(&live.store, budget, &trap);
+            self.error(Callback::Cleanup, None, kind)
+        })
+    }
+
+    /// Creates a store, instantiates, and runs `init`, all under the init budget.
+    fn instantiate_and_init(&mut self, metric: Option<&str>) -> Result<(), ModuleError> {
+        let budget = self.budget(Callback::Init);
+        let loaded = &self.module.inner;
+        let state =
+            match HostState::new(loaded.name.clone(), &loaded.sandbox.limits, &loaded.sandbox.grants) {
+                Ok(state) => state,
+                Err(error) => return Err(self.error(Callback::Init, metric, ErrorKind::Load(error))),
+            };
+        let mut store = Store::new(&loaded.shared.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        store.epoch_deadline_trap();
+        arm(&mut store, &self.module, budget);
+        self.stats.inits += 1;
+        let started = Instant::now();
+        let result = loaded.pre.instantiate(&mut store).and_then(|bindings| {
+            let init = bindings.call_init(&mut store, &self.params)?;
+            Ok((bindings, init))
+        });
+        account(&mut self.stats, &mut store, budget, started);
+        let (bindings, descriptors) = match result {
+            Ok((bindings, Ok(descriptors))) => (bindings, descriptors),
+            Ok((_, Err(message))) => return Err(self.reported(Callback::Init, metric, &message)),
+            Err(trap) => {
+                let kind = classify(&store, budget, &trap);
+                return Err(self.error(Callback::Init, metric, kind));
+            }
+        };
+        let descriptors: Vec<MetricDescriptor> = descriptors.into_iter().map(Into::into).collect();
+        if let Err(invalid) = validate::check_descriptors(&descriptors) {
+            return Err(self.error(Callback::Init, metric, ErrorKind::InvalidOutput(invalid)));
+        }
+        self.by_name = descriptors.iter().enumerate().map(|(i, d)| (d.name.clone(), i)).collect();
+        self.descriptors = descriptors;
+        self.live = Some(Live { store, bindings });
+        Ok(())
+    }
+
+    /// An error of this module, counted in its stats.
+    fn error(&mut self, callback: Callback, metric: Option<&str>, kind: ErrorKind) -> ModuleError {
+        self.stats.errors.count(&kind);
+        ModuleError {
+            module: self.name().to_string(),
+            callback,
+            metric: metric.map(str::to_string),
+            kind,
+        }
+    }
+
+    /// An `err(message)` the module returned through WIT, cut to a sane length.
+    fn reported(&mut self, callback: Callback, metric: Option<&str>, message: &str) -> ModuleError {
+        let message = truncate_to(message, MAX_ERROR_MESSAGE_BYTES).to_string();
+        self.error(callback, metric, ErrorKind::ModuleReported(message))
+    }
+
+    fn budget(&self, callback: Callback) -> Budget {
+        let limits = &self.module.sandbox().limits;
+        let (fuel, deadline) = match callback {
+            Callback::Init | Callback::Load => (limits.fuel_init, limits.deadline_init),
+            Callback::Handler => (limits.fuel_handler, limits.deadline_handler),
+            Callback::Cleanup => (limits.fuel_cleanup, limits.deadline_cleanup),
+        };
+        Budget { callback, fuel, deadline }
+    }
+}
+
+/// Resets the fuel and the epoch deadline before a callback.
+fn arm(store: &mut Store<HostState>, module: &LoadedModule, budget: Budget) {
+    store.set_fuel(budget.fuel).expect("the engine consumes fuel");
+    store.set_epoch_deadline(module.inner.shared.ticker.ticks_for(budget.deadline));
+}
+
+/// Adds the cost of the callback that just returned to `stats`.
+fn account(stats: &mut ModuleStats, store: &mut Store<HostState>, budget: Budget, started: Instant) {
+    let wall_time = started.elapsed();
+    let fuel = budget.fuel - store.get_fuel().unwrap_or(0).min(budget.fuel);
+    let state = store.data_mut();
+    let logs = state.log.take_counts();
+    stats.fuel_consumed += fuel;
+    stats.wall_time += wall_time;
+    stats.peak_memory_bytes = stats.peak_memory_bytes.max(state.limiter.peak_memory_bytes);
+    stats.last_call = Some(CallStats { callback: budget.callback, wall_time, fuel });
+    stats.log_lines += logs.written;
+    stats.log_lines_dropped += logs.dropped;
+    stats.log_lines_truncated += logs.truncated;
+}
+
+/// Tells apart the limits a failed call may have hit, then other traps.
+fn classify(store: &Store<HostState>, budget: Budget, error: &wasmtime::Error) -> ErrorKind {
+    if let Some(hit) = store.data().limiter.refused {
+        return ErrorKind::MemoryLimit(hit);
+    }
+    match error.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::OutOfFuel) => ErrorKind::OutOfFuel { budget: budget.fuel },
+        Some(wasmtime::Trap::Interrupt) => ErrorKind::Deadline { deadline: budget.deadline },
+        Some(&code) => ErrorKind::Trap { code: Some(code), message: code.to_string() },
+        None => ErrorKind::Trap { code: None, message: format!("{error:#}") },
+    }
+}

@@ -1,0 +1,251 @@
+//! The sandboxed module runtime: loads metric modules (WebAssembly components of
+//! the `wasmond:metric/metric-module` world) and runs their callbacks under limits.
+//!
+//! It owns the wasmtime `Engine`, the one `bindgen!`, the linker (WASI p2 plus our
+//! `log` import), the compile cache, the epoch ticker, instance lifecycle, typed
+//! errors and per-module stats. Every module is treated as hostile: each instance
+//! has its own `Store` with a fuel budget and a wall-clock deadline per callback, a
+//! memory cap and caps on tables and instances; every host allocation whose size a
+//! guest controls is capped (see [`limits`]); WASI grants nothing unless
+//! [`Grants`] says so. It knows nothing of config syntax, scheduling or wire formats.
+//!
+//! ```no_run
+//! # fn main() -> anyhow::Result<()> {
+//! use wasmond::runtime::{Runtime, RuntimeConfig, Sandbox};
+//! let runtime = Runtime::new(RuntimeConfig::default())?;
+//! let module = runtime.load("example", "example.wasm".as_ref(), Sandbox::default())?;
+//! let mut instance = module.start(vec![("step".into(), "2".into())])?;
+//! for descriptor in instance.descriptors().to_vec() {
+//!     println!("{} = {:?}", descriptor.name, instance.handle(&descriptor.name)?);
+//! }
+//! instance.cleanup()?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod bindings;
+mod cache;
+mod epoch;
+mod error;
+mod instance;
+pub mod limits;
+mod state;
+mod stats;
+mod validate;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine};
+
+use bindings::MetricModulePre;
+use cache::CompileCache;
+use epoch::EpochTicker;
+use state::HostState;
+
+pub use cache::default_cache_dir;
+pub use epoch::DEFAULT_EPOCH_TICK;
+pub use error::{Callback, ErrorKind, InvalidOutput, LimitHit, LoadError, ModuleError};
+pub use instance::ModuleInstance;
+pub use limits::Limits;
+pub use stats::{CallStats, ErrorCounts, ModuleStats};
+
+/// The largest `.wasm` file the runtime reads (a Python guest is about 20 MB).
+pub const MAX_WASM_FILE_BYTES: u64 = 256 << 20;
+
+/// How the runtime is set up.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Where compiled components are cached; `None` compiles every load afresh.
+    /// Defaults to [`default_cache_dir`].
+    pub cache_dir: Option<PathBuf>,
+    /// Period of the epoch ticker, the granularity of every deadline.
+    pub epoch_tick: Duration,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> RuntimeConfig {
+        RuntimeConfig { cache_dir: default_cache_dir(), epoch_tick: DEFAULT_EPOCH_TICK }
+    }
+}
+
+/// What a module may do and consume. `Default` is safe for an untrusted tenant.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sandbox {
+    pub limits: Limits,
+    pub grants: Grants,
+}
+
+/// What a module is granted beyond computing. The default grants nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Grants {
+    /// Host directories the module may read, each seen in the guest at the same path.
+    pub read_only_dirs: Vec<PathBuf>,
+    /// Environment variables the module sees.
+    pub env: Vec<(String, String)>,
+    /// Whether the module's stdout and stderr go to the host's (else discarded).
+    pub inherit_stdio: bool,
+}
+
+/// The engine, linker, compile cache and epoch ticker. Cheap to clone.
+#[derive(Clone)]
+pub struct Runtime {
+    shared: Arc<Shared>,
+}
+
+/// What every loaded module needs from the runtime; held by each module so that
+/// the epoch keeps ticking while any module can still run.
+struct Shared {
+    engine: Engine,
+    linker: Linker<HostState>,
+    cache: Option<CompileCache>,
+    ticker: EpochTicker,
+}
+
+impl Runtime {
+    pub fn new(config: RuntimeConfig) -> anyhow::Result<Runtime> {
+        let engine = Engine::new(&engine_config())
+            .map_err(|error| anyhow::Error::from(error).context("creating the wasmtime engine"))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .and_then(|()| bindings::add_to_linker(&mut linker))
+            .map_err(|error| anyhow::Error::from(error).context("linking WASI and the log import"))?;
+        let cache = config.cache_dir.as_deref().and_then(|dir| open_cache(dir, &engine));
+        let ticker = EpochTicker::start(engine.clone(), config.epoch_tick)
+            .context("starting the epoch ticker thread")?;
+        Ok(Runtime { shared: Arc::new(Shared { engine, linker, cache, ticker }) })
+    }
+
+    /// Reads, compiles (or fetches from the cache) and type-checks the component at
+    /// `wasm`, ready to be started under `sandbox`.
+    pub fn load(&self, name: &str, wasm: &Path, sandbox: Sandbox) -> Result<LoadedModule, ModuleError> {
+        let load_error = |kind: LoadError| ModuleError {
+            module: name.to_string(),
+            callback: Callback::Load,
+            metric: None,
+            kind: ErrorKind::Load(kind),
+        };
+        let bytes = read_component(wasm).map_err(load_error)?;
+        let content_hash: [u8; 32] = Sha256::digest(&bytes).into();
+        let component = self.compile(wasm, &bytes, &content_hash).map_err(load_error)?;
+        let pre = self.type_check(wasm, &component).map_err(load_error)?;
+        let name: Arc<str> = name.into();
+        // Opening the grants now reports a missing directory at load, not at first use.
+        HostState::new(name.clone(), &sandbox.limits, &sandbox.grants).map_err(load_error)?;
+        Ok(LoadedModule {
+            inner: Arc::new(Loaded { name, content_hash, pre, sandbox, shared: self.shared.clone() }),
+        })
+    }
+
+    fn compile(&self, wasm: &Path, bytes: &[u8], content_hash: &[u8; 32]) -> Result<Component, LoadError> {
+        let engine = &self.shared.engine;
+        let cache = self.shared.cache.as_ref();
+        if let Some(component) = cache.and_then(|cache| cache.load(engine, content_hash)) {
+            return Ok(component);
+        }
+        let component = Component::new(engine, bytes).map_err(|error| LoadError::Compile {
+            path: wasm.to_path_buf(),
+            message: format!("{error:#}"),
+        })?;
+        if let Some(cache) = cache
+            && let Err(error) = cache.store(content_hash, &component)
+        {
+            tracing::warn!("compile cache: cannot store {}: {error}", wasm.display());
+        }
+        Ok(component)
+    }
+
+    /// Checks the component's imports against the linker and its exports against the world.
+    fn type_check(&self, wasm: &Path, component: &Component) -> Result<MetricModulePre<HostState>, LoadError> {
+        let wrong_world = |error: wasmtime::Error| LoadError::WrongWorld {
+            path: wasm.to_path_buf(),
+            message: format!("{error:#}"),
+        };
+        let pre = self.shared.linker.instantiate_pre(component).map_err(wrong_world)?;
+        MetricModulePre::new(pre).map_err(wrong_world)
+    }
+}
+
+/// Fuel and epochs on (they are the per-callback budget and deadline); the rest is
+/// wasmtime's defaults, whose 512 KiB wasm stack turns runaway recursion into a trap.
+fn engine_config() -> Config {
+    let mut config = Config::new();
+    config.consume_fuel(true).epoch_interruption(true).wasm_component_model(true);
+    config
+}
+
+fn open_cache(dir: &Path, engine: &Engine) -> Option<CompileCache> {
+    match CompileCache::open(dir, engine) {
+        Ok(cache) => Some(cache),
+        Err(error) => {
+            tracing::warn!("compile cache disabled: {}: {error}", dir.display());
+            None
+        }
+    }
+}
+
+/// The bytes of a component file, refusing what is too big, not wasm, or a core module.
+fn read_component(wasm: &Path) -> Result<Vec<u8>, LoadError> {
+    let read_error = |source| LoadError::Read { path: wasm.to_path_buf(), source };
+    let len = std::fs::metadata(wasm).map_err(read_error)?.len();
+    if len > MAX_WASM_FILE_BYTES {
+        return Err(LoadError::TooLarge { path: wasm.to_path_buf(), len, max: MAX_WASM_FILE_BYTES });
+    }
+    let bytes = std::fs::read(wasm).map_err(read_error)?;
+    const CORE_VERSION: [u8; 4] = [1, 0, 0, 0];
+    const COMPONENT_VERSION: [u8; 4] = [0x0d, 0, 1, 0];
+    match (bytes.get(..4), bytes.get(4..8)) {
+        (Some(b"\0asm"), Some(version)) if version == COMPONENT_VERSION => Ok(bytes),
+        (Some(b"\0asm"), Some(version)) if version == CORE_VERSION => {
+            Err(LoadError::CoreModule { path: wasm.to_path_buf() })
+        }
+        _ => Err(LoadError::NotWasm { path: wasm.to_path_buf() }),
+    }
+}
+
+/// A compiled, type-checked module ready to be started. Cheap to clone.
+#[derive(Clone)]
+pub struct LoadedModule {
+    inner: Arc<Loaded>,
+}
+
+struct Loaded {
+    name: Arc<str>,
+    content_hash: [u8; 32],
+    pre: MetricModulePre<HostState>,
+    sandbox: Sandbox,
+    shared: Arc<Shared>,
+}
+
+impl LoadedModule {
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// SHA-256 of the `.wasm` file.
+    pub fn content_hash(&self) -> [u8; 32] {
+        self.inner.content_hash
+    }
+
+    pub fn sandbox(&self) -> &Sandbox {
+        &self.inner.sandbox
+    }
+
+    /// Instantiates the module and runs `init` with `params`.
+    pub fn start(&self, params: Vec<(String, String)>) -> Result<ModuleInstance, ModuleError> {
+        ModuleInstance::start(self.clone(), params)
+    }
+}
+
+impl std::fmt::Debug for LoadedModule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedModule")
+            .field("name", &self.name())
+            .field("content_hash", &hex::encode(self.content_hash()))
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,197 @@
+//! What a module's `Store` carries: its WASI context (built from the grants, deny
+//! by default), its resource limiter, and its log with size cap and rate limit.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::Grants;
+use super::error::{LoadError, truncate_to};
+use super::limits::{LOG_BURST_LINES, LOG_LINES_PER_SECOND, Limiter, Limits, MAX_LOG_LINE_BYTES};
+
+/// The data of one module instance's store.
+pub(crate) struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) limiter: Limiter,
+    pub(crate) log: ModuleLog,
+}
+
+impl HostState {
+    pub(crate) fn new(
+        module: Arc<str>,
+        limits: &Limits,
+        grants: &Grants,
+    ) -> Result<HostState, LoadError> {
+        Ok(HostState {
+            wasi: wasi_context(grants)?,
+            table: ResourceTable::new(),
+            limiter: Limiter::new(limits),
+            log: ModuleLog::new(module),
+        })
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// A WASI context that grants nothing but what `grants` lists: no preopens, no
+/// environment, no arguments, no network, stdin closed and output discarded.
+fn wasi_context(grants: &Grants) -> Result<WasiCtx, LoadError> {
+    let mut builder = WasiCtxBuilder::new();
+    builder
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .socket_addr_check(|_, _| Box::pin(async { false }));
+    for dir in &grants.read_only_dirs {
+        let guest_path = dir.to_string_lossy();
+        builder
+            .preopened_dir(dir, guest_path.as_ref(), FsPerms::ReadOnly)
+            .map_err(|error| LoadError::Grant {
+                what: format!("read-only directory {}", dir.display()),
+                message: format!("{error:#}"),
+            })?;
+    }
+    builder.envs(&grants.env);
+    if grants.inherit_stdio {
+        builder.inherit_stdout().inherit_stderr();
+    }
+    Ok(builder.build())
+}
+
+/// Counts of a module's log lines since they were last taken.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct LogCounts {
+    pub(crate) written: u64,
+    pub(crate) dropped: u64,
+    pub(crate) truncated: u64,
+}
+
+/// A module's log: each line cut to `MAX_LOG_LINE_BYTES`, control characters
+/// escaped, and a token bucket (`LOG_BURST_LINES`, refilled at
+/// `LOG_LINES_PER_SECOND`) that drops what a flood writes beyond it.
+pub(crate) struct ModuleLog {
+    module: Arc<str>,
+    tokens: f64,
+    refilled_at: Instant,
+    dropped_since_last_line: u64,
+    counts: LogCounts,
+}
+
+impl ModuleLog {
+    fn new(module: Arc<str>) -> ModuleLog {
+        ModuleLog {
+            module,
+            tokens: f64::from(LOG_BURST_LINES),
+            refilled_at: Instant::now(),
+            dropped_since_last_line: 0,
+            counts: LogCounts::default(),
+        }
+    }
+
+    pub(crate) fn write(&mut self, level: tracing::Level, message: &str) {
+        if !self.take_token(Instant::now()) {
+            self.counts.dropped += 1;
+            self.dropped_since_last_line += 1;
+            return;
+        }
+        if self.dropped_since_last_line > 0 {
+            let dropped = std::mem::take(&mut self.dropped_since_last_line);
+            tracing::warn!(target: "wasmond::module", module = %self.module, "rate limit dropped {dropped} log lines");
+        }
+        let (line, truncated) = sanitize_line(message, MAX_LOG_LINE_BYTES);
+        self.counts.written += 1;
+        self.counts.truncated += u64::from(truncated);
+        emit(level, &self.module, &line);
+    }
+
+    /// Returns the counts since the last call and starts counting afresh.
+    pub(crate) fn take_counts(&mut self) -> LogCounts {
+        std::mem::take(&mut self.counts)
+    }
+
+    fn take_token(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.refilled_at).as_secs_f64();
+        self.refilled_at = now;
+        let refill = elapsed * f64::from(LOG_LINES_PER_SECOND);
+        self.tokens = (self.tokens + refill).min(f64::from(LOG_BURST_LINES));
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+fn emit(level: tracing::Level, module: &str, line: &str) {
+    match level {
+        tracing::Level::ERROR => tracing::error!(target: "wasmond::module", module, "{line}"),
+        tracing::Level::WARN => tracing::warn!(target: "wasmond::module", module, "{line}"),
+        tracing::Level::INFO => tracing::info!(target: "wasmond::module", module, "{line}"),
+        tracing::Level::DEBUG => tracing::debug!(target: "wasmond::module", module, "{line}"),
+        tracing::Level::TRACE => tracing::trace!(target: "wasmond::module", module, "{line}"),
+    }
+}
+
+/// Cuts `message` to `max` bytes and escapes control characters, so that one guest
+/// line stays one host log line. Returns whether it was cut.
+fn sanitize_line(message: &str, max: usize) -> (String, bool) {
+    let kept = truncate_to(message, max);
+    let mut line = String::with_capacity(kept.len());
+    for c in kept.chars() {
+        if c.is_control() {
+            line.extend(c.escape_default());
+        } else {
+            line.push(c);
+        }
+    }
+    let truncated = kept.len() < message.len();
+    if truncated {
+        line.push_str(&format!(" [cut {} bytes]", message.len() - kept.len()));
+    }
+    (line, truncated)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn lines_are_cut_and_escaped() {
+        assert_eq!(sanitize_line("plain", 10), ("plain".to_string(), false));
+        assert_eq!(sanitize_line("a\nb\x1b[31m", 20), ("a\\nb\\u{1b}[31m".to_string(), false));
+        assert_eq!(sanitize_line("abcdef", 4), ("abcd [cut 2 bytes]".to_string(), true));
+    }
+
+    #[test]
+    fn a_flood_is_cut_to_the_burst_then_refills_over_time() {
+        let mut log = ModuleLog::new("m".into());
+        let start = log.refilled_at;
+        let granted = (0..1000).filter(|_| log.take_token(start)).count();
+        assert_eq!(granted, LOG_BURST_LINES as usize);
+        let one_second_later = start + Duration::from_secs(1);
+        let refilled = (0..1000).filter(|_| log.take_token(one_second_later)).count();
+        assert_eq!(refilled, LOG_LINES_PER_SECOND as usize);
+    }
+
+    #[test]
+    fn dropped_lines_are_counted() {
+        let mut log = ModuleLog::new("m".into());
+        for _ in 0..(LOG_BURST_LINES + 5) {
+            log.write(tracing::Level::INFO, "line");
+        }
+        let counts = log.take_counts();
+        // A few tokens may refill while the loop runs.
+        assert!(counts.written >= u64::from(LOG_BURST_LINES));
+        assert_eq!(counts.written + counts.dropped, u64::from(LOG_BURST_LINES + 5));
+        assert_eq!(log.take_counts(), LogCounts::default());
+    }
+}
