@@ -1,0 +1,203 @@
+//! `wasmond check [-c FILE]`: validates a configuration, loads every module and runs its
+//! `init`, and explains what the daemon would do: each module's metrics, which
+//! collection group collects each, how often and with which thresholds; the metrics no
+//! group collects (gmond ignores them silently) and the group entries that match no
+//! metric. Exits non-zero on any error: in the config, in a module, or in its metric
+//! names.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use crate::collect::conversion::{group_specs, sandbox};
+use crate::collect::driver::ModuleDriver;
+use crate::collect::host_module::{Accounts, HOST_MODULE, HOST_PREFIX, HostFacts, HostModule};
+use crate::collect::names::MetricOwners;
+use crate::collect::select::{Collect, GroupSelection, GroupSpec, MetricKey, select_group};
+use crate::config::{Config, ModuleSource};
+use crate::daemon::ConfigSource;
+use crate::metric::MetricDescriptor;
+use crate::runtime::{Runtime, RuntimeConfig};
+
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// The gmond.conf to check; without it, the bundled default (conf.d/wasmond.conf).
+    #[arg(short = 'c', long = "conf", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// Prints the report on stdout and the problems on stderr; fails when there is any.
+pub fn check(args: CheckArgs) -> anyhow::Result<()> {
+    let source = ConfigSource::new(args.config);
+    let loaded = match source.load() {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            for error in &errors.0 {
+                eprintln!("{error}");
+            }
+            anyhow::bail!("{}: {} errors in the configuration", source.describe(), errors.0.len());
+        }
+    };
+    for warning in &loaded.warnings {
+        eprintln!("{warning}");
+    }
+    let runtime = Runtime::new(RuntimeConfig::default())?;
+    let (report, errors) = explain(&loaded.config, &runtime);
+    print!("{report}");
+    for error in &errors {
+        eprintln!("error: {error}");
+    }
+    if errors.is_empty() {
+        println!("{}: OK", source.describe());
+        Ok(())
+    } else {
+        anyhow::bail!("{}: {} errors", source.describe(), errors.len())
+    }
+}
+
+/// A module as `check` found it.
+struct Checked {
+    name: String,
+    what: String,
+    metrics: Vec<MetricDescriptor>,
+}
+
+/// The report's text and the errors found.
+pub fn explain(config: &Config, runtime: &Runtime) -> (String, Vec<String>) {
+    let mut errors = Vec::new();
+    let groups = group_specs(config).unwrap_or_else(|entry_errors| {
+        errors.extend(entry_errors.iter().map(ToString::to_string));
+        Vec::new()
+    });
+    let mut owners = MetricOwners::new();
+    owners.reserve_prefix(HOST_PREFIX, HOST_MODULE);
+    let mut notes = String::new();
+    let mut modules = vec![host_module(config)];
+    for module in &config.modules {
+        match &module.source {
+            ModuleSource::Wasm { path } if module.enabled => {
+                let checked = start_module(runtime, &module.name, path, &module.params, &module.sandbox);
+                match checked {
+                    Ok(metrics) => modules.push(Checked {
+                        name: module.name.clone(),
+                        what: format!("{} ({} metrics)", path.display(), metrics.len()),
+                        metrics,
+                    }),
+                    Err(error) => errors.push(error),
+                }
+            }
+            ModuleSource::Wasm { path } => {
+                let _ = writeln!(notes, "module {}: disabled ({})", module.name, path.display());
+            }
+            ModuleSource::Native { reason, .. } => {
+                let _ = writeln!(notes, "module {}: not loaded: {reason}", module.name);
+            }
+            ModuleSource::DisabledMissing { .. } => {
+                let _ = writeln!(notes, "module {}: disabled", module.name);
+            }
+        }
+    }
+    modules.retain(|module| match owners.claim(&module.name, module.metrics.iter().map(|m| m.name.as_str())) {
+        Ok(()) => true,
+        Err(clashes) => {
+            errors.extend(clashes.iter().map(|clash| format!("{clash}; the module would not be loaded")));
+            false
+        }
+    });
+    let catalog: Vec<MetricKey> = modules
+        .iter()
+        .flat_map(|module| module.metrics.iter().map(|m| MetricKey::new(&module.name, &m.name)))
+        .collect();
+    let selections: Vec<GroupSelection> = groups.iter().map(|group| select_group(group, &catalog)).collect();
+    notes.push_str(&render(config, &groups, &selections, &modules));
+    (notes, errors)
+}
+
+fn host_module(config: &Config) -> Checked {
+    let facts = HostFacts { started: SystemTime::now(), location: config.host.location.clone() };
+    let names = config.modules.iter().filter(|m| m.wasm_path().is_some()).map(|m| m.name.clone()).collect();
+    let metrics = HostModule::new(facts, names, Accounts::default()).start().unwrap_or_default();
+    Checked {
+        name: HOST_MODULE.into(),
+        what: "the daemon's own metrics".into(),
+        metrics,
+    }
+}
+
+fn start_module(
+    runtime: &Runtime,
+    name: &str,
+    path: &std::path::Path,
+    params: &[(String, String)],
+    config: &crate::config::SandboxConfig,
+) -> Result<Vec<MetricDescriptor>, String> {
+    let sandbox = sandbox(config);
+    let loaded = runtime.load(name, path, sandbox).map_err(|e| e.to_string())?;
+    let instance = loaded.start(params.to_vec()).map_err(|e| e.to_string())?;
+    let metrics = instance.descriptors().to_vec();
+    if let Err(error) = instance.cleanup() {
+        return Err(error.to_string());
+    }
+    Ok(metrics)
+}
+
+fn render(config: &Config, groups: &[GroupSpec], selections: &[GroupSelection], modules: &[Checked]) -> String {
+    let mut out = String::new();
+    for module in modules {
+        let _ = writeln!(out, "module {}: {}", module.name, module.what);
+        for metric in &module.metrics {
+            let key = MetricKey::new(&module.name, &metric.name);
+            let _ = write!(
+                out,
+                "  {} ({}{}, tmax {} s)",
+                metric.name,
+                metric.value_type,
+                if metric.units.is_empty() { String::new() } else { format!(", {}", metric.units) },
+                metric.time_max
+            );
+            let collectors: Vec<String> = selections
+                .iter()
+                .zip(groups)
+                .enumerate()
+                .filter_map(|(index, (selection, group))| {
+                    let selected = selection.metrics.iter().find(|m| m.key == key)?;
+                    let threshold =
+                        selected.value_threshold.map_or(String::new(), |t| format!(", value_threshold {t}"));
+                    let title = if selected.title == metric.name { String::new() } else { format!(", title {:?}", selected.title) };
+                    Some(format!("group {} ({}{threshold}{title})", index + 1, describe_group(group)))
+                })
+                .collect();
+            if collectors.is_empty() && metric.name.starts_with(HOST_PREFIX) && module.name == HOST_MODULE {
+                let _ = writeln!(out, ": the built-in accounting group (every 20 s, sent at least every 60 s)");
+            } else if collectors.is_empty() {
+                let _ = writeln!(out, ": collected by no group");
+            } else {
+                let _ = writeln!(out, ": {}", collectors.join("; "));
+            }
+        }
+    }
+    for (index, (selection, group)) in selections.iter().zip(groups).enumerate() {
+        let at = &config.collection_groups[index].declared_at;
+        for entry in &selection.unmatched_entries {
+            let _ = writeln!(
+                out,
+                "group {} ({at}): entry {} matches no metric",
+                index + 1,
+                group.entries[*entry].selector.describe()
+            );
+        }
+    }
+    out
+}
+
+fn describe_group(group: &GroupSpec) -> String {
+    let collect = match group.collect {
+        Collect::Once => "collected once".to_string(),
+        Collect::Every(every) => format!("every {}", seconds(every)),
+    };
+    format!("{collect}, sent at least every {}", seconds(group.time_threshold))
+}
+
+fn seconds(duration: Duration) -> String {
+    format!("{} s", duration.as_secs())
+}

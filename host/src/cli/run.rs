@@ -1,0 +1,50 @@
+//! `wasmond run [-c FILE] [-d LEVEL]`: the daemon, in the foreground, logging to stderr.
+//!
+//! The log level follows gmond's `debug_level` (from the config, or `-d`, which wins):
+//! 0 logs errors, warnings and the daemon's milestones (info), 1 adds debug lines, 2 and
+//! more trace. `RUST_LOG`, when set, overrides both.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use crate::daemon::{self, ConfigSource};
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The gmond.conf to read; without it, the bundled default (conf.d/wasmond.conf).
+    #[arg(short = 'c', long = "conf", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// gmond's debug level: overrides the config's `debug_level` (0 info, 1 debug, 2+ trace).
+    #[arg(short = 'd', long = "debug", value_name = "LEVEL")]
+    pub debug: Option<u32>,
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    let source = ConfigSource::new(args.config);
+    let loaded = source.load().with_context(|| format!("{}: the configuration has errors", source.describe()))?;
+    init_logging(args.debug.unwrap_or(loaded.config.globals.debug_level));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("wasmond")
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(daemon::run(source, loaded, CancellationToken::new(), None))
+}
+
+/// The tracing filter for a gmond debug level.
+pub fn level_filter(debug_level: u32) -> &'static str {
+    match debug_level {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    }
+}
+
+fn init_logging(debug_level: u32) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level_filter(debug_level)));
+    // A subscriber already set (a test harness) keeps logging where it does.
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}

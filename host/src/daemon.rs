@@ -1,0 +1,326 @@
+//! The daemon: wires the configuration to the runtime, the engine, the store and the
+//! network; handles SIGHUP (reload) and SIGTERM/SIGINT (shutdown).
+//!
+//! Shutdown order: the engine first (it finishes the collections in flight, hands their
+//! values to the sender and runs every module's cleanup, each under its bound), then the
+//! listeners; the sender ends after the last values. The whole is bounded by
+//! [`SHUTDOWN_BUDGET`], whatever a module does in its cleanup.
+//!
+//! Reload re-reads the same configuration source. A configuration with errors is refused
+//! with every error logged, and the running one carries on. Modules are reconciled by
+//! the engine (added, removed, restarted when their `.wasm` or settings changed);
+//! collection groups and the store's settings are replaced; changed network channels
+//! need a restart, which the log says.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, anyhow};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::collect::conversion::{group_specs, module_specs};
+use crate::collect::engine::{EngineConfig, EngineHandle, HostIdentity, Outputs};
+use crate::collect::host_module::{HOST_MODULE, HostFacts};
+use crate::config::{self, Config, ConfigErrors, FileSource, LoadOptions, Loaded, RealFs};
+use crate::net::{Network, NetworkSetup};
+use crate::runtime::{Runtime, RuntimeConfig};
+use crate::store::{ClusterInfo, Store, StoreConfig};
+
+/// The longest a shutdown takes, even with modules looping in their cleanup.
+pub const SHUTDOWN_BUDGET: Duration = Duration::from_secs(10);
+/// The network tasks get this long to end after the engine stopped.
+const NETWORK_BUDGET: Duration = Duration::from_secs(3);
+
+/// The bundled default configuration (`conf.d/wasmond.conf`).
+pub const BUNDLED_CONFIG: &str = include_str!("../../conf.d/wasmond.conf");
+/// The name the bundled configuration goes by in messages.
+pub const BUNDLED_CONFIG_NAME: &str = "<bundled>/wasmond.conf";
+
+/// Where the configuration comes from; a reload reads the same place again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    File(PathBuf),
+    /// The bundled default; its modules are found in [`default_module_dir`].
+    Bundled,
+}
+
+impl ConfigSource {
+    pub fn new(path: Option<PathBuf>) -> ConfigSource {
+        path.map_or(ConfigSource::Bundled, ConfigSource::File)
+    }
+
+    pub fn load(&self) -> Result<Loaded, ConfigErrors> {
+        let options = LoadOptions { module_dir: default_module_dir() };
+        match self {
+            ConfigSource::File(path) => config::load_with(path, &options, &RealFs),
+            ConfigSource::Bundled => config::load_with(Path::new(BUNDLED_CONFIG_NAME), &options, &Bundled),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            ConfigSource::File(path) => path.display().to_string(),
+            ConfigSource::Bundled => BUNDLED_CONFIG_NAME.to_string(),
+        }
+    }
+}
+
+/// Where modules are looked for last: `$WASMOND_MODULE_DIR`, else the directory the
+/// build put the bundled guests in.
+pub fn default_module_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("WASMOND_MODULE_DIR") {
+        return Some(PathBuf::from(dir));
+    }
+    Path::new(crate::guests::CORE_METRICS).parent().map(Path::to_path_buf)
+}
+
+/// The real file system, plus the bundled configuration at its made-up path.
+struct Bundled;
+
+impl FileSource for Bundled {
+    fn read(&self, path: &Path) -> std::io::Result<String> {
+        if path == Path::new(BUNDLED_CONFIG_NAME) { Ok(BUNDLED_CONFIG.to_string()) } else { RealFs.read(path) }
+    }
+    fn glob(&self, pattern: &str) -> Result<Vec<PathBuf>, String> {
+        RealFs.glob(pattern)
+    }
+    fn is_file(&self, path: &Path) -> bool {
+        path == Path::new(BUNDLED_CONFIG_NAME) || RealFs.is_file(path)
+    }
+    fn identity(&self, path: &Path) -> PathBuf {
+        if path == Path::new(BUNDLED_CONFIG_NAME) { path.to_path_buf() } else { RealFs.identity(path) }
+    }
+}
+
+/// What a running daemon tells whoever started it (tests): where it listens, and how to
+/// reach its engine.
+#[derive(Clone)]
+pub struct Started {
+    pub engine: EngineHandle,
+    pub store: Arc<Store>,
+    pub xml_addrs: Vec<std::net::SocketAddr>,
+    pub udp_addrs: Vec<std::net::SocketAddr>,
+}
+
+/// Runs the daemon until SIGTERM or SIGINT (or until `stop` is cancelled); SIGHUP
+/// reloads. `started` receives the running daemon's handles once it is up.
+pub async fn run(
+    source: ConfigSource,
+    loaded: Loaded,
+    stop: CancellationToken,
+    started: Option<oneshot::Sender<Started>>,
+) -> anyhow::Result<()> {
+    let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    log_warnings(&loaded);
+    let mut config = loaded.config;
+    let runtime = Runtime::new(RuntimeConfig::default())?;
+    let facts = HostFacts { started: SystemTime::now(), location: config.host.location.clone() };
+    let hostname = local_hostname();
+    let identity = host_identity(&config, &hostname);
+    let store = Arc::new(Store::new(store_config(&config)));
+    let network_stop = CancellationToken::new();
+    let setup = NetworkSetup { hostname, store: store.clone(), shutdown: network_stop.clone() };
+    let mut network = Network::start(&config, setup).await?;
+    let engine_config = engine_config(&config, &runtime, &facts, &identity).map_err(|e| anyhow!("{e}"))?;
+    let engine_stop = CancellationToken::new();
+    let outputs = Outputs { store: store.clone(), sink: network.take_sink() };
+    let (engine, engine_task) = crate::collect::spawn(engine_config, outputs, engine_stop.clone());
+    if let Some(mut requests) = network.take_metadata_requests() {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            while let Some(metric) = requests.recv().await {
+                engine.resend_metadata(Some(metric));
+            }
+        });
+    }
+    info!(config = %source.describe(), "wasmond running");
+    if let Some(started) = started {
+        let handles = Started {
+            engine: engine.clone(),
+            store: store.clone(),
+            xml_addrs: network.xml_addrs.clone(),
+            udp_addrs: network.udp_addrs.clone(),
+        };
+        let _ = started.send(handles);
+    }
+    loop {
+        tokio::select! {
+            _ = terminate.recv() => { info!("SIGTERM: shutting down"); break }
+            _ = interrupt.recv() => { info!("SIGINT: shutting down"); break }
+            () = stop.cancelled() => { info!("stop requested: shutting down"); break }
+            _ = hangup.recv() => {
+                info!("SIGHUP: reloading {}", source.describe());
+                if let Some(new) = reload(&source, &config, &runtime, &facts, &identity, &engine, &store) {
+                    config = new;
+                }
+            }
+        }
+    }
+    shut_down(engine_stop, engine_task, network_stop, network).await;
+    Ok(())
+}
+
+async fn shut_down(
+    engine_stop: CancellationToken,
+    engine_task: tokio::task::JoinHandle<crate::collect::ShutdownReport>,
+    network_stop: CancellationToken,
+    network: Network,
+) {
+    engine_stop.cancel();
+    let abort = engine_task.abort_handle();
+    match tokio::time::timeout(SHUTDOWN_BUDGET, engine_task).await {
+        Ok(Ok(report)) => {
+            info!(cleaned_up = report.cleaned_up.len(), "modules cleaned up");
+            for module in report.timed_out {
+                warn!(module = %module, "module {module}: cleanup abandoned after its deadline");
+            }
+        }
+        Ok(Err(err)) => error!("the engine task failed: {err}"),
+        Err(_) => {
+            error!("the engine did not stop within {SHUTDOWN_BUDGET:?}; abandoning it");
+            // Dropping the task drops the sink, which lets the sender end.
+            abort.abort();
+        }
+    }
+    network_stop.cancel();
+    if tokio::time::timeout(NETWORK_BUDGET, network.wait()).await.is_err() {
+        warn!("the network tasks did not end within {NETWORK_BUDGET:?}");
+    }
+    info!("wasmond stopped");
+}
+
+/// Applies a re-read configuration; returns it, or `None` (logged) when it is refused.
+fn reload(
+    source: &ConfigSource,
+    running: &Config,
+    runtime: &Runtime,
+    facts: &HostFacts,
+    identity: &HostIdentity,
+    engine: &EngineHandle,
+    store: &Store,
+) -> Option<Config> {
+    let loaded = match source.load() {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            for err in &errors.0 {
+                error!("{err}");
+            }
+            error!("the new configuration has {} errors; the running one is kept", errors.0.len());
+            return None;
+        }
+    };
+    log_warnings(&loaded);
+    let config = loaded.config;
+    let facts = HostFacts { location: config.host.location.clone(), ..facts.clone() };
+    let engine_config = match engine_config(&config, runtime, &facts, identity) {
+        Ok(engine_config) => engine_config,
+        Err(err) => {
+            error!("{err}; the running configuration is kept");
+            return None;
+        }
+    };
+    if network_changed(running, &config) {
+        warn!("channel (udp_send, udp_recv, tcp_accept) or mute/deaf changes take effect at the next restart");
+    }
+    store.set_config(store_config(&config));
+    engine.reload(engine_config);
+    Some(config)
+}
+
+fn network_changed(old: &Config, new: &Config) -> bool {
+    old.udp_send_channels != new.udp_send_channels
+        || old.udp_recv_channels != new.udp_recv_channels
+        || old.tcp_accept_channels != new.tcp_accept_channels
+        || old.globals.mute != new.globals.mute
+        || old.globals.deaf != new.globals.deaf
+}
+
+/// Everything the engine runs for `config`; fails on a collection-group entry it
+/// cannot use or a module the engine could not tell apart from its own.
+pub fn engine_config(
+    config: &Config,
+    runtime: &Runtime,
+    facts: &HostFacts,
+    identity: &HostIdentity,
+) -> Result<EngineConfig, String> {
+    let groups = group_specs(config)
+        .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))?;
+    if let Some(module) = config.modules.iter().find(|m| m.name == HOST_MODULE && m.wasm_path().is_some()) {
+        return Err(format!("{}: module name {HOST_MODULE:?} is reserved for the daemon's own metrics", module.declared_at));
+    }
+    let send_metadata_interval = config.globals.send_metadata_interval;
+    Ok(EngineConfig {
+        host: identity.clone(),
+        facts: facts.clone(),
+        groups,
+        modules: module_specs(config, runtime),
+        send_metadata_interval: (send_metadata_interval > 0)
+            .then(|| Duration::from_secs(send_metadata_interval.into())),
+    })
+}
+
+fn store_config(config: &Config) -> StoreConfig {
+    let cluster = &config.cluster;
+    StoreConfig {
+        cluster: ClusterInfo {
+            name: cluster.name.clone(),
+            owner: cluster.owner.clone(),
+            latlong: cluster.latlong.clone(),
+            url: cluster.url.clone(),
+        },
+        host_tmax: config.globals.host_tmax,
+        host_dmax: config.globals.host_dmax,
+    }
+}
+
+fn log_warnings(loaded: &Loaded) {
+    for warning in &loaded.warnings {
+        warn!("{warning}");
+    }
+}
+
+/// This host as the store shows it: `override_hostname`/`override_ip`, else the system's
+/// host name and the first address it resolves to (127.0.0.1 when it resolves to none).
+fn host_identity(config: &Config, hostname: &str) -> HostIdentity {
+    let globals = &config.globals;
+    let name = globals.override_hostname.clone().unwrap_or_else(|| hostname.to_string());
+    let ip = globals.override_ip.clone().unwrap_or_else(|| resolve(hostname));
+    HostIdentity { name, ip }
+}
+
+fn resolve(hostname: &str) -> String {
+    use std::net::ToSocketAddrs;
+    (hostname, 0)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.find(|addr| addr.is_ipv4()))
+        .map_or_else(|| "127.0.0.1".to_string(), |addr| addr.ip().to_string())
+}
+
+/// The system's host name (gmond's `apr_gethostname`).
+pub fn local_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_string())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bundled_config_loads_and_finds_its_module() {
+        let loaded = ConfigSource::Bundled.load().unwrap_or_else(|errors| panic!("{errors}"));
+        let core = loaded.config.modules.iter().find(|m| m.name == "core_metrics").expect("core_metrics");
+        assert!(core.wasm_path().is_some_and(Path::exists), "{:?}", core.source);
+        assert!(group_specs(&loaded.config).is_ok());
+    }
+}
