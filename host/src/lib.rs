@@ -6,6 +6,7 @@
 //! and the wire formats carry the values to Ganglia peers.
 
 pub mod cli;
+pub mod collect;
 pub mod config;
 pub mod metric;
 pub mod runtime;
