@@ -346,7 +346,7 @@ impl Spec {
         if self.width == 0 && matches!(self.conversion, Conversion::Fixed) {
             // The common case (`%.2f`): no padding, so no intermediate string.
             out.push_str(sign);
-            let _ = write!(out, "{magnitude:.precision$}");
+            push_fixed(out, magnitude, precision);
             if precision == 0 && self.flags.alternate {
                 out.push('.');
             }
@@ -361,7 +361,8 @@ impl Spec {
     }
 
     fn fixed_form(&self, magnitude: f64, precision: usize) -> String {
-        let mut body = format!("{magnitude:.precision$}");
+        let mut body = String::new();
+        push_fixed(&mut body, magnitude, precision);
         if precision == 0 && self.flags.alternate {
             body.push('.');
         }
@@ -479,6 +480,42 @@ fn integer_bits(value: &MetricValue) -> i64 {
         MetricValue::Float(v) => v as i64,
         MetricValue::Double(v) => v as i64,
     }
+}
+
+/// Writes `{magnitude:.precision$}` (a finite, non-negative value, rounded exactly as C
+/// and Rust round it). Rust's exact formatting often falls back to big-number arithmetic;
+/// most metric values take a shortcut through integers instead, where it is provably exact.
+fn push_fixed(out: &mut String, magnitude: f64, precision: usize) {
+    if let Some(rounded) = scaled_exactly(magnitude, precision) {
+        let scale = 10u64.pow(precision as u32);
+        out.push_str(Digits::decimal(rounded / scale).as_str());
+        if precision > 0 {
+            out.push('.');
+            let fraction = Digits::decimal(rounded % scale);
+            push_repeated(out, '0', precision - fraction.as_str().len());
+            out.push_str(fraction.as_str());
+        }
+        return;
+    }
+    let _ = write!(out, "{magnitude:.precision$}");
+}
+
+/// `magnitude × 10^precision` rounded to an integer, if the floating-point product is
+/// far enough from a rounding tie that its error cannot change the result.
+fn scaled_exactly(magnitude: f64, precision: usize) -> Option<u64> {
+    if precision > 9 || !(0.0..1e9).contains(&magnitude) {
+        return None;
+    }
+    // Exact: 10^9 < 2^53. The product is off by at most half an ulp: scaled × 2^-53.
+    let scaled = magnitude * 10u64.pow(precision as u32) as f64;
+    let whole = scaled.floor();
+    let fraction = scaled - whole;
+    let error_bound = scaled * f64::EPSILON;
+    if (fraction - 0.5).abs() <= error_bound {
+        return None;
+    }
+    let rounded = if fraction > 0.5 { whole + 1.0 } else { whole };
+    Some(rounded as u64)
 }
 
 /// Rust's `{:.Ne}` gives `1.50e3`; returns the mantissa text and the exponent.
@@ -644,7 +681,45 @@ mod tests {
         }
     }
 
+    #[test]
+    fn fixed_shortcut_leaves_ties_to_exact_rounding() {
+        assert_eq!(scaled_exactly(0.125, 2), None, "an exact tie");
+        assert_eq!(fmt("%.2f", MetricValue::Double(0.125)), "0.12");
+        assert_eq!(fmt("%.2f", MetricValue::Double(0.375)), "0.38");
+        assert_eq!(scaled_exactly(2.5, 0), None);
+        assert_eq!(
+            scaled_exactly(1.005, 2),
+            None,
+            "too close to a tie for the shortcut"
+        );
+        assert_eq!(
+            fmt("%.2f", MetricValue::Double(1.005)),
+            "1.00",
+            "1.00499999999999989..."
+        );
+        assert_eq!(scaled_exactly(21215672.0, 0), Some(21215672));
+        assert_eq!(scaled_exactly(2.02, 2), Some(202));
+        assert_eq!(
+            fmt("%.9f", MetricValue::Double(999_999_999.999_999_9)),
+            "999999999.999999881"
+        );
+        assert_eq!(fmt("%.3f", MetricValue::Double(0.0)), "0.000");
+        assert_eq!(fmt("%.3f", MetricValue::Double(-0.0001)), "-0.000");
+    }
+
     proptest! {
+        /// The integer shortcut gives exactly what Rust's exact formatter gives.
+        #[test]
+        fn fixed_shortcut_matches_exact_formatting(bits in any::<u64>(), small in 0.0..1e6f64, precision in 0usize..=9) {
+            for magnitude in [f64::from_bits(bits).abs(), small, (small * 1000.0).round() / 1000.0] {
+                if magnitude.is_finite() {
+                    let mut fast = String::new();
+                    push_fixed(&mut fast, magnitude, precision);
+                    prop_assert_eq!(fast, format!("{magnitude:.precision$}"));
+                }
+            }
+        }
+
         #[test]
         fn any_format_and_value_is_formatted_without_panic(format in ".{0,24}", bits in any::<i64>(), x in any::<f64>()) {
             let mut out = String::new();
