@@ -21,11 +21,11 @@ fi
 # Python: componentize-py from PyPI.
 if ! componentize-py --version 2>/dev/null | grep -qx "componentize-py $COMPONENTIZE_PY_VERSION"; then
     python3 -m pip install --quiet --disable-pip-version-check "componentize-py==$COMPONENTIZE_PY_VERSION"
-    command -v pyenv >/dev/null && pyenv rehash
+    # pyenv's shim for the new command appears only after a rehash.
+    if command -v pyenv >/dev/null; then pyenv rehash; fi
 fi
 
-# JavaScript: componentize-js from npm, pinned by guest-modules/package-lock.json.
-(cd guest-modules && npm ci --no-audit --no-fund --loglevel=error)
-
-# The C bindings tool, then every module (make only redoes what changed).
+# JavaScript: componentize-js from npm, pinned by guest-modules/package-lock.json, is
+# installed by make (`npm ci` in guest-modules/) when node_modules is missing or stale.
+# Then the C bindings tool and every module; make only redoes what changed.
 make -C guest-modules polyglot
