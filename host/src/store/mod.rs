@@ -26,7 +26,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::metric::MetricValue;
 use crate::wire::format::format_value;
-use crate::wire::xml::{ClusterAttrs, GangliaXmlWriter, HostAttrs, MetricAttrs};
+use crate::wire::xml::{ClusterAttrs, ExtraData, GangliaXmlWriter, HostAttrs, MetricAttrs};
 
 /// Most hosts the store keeps; past it, packets from new hosts are refused, so a flood of
 /// spoofed host names cannot exhaust memory.
@@ -140,9 +140,17 @@ struct Host {
 
 #[derive(Debug)]
 struct Metric {
-    meta: Option<MetricMeta>,
+    meta: Option<Described>,
     sample: Option<Sample>,
     updated: SystemTime,
+}
+
+/// Metadata with its `EXTRA_DATA` XML, rendered when the metadata arrives rather than for
+/// every XML client.
+#[derive(Debug)]
+struct Described {
+    meta: MetricMeta,
+    extra_data: ExtraData,
 }
 
 impl Store {
@@ -180,7 +188,7 @@ impl Store {
         let host = host_entry(hosts, host, now)?;
         if !is_host_attribute(&meta.name) {
             let metric = metric_entry(&mut host.metrics, metric_count, &meta.name, now)?;
-            metric.meta = Some(meta);
+            metric.set_meta(meta);
         }
         Ok(())
     }
@@ -242,7 +250,10 @@ impl Store {
                 return false;
             }
             host.metrics.retain(|_, metric| {
-                let dmax = metric.meta.as_ref().map_or(0, |meta| u64::from(meta.dmax));
+                let dmax = metric
+                    .meta
+                    .as_ref()
+                    .map_or(0, |described| u64::from(described.meta.dmax));
                 let keep = dmax == 0 || seconds_between(metric.updated, now) <= dmax;
                 expired.metrics += usize::from(!keep);
                 keep
@@ -255,7 +266,9 @@ impl Store {
 
     /// The metadata of one metric, e.g. to answer a metadata request.
     pub fn metadata(&self, host: &str, name: &str) -> Option<MetricMeta> {
-        self.read().hosts.get(host)?.metrics.get(name)?.meta.clone()
+        let state = self.read();
+        let described = state.hosts.get(host)?.metrics.get(name)?.meta.as_ref()?;
+        Some(described.meta.clone())
     }
 
     /// A copy of one host and its metrics.
@@ -315,9 +328,10 @@ impl State {
                 gmond_started: host.gmond_started,
             })?;
             for (name, metric) in &host.metrics {
-                let (Some(meta), Some(sample)) = (&metric.meta, &metric.sample) else {
+                let (Some(described), Some(sample)) = (&metric.meta, &metric.sample) else {
                     continue;
                 };
+                let meta = &described.meta;
                 xml.metric(&MetricAttrs {
                     name,
                     value: &sample.value,
@@ -328,7 +342,7 @@ impl State {
                     tmax: meta.tmax,
                     dmax: meta.dmax,
                     slope: meta.slope,
-                    extras: &meta.extras,
+                    extra_data: &described.extra_data,
                 })?;
             }
         }
@@ -384,6 +398,17 @@ fn metric_entry<'m>(
 }
 
 impl Metric {
+    fn set_meta(&mut self, meta: MetricMeta) {
+        match &mut self.meta {
+            // Senders repeat their metadata (gmond: every send_metadata_interval).
+            Some(described) if described.meta.extras == meta.extras => described.meta = meta,
+            _ => {
+                let extra_data = ExtraData::new(&meta.extras);
+                self.meta = Some(Described { meta, extra_data });
+            }
+        }
+    }
+
     fn set_sample(&mut self, value: MetricValue, format: &str, now: SystemTime) {
         self.updated = now;
         match &mut self.sample {
@@ -416,7 +441,7 @@ impl Host {
                 .iter()
                 .map(|(name, metric)| MetricSnapshot {
                     name: name.clone(),
-                    meta: metric.meta.clone(),
+                    meta: metric.meta.as_ref().map(|described| described.meta.clone()),
                     sample: metric.sample.clone(),
                     updated: metric.updated,
                 })

@@ -456,3 +456,38 @@ fn many_tasks_write_and_read_concurrently() {
     assert!(snapshot.iter().all(|host| host.metrics.len() == 50));
     assert_eq!(store.read().metric_count, 200);
 }
+
+#[test]
+fn new_metadata_replaces_the_rendered_extras() {
+    let store = Store::new(config(0));
+    store
+        .update_metadata(
+            LOCAL,
+            meta("m", ValueType::UInt32, 0, &[("GROUP", "old")]),
+            at(T0),
+        )
+        .unwrap();
+    store
+        .update_value(LOCAL, "m", MetricValue::UInt32(1), "%u", at(T0))
+        .unwrap();
+    assert!(xml(&store, at(T0)).contains("<EXTRA_ELEMENT NAME=\"GROUP\" VAL=\"old\"/>"));
+
+    let mut same_extras = meta("m", ValueType::UInt32, 0, &[("GROUP", "old")]);
+    same_extras.units = "bytes".into();
+    store.update_metadata(LOCAL, same_extras, at(T0)).unwrap();
+    assert!(xml(&store, at(T0)).contains("UNITS=\"bytes\""));
+
+    store
+        .update_metadata(
+            LOCAL,
+            meta("m", ValueType::UInt32, 0, &[("GROUP", "new")]),
+            at(T0),
+        )
+        .unwrap();
+    let document = xml(&store, at(T0));
+    assert!(
+        document.contains("<EXTRA_ELEMENT NAME=\"GROUP\" VAL=\"new\"/>"),
+        "{document}"
+    );
+    assert!(!document.contains("VAL=\"old\""));
+}

@@ -74,53 +74,61 @@ pub struct MetricAttrs<'a> {
     pub tmax: u32,
     pub dmax: u32,
     pub slope: Slope,
-    /// Extras (`GROUP`, `DESC`, `TITLE`, ...) in wire order; gmond lists them reversed,
-    /// and so does this writer.
-    pub extras: &'a [(String, String)],
+    /// The metric's extras, rendered once per metadata change.
+    pub extra_data: &'a ExtraData,
+}
+
+/// A metric's `EXTRA_DATA` element, rendered in advance: it changes only with the
+/// metadata, and it is most of a metric's XML, so a reader rendering the whole cluster
+/// copies it instead of escaping every extra again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtraData(Vec<u8>);
+
+impl ExtraData {
+    /// Renders extras (`GROUP`, `DESC`, `TITLE`, ...) given in wire order; gmond lists
+    /// them reversed, and so does this.
+    pub fn new(extras: &[(String, String)]) -> Self {
+        let mut tags = Tags::new(Vec::new());
+        // Writing into a Vec cannot fail.
+        let _ = tags.extra_data(extras);
+        ExtraData(tags.xml.into_inner())
+    }
 }
 
 /// Streams one gmond document: [`begin`](Self::begin), then per host
 /// [`host`](Self::host) and its [`metric`](Self::metric)s, then [`finish`](Self::finish).
 pub struct GangliaXmlWriter<W: Write> {
-    xml: Writer<W>,
-    /// The start tag being built (name, then attributes), reused for every element so
-    /// rendering allocates nothing per metric once warm.
-    tag: String,
-    name_len: usize,
-    /// Reused for formatting `VAL`.
-    formatted: String,
+    tags: Tags<W>,
     host_open: bool,
 }
 
 impl<W: Write> GangliaXmlWriter<W> {
     /// Writes the prolog, `GANGLIA_XML` and `CLUSTER` start tags.
     pub fn begin(inner: W, cluster: &ClusterAttrs<'_>) -> io::Result<Self> {
-        let mut this = GangliaXmlWriter {
-            xml: Writer::new(inner),
-            tag: String::with_capacity(256),
-            name_len: 0,
-            formatted: String::new(),
-            host_open: false,
-        };
-        this.xml.get_mut().write_all(GMOND_PROLOG.as_bytes())?;
-        this.attrs("GANGLIA_XML")
+        let mut tags = Tags::new(inner);
+        tags.raw(GMOND_PROLOG.as_bytes())?;
+        tags.attrs("GANGLIA_XML")
             .text("VERSION", GANGLIA_VERSION)
             .text("SOURCE", "gmond");
-        this.write_start()?;
-        this.attrs("CLUSTER")
+        tags.start()?;
+        tags.attrs("CLUSTER")
             .text("NAME", cluster.name)
             .number("LOCALTIME", cluster.localtime)
             .text("OWNER", cluster.owner)
             .text("LATLONG", cluster.latlong)
             .text("URL", cluster.url);
-        this.write_start()?;
-        Ok(this)
+        tags.start()?;
+        Ok(GangliaXmlWriter {
+            tags,
+            host_open: false,
+        })
     }
 
     /// Starts a `HOST`, closing the previous one if it is still open.
     pub fn host(&mut self, host: &HostAttrs<'_>) -> io::Result<()> {
         self.close_host()?;
-        self.attrs("HOST")
+        self.tags
+            .attrs("HOST")
             .text("NAME", host.name)
             .text("IP", host.ip)
             .text("TAGS", host.tags)
@@ -130,7 +138,7 @@ impl<W: Write> GangliaXmlWriter<W> {
             .number("DMAX", host.dmax)
             .text("LOCATION", host.location)
             .number("GMOND_STARTED", host.gmond_started);
-        self.write_start()?;
+        self.tags.start()?;
         self.host_open = true;
         Ok(())
     }
@@ -143,7 +151,8 @@ impl<W: Write> GangliaXmlWriter<W> {
                 "METRIC written outside a HOST",
             ));
         }
-        self.attrs("METRIC")
+        self.tags
+            .attrs("METRIC")
             .text("NAME", metric.name)
             .value("VAL", metric.format, metric.value)
             .text("TYPE", metric.value_type.gmond_name())
@@ -152,33 +161,46 @@ impl<W: Write> GangliaXmlWriter<W> {
             .number("TMAX", metric.tmax)
             .number("DMAX", metric.dmax)
             .text("SLOPE", metric.slope.gmond_name());
-        self.write_start()?;
-        write_line(&mut self.xml, Event::Start(BytesStart::new("EXTRA_DATA")))?;
-        for (name, value) in metric.extras.iter().rev() {
-            self.attrs("EXTRA_ELEMENT")
-                .text("NAME", name)
-                .text("VAL", value);
-            let tag = BytesStart::from_content(self.tag.as_str(), self.name_len);
-            write_line(&mut self.xml, Event::Empty(tag))?;
-        }
-        write_line(&mut self.xml, Event::End(BytesEnd::new("EXTRA_DATA")))?;
-        write_line(&mut self.xml, Event::End(BytesEnd::new("METRIC")))
+        self.tags.start()?;
+        self.tags.raw(&metric.extra_data.0)?;
+        self.tags.line(Event::End(BytesEnd::new("METRIC")))
     }
 
     /// Closes the open host, `CLUSTER` and `GANGLIA_XML`; returns the inner writer.
     pub fn finish(mut self) -> io::Result<W> {
         self.close_host()?;
-        write_line(&mut self.xml, Event::End(BytesEnd::new("CLUSTER")))?;
-        write_line(&mut self.xml, Event::End(BytesEnd::new("GANGLIA_XML")))?;
-        Ok(self.xml.into_inner())
+        self.tags.line(Event::End(BytesEnd::new("CLUSTER")))?;
+        self.tags.line(Event::End(BytesEnd::new("GANGLIA_XML")))?;
+        Ok(self.tags.xml.into_inner())
     }
 
     fn close_host(&mut self) -> io::Result<()> {
         if self.host_open {
             self.host_open = false;
-            write_line(&mut self.xml, Event::End(BytesEnd::new("HOST")))?;
+            self.tags.line(Event::End(BytesEnd::new("HOST")))?;
         }
         Ok(())
+    }
+}
+
+/// quick-xml's writer, plus the start tag being built (name, then attributes), reused for
+/// every element so rendering allocates nothing per metric once warm.
+struct Tags<W: Write> {
+    xml: Writer<W>,
+    tag: String,
+    name_len: usize,
+    /// Reused for formatting `VAL`.
+    formatted: String,
+}
+
+impl<W: Write> Tags<W> {
+    fn new(inner: W) -> Self {
+        Tags {
+            xml: Writer::new(inner),
+            tag: String::with_capacity(256),
+            name_len: 0,
+            formatted: String::new(),
+        }
     }
 
     /// Starts building the start tag of element `name`.
@@ -192,9 +214,36 @@ impl<W: Write> GangliaXmlWriter<W> {
         }
     }
 
-    fn write_start(&mut self) -> io::Result<()> {
+    /// Writes the tag built as a start tag.
+    fn start(&mut self) -> io::Result<()> {
         let tag = BytesStart::from_content(self.tag.as_str(), self.name_len);
         write_line(&mut self.xml, Event::Start(tag))
+    }
+
+    /// Writes the tag built as an empty element.
+    fn empty(&mut self) -> io::Result<()> {
+        let tag = BytesStart::from_content(self.tag.as_str(), self.name_len);
+        write_line(&mut self.xml, Event::Empty(tag))
+    }
+
+    fn line(&mut self, event: Event<'_>) -> io::Result<()> {
+        write_line(&mut self.xml, event)
+    }
+
+    /// Writes bytes that are already XML.
+    fn raw(&mut self, xml: &[u8]) -> io::Result<()> {
+        self.xml.get_mut().write_all(xml)
+    }
+
+    fn extra_data(&mut self, extras: &[(String, String)]) -> io::Result<()> {
+        self.line(Event::Start(BytesStart::new("EXTRA_DATA")))?;
+        for (name, value) in extras.iter().rev() {
+            self.attrs("EXTRA_ELEMENT")
+                .text("NAME", name)
+                .text("VAL", value);
+            self.empty()?;
+        }
+        self.line(Event::End(BytesEnd::new("EXTRA_DATA")))
     }
 }
 
@@ -330,7 +379,7 @@ mod tests {
     }
 
     impl Sample {
-        fn attrs(&self) -> MetricAttrs<'_> {
+        fn attrs<'a>(&'a self, extra_data: &'a ExtraData) -> MetricAttrs<'a> {
             MetricAttrs {
                 name: self.name,
                 value: &self.value,
@@ -341,7 +390,7 @@ mod tests {
                 tmax: self.tmax,
                 dmax: 0,
                 slope: self.slope,
-                extras: &self.extras,
+                extra_data,
             }
         }
     }
@@ -489,7 +538,8 @@ mod tests {
         let mut xml = GangliaXmlWriter::begin(Vec::new(), &ref_cluster()).unwrap();
         xml.host(&localhost()).unwrap();
         for sample in samples {
-            xml.metric(&sample.attrs()).unwrap();
+            xml.metric(&sample.attrs(&ExtraData::new(&sample.extras)))
+                .unwrap();
         }
         xml.host(&HostAttrs {
             name: "spoofhost",
@@ -502,7 +552,8 @@ mod tests {
         })
         .unwrap();
         for sample in spoofed {
-            xml.metric(&sample.attrs()).unwrap();
+            xml.metric(&sample.attrs(&ExtraData::new(&sample.extras)))
+                .unwrap();
         }
         String::from_utf8(xml.finish().unwrap()).unwrap()
     }
@@ -612,7 +663,7 @@ mod tests {
                         tmax: number(&attrs, "TMAX"),
                         dmax: number(&attrs, "DMAX"),
                         slope: Slope::from_gmond_name(attr(&attrs, "SLOPE")).unwrap(),
-                        extras: &extras,
+                        extra_data: &ExtraData::new(&extras),
                     };
                     out.as_mut().unwrap().metric(&metric).unwrap();
                 }
@@ -662,7 +713,7 @@ mod tests {
             tmax: 60,
             dmax: 0,
             slope: Slope::Zero,
-            extras: &extras,
+            extra_data: &ExtraData::new(&extras),
         };
         xml.metric(&metric).unwrap();
         String::from_utf8(xml.finish().unwrap()).unwrap()
@@ -727,7 +778,7 @@ mod tests {
             tmax: 60,
             dmax: 0,
             slope: Slope::Both,
-            extras: &[],
+            extra_data: &ExtraData::new(&[]),
         };
         xml.metric(&metric).unwrap();
         let document = String::from_utf8(xml.finish().unwrap()).unwrap();
@@ -749,7 +800,7 @@ mod tests {
             tmax: 0,
             dmax: 0,
             slope: Slope::Zero,
-            extras: &[],
+            extra_data: &ExtraData::new(&[]),
         };
         assert_eq!(
             xml.metric(&metric).unwrap_err().kind(),
