@@ -9,6 +9,7 @@ pub mod cli;
 pub mod collect;
 pub mod config;
 pub mod metric;
+pub mod net;
 pub mod runtime;
 pub mod store;
 pub mod wire;
