@@ -9,12 +9,17 @@ use wasmond::guests;
 use wasmond::runtime::{Runtime, RuntimeConfig, Sandbox};
 
 fn runtime(cache_dir: Option<&Path>) -> Runtime {
-    let config = RuntimeConfig { cache_dir: cache_dir.map(Path::to_path_buf), ..RuntimeConfig::default() };
+    let config = RuntimeConfig {
+        cache_dir: cache_dir.map(Path::to_path_buf),
+        ..RuntimeConfig::default()
+    };
     Runtime::new(config).unwrap()
 }
 
 fn handler_call(c: &mut Criterion) {
-    let module = runtime(None).load("example", Path::new(guests::EXAMPLE), Sandbox::default()).unwrap();
+    let module = runtime(None)
+        .load("example", Path::new(guests::EXAMPLE), Sandbox::default())
+        .unwrap();
     let mut instance = module.start(Vec::new()).unwrap();
     c.bench_function("handler call (double)", |b| {
         b.iter(|| instance.handle("example_double").unwrap())
@@ -22,7 +27,9 @@ fn handler_call(c: &mut Criterion) {
 }
 
 fn instantiation(c: &mut Criterion) {
-    let module = runtime(None).load("example", Path::new(guests::EXAMPLE), Sandbox::default()).unwrap();
+    let module = runtime(None)
+        .load("example", Path::new(guests::EXAMPLE), Sandbox::default())
+        .unwrap();
     c.bench_function("instantiate + init + cleanup", |b| {
         b.iter(|| module.start(Vec::new()).unwrap().cleanup().unwrap())
     });

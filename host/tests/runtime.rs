@@ -28,12 +28,21 @@ struct Host {
 
 fn host() -> Host {
     let cache = TempDir::new().unwrap();
-    let config = RuntimeConfig { cache_dir: Some(cache.path().to_path_buf()), ..RuntimeConfig::default() };
-    Host { runtime: Runtime::new(config).unwrap(), _cache: cache }
+    let config = RuntimeConfig {
+        cache_dir: Some(cache.path().to_path_buf()),
+        ..RuntimeConfig::default()
+    };
+    Host {
+        runtime: Runtime::new(config).unwrap(),
+        _cache: cache,
+    }
 }
 
 fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 fn start_hostile(
@@ -41,7 +50,10 @@ fn start_hostile(
     sandbox: Sandbox,
     pairs: &[(&str, &str)],
 ) -> Result<ModuleInstance, ModuleError> {
-    let module = host.runtime.load("hostile", Path::new(guests::HOSTILE), sandbox).unwrap();
+    let module = host
+        .runtime
+        .load("hostile", Path::new(guests::HOSTILE), sandbox)
+        .unwrap();
     module.start(params(pairs))
 }
 
@@ -55,40 +67,77 @@ fn deadline_only(limits: Limits) -> Sandbox {
         deadline_cleanup: TEST_DEADLINE,
         ..limits
     };
-    Sandbox { limits, ..Sandbox::default() }
+    Sandbox {
+        limits,
+        ..Sandbox::default()
+    }
 }
 
 /// The healthy module still works on the same runtime: every type, right values.
 fn assert_serves_example(host: &Host) {
-    let module = host.runtime.load("example", Path::new(guests::EXAMPLE), Sandbox::default()).unwrap();
+    let module = host
+        .runtime
+        .load("example", Path::new(guests::EXAMPLE), Sandbox::default())
+        .unwrap();
     let mut instance = module.start(params(&[("step", "2")])).unwrap();
     let descriptors = instance.descriptors().to_vec();
     assert_eq!(descriptors.len(), ValueType::ALL.len());
     for descriptor in &descriptors {
         let value = instance.handle(&descriptor.name).unwrap();
-        assert_eq!(value.value_type(), descriptor.value_type, "{}", descriptor.name);
+        assert_eq!(
+            value.value_type(),
+            descriptor.value_type,
+            "{}",
+            descriptor.name
+        );
     }
-    assert_eq!(instance.handle("example_double").unwrap(), MetricValue::Double(20.0 / 8.0));
+    assert_eq!(
+        instance.handle("example_double").unwrap(),
+        MetricValue::Double(20.0 / 8.0)
+    );
     assert_eq!(instance.stats().calls, 10);
     assert_eq!(instance.stats().errors.total(), 0);
     instance.cleanup().unwrap();
 }
 
 fn assert_within_twice(elapsed: Duration, deadline: Duration) {
-    assert!(elapsed >= deadline, "stopped after {elapsed:?}, before its deadline {deadline:?}");
-    assert!(elapsed < deadline * 2, "stopped after {elapsed:?}, over twice its deadline {deadline:?}");
+    assert!(
+        elapsed >= deadline,
+        "stopped after {elapsed:?}, before its deadline {deadline:?}"
+    );
+    assert!(
+        elapsed < deadline * 2,
+        "stopped after {elapsed:?}, over twice its deadline {deadline:?}"
+    );
 }
 
 #[test]
 fn the_example_module_serves_every_value_type() {
     let host = host();
-    let module = host.runtime.load("example", Path::new(guests::EXAMPLE), Sandbox::default()).unwrap();
+    let module = host
+        .runtime
+        .load("example", Path::new(guests::EXAMPLE), Sandbox::default())
+        .unwrap();
     assert_eq!(module.name(), "example");
-    let mut instance = module.start(params(&[("prefix", "ex_"), ("group", "demo")])).unwrap();
-    let types: Vec<ValueType> = instance.descriptors().iter().map(|d| d.value_type).collect();
+    let mut instance = module
+        .start(params(&[("prefix", "ex_"), ("group", "demo")]))
+        .unwrap();
+    let types: Vec<ValueType> = instance
+        .descriptors()
+        .iter()
+        .map(|d| d.value_type)
+        .collect();
     assert_eq!(types, ValueType::ALL);
-    assert!(instance.descriptors().iter().all(|d| d.groups == ["demo"] && d.name.starts_with("ex_")));
-    assert_eq!(instance.handle("ex_string").unwrap(), MetricValue::String("hello from wasm".into()));
+    assert!(
+        instance
+            .descriptors()
+            .iter()
+            .all(|d| d.groups == ["demo"] && d.name.starts_with("ex_"))
+    );
+    assert_eq!(
+        instance.handle("ex_string").unwrap(),
+        MetricValue::String("hello from wasm".into())
+    );
     assert_eq!(instance.handle("ex_int8").unwrap(), MetricValue::Int8(2));
     let stats = instance.stats().clone();
     assert_eq!((stats.inits, stats.calls, stats.restarts), (1, 2, 0));
@@ -110,9 +159,15 @@ fn an_undeclared_metric_is_refused_without_calling_the_module() {
 fn a_loop_in_init_hits_the_init_deadline() {
     let host = host();
     let sandbox = deadline_only(Limits::default());
-    let module = host.runtime.load("hostile", Path::new(guests::HOSTILE), sandbox).unwrap();
+    let module = host
+        .runtime
+        .load("hostile", Path::new(guests::HOSTILE), sandbox)
+        .unwrap();
     let started = Instant::now();
-    let error = module.start(params(&[("attack", "loop-init")])).err().unwrap();
+    let error = module
+        .start(params(&[("attack", "loop-init")]))
+        .err()
+        .unwrap();
     assert_within_twice(started.elapsed(), TEST_DEADLINE);
     assert!(matches!(error.kind, ErrorKind::Deadline { .. }), "{error}");
     assert_eq!(error.callback, Callback::Init);
@@ -122,14 +177,21 @@ fn a_loop_in_init_hits_the_init_deadline() {
 #[test]
 fn a_loop_in_the_handler_hits_the_handler_deadline_and_the_module_restarts() {
     let host = host();
-    let mut instance =
-        start_hostile(&host, deadline_only(Limits::default()), &[("attack", "loop-handler")]).unwrap();
+    let mut instance = start_hostile(
+        &host,
+        deadline_only(Limits::default()),
+        &[("attack", "loop-handler")],
+    )
+    .unwrap();
     assert_eq!(instance.handle("calls").unwrap(), MetricValue::UInt32(1));
     let started = Instant::now();
     let error = instance.handle("attack").unwrap_err();
     assert_within_twice(started.elapsed(), TEST_DEADLINE);
     assert!(matches!(error.kind, ErrorKind::Deadline { .. }), "{error}");
-    assert_eq!((error.callback, error.metric.as_deref()), (Callback::Handler, Some("attack")));
+    assert_eq!(
+        (error.callback, error.metric.as_deref()),
+        (Callback::Handler, Some("attack"))
+    );
     assert_eq!(
         error.to_string(),
         "module hostile: handler of metric attack: deadline of 500ms exceeded"
@@ -137,15 +199,22 @@ fn a_loop_in_the_handler_hits_the_handler_deadline_and_the_module_restarts() {
     // The poisoned store is gone: a fresh instance counts its calls from one again.
     assert_eq!(instance.handle("calls").unwrap(), MetricValue::UInt32(1));
     let stats = instance.stats();
-    assert_eq!((stats.inits, stats.restarts, stats.errors.deadline), (2, 1, 1));
+    assert_eq!(
+        (stats.inits, stats.restarts, stats.errors.deadline),
+        (2, 1, 1)
+    );
     assert_serves_example(&host);
 }
 
 #[test]
 fn a_loop_in_cleanup_hits_the_cleanup_deadline() {
     let host = host();
-    let instance =
-        start_hostile(&host, deadline_only(Limits::default()), &[("attack", "loop-cleanup")]).unwrap();
+    let instance = start_hostile(
+        &host,
+        deadline_only(Limits::default()),
+        &[("attack", "loop-cleanup")],
+    )
+    .unwrap();
     let started = Instant::now();
     let error = instance.cleanup().unwrap_err();
     assert_within_twice(started.elapsed(), TEST_DEADLINE);
@@ -162,12 +231,22 @@ fn a_loop_runs_out_of_fuel_before_a_distant_deadline() {
         deadline_handler: Duration::from_secs(30),
         ..Limits::default()
     };
-    let sandbox = Sandbox { limits, ..Sandbox::default() };
+    let sandbox = Sandbox {
+        limits,
+        ..Sandbox::default()
+    };
     let mut instance = start_hostile(&host, sandbox, &[("attack", "loop-handler")]).unwrap();
     let started = Instant::now();
     let error = instance.handle("attack").unwrap_err();
-    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
-    assert!(matches!(error.kind, ErrorKind::OutOfFuel { budget: 20_000_000 }), "{error}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        matches!(error.kind, ErrorKind::OutOfFuel { budget: 20_000_000 }),
+        "{error}"
+    );
     assert_eq!(instance.stats().last_call.unwrap().fuel, 20_000_000);
     assert_serves_example(&host);
 }
@@ -176,10 +255,19 @@ fn a_loop_runs_out_of_fuel_before_a_distant_deadline() {
 fn a_memory_bomb_hits_the_memory_cap() {
     let host = host();
     let cap = 32 << 20;
-    let sandbox = Sandbox { limits: Limits { memory_bytes: cap, ..Limits::default() }, ..Sandbox::default() };
+    let sandbox = Sandbox {
+        limits: Limits {
+            memory_bytes: cap,
+            ..Limits::default()
+        },
+        ..Sandbox::default()
+    };
     let mut instance = start_hostile(&host, sandbox, &[("attack", "memory-bomb")]).unwrap();
     let error = instance.handle("attack").unwrap_err();
-    assert!(matches!(error.kind, ErrorKind::MemoryLimit(LimitHit::Memory { limit }) if limit == cap), "{error}");
+    assert!(
+        matches!(error.kind, ErrorKind::MemoryLimit(LimitHit::Memory { limit }) if limit == cap),
+        "{error}"
+    );
     let peak = instance.stats().peak_memory_bytes;
     assert!(peak <= cap && peak > cap / 2, "peak {peak}");
     assert_serves_example(&host);
@@ -188,10 +276,17 @@ fn a_memory_bomb_hits_the_memory_cap() {
 #[test]
 fn runaway_recursion_overflows_the_stack() {
     let host = host();
-    let mut instance = start_hostile(&host, Sandbox::default(), &[("attack", "stack-overflow")]).unwrap();
+    let mut instance =
+        start_hostile(&host, Sandbox::default(), &[("attack", "stack-overflow")]).unwrap();
     let error = instance.handle("attack").unwrap_err();
     assert!(
-        matches!(error.kind, ErrorKind::Trap { code: Some(wasmtime::Trap::StackOverflow), .. }),
+        matches!(
+            error.kind,
+            ErrorKind::Trap {
+                code: Some(wasmtime::Trap::StackOverflow),
+                ..
+            }
+        ),
         "{error}"
     );
     assert_serves_example(&host);
@@ -203,7 +298,13 @@ fn a_panic_is_a_trap_and_the_next_call_gets_a_fresh_instance() {
     let mut instance = start_hostile(&host, Sandbox::default(), &[("attack", "panic")]).unwrap();
     let error = instance.handle("attack").unwrap_err();
     assert!(
-        matches!(error.kind, ErrorKind::Trap { code: Some(wasmtime::Trap::UnreachableCodeReached), .. }),
+        matches!(
+            error.kind,
+            ErrorKind::Trap {
+                code: Some(wasmtime::Trap::UnreachableCodeReached),
+                ..
+            }
+        ),
         "{error}"
     );
     assert_eq!(instance.handle("calls").unwrap(), MetricValue::UInt32(1));
@@ -214,7 +315,8 @@ fn a_panic_is_a_trap_and_the_next_call_gets_a_fresh_instance() {
 #[test]
 fn a_huge_string_value_is_invalid_output() {
     let host = host();
-    let mut instance = start_hostile(&host, Sandbox::default(), &[("attack", "huge-string")]).unwrap();
+    let mut instance =
+        start_hostile(&host, Sandbox::default(), &[("attack", "huge-string")]).unwrap();
     let error = instance.handle("attack").unwrap_err();
     assert!(
         matches!(
@@ -230,10 +332,17 @@ fn a_huge_string_value_is_invalid_output() {
 #[test]
 fn a_million_descriptors_hit_the_memory_cap() {
     let host = host();
-    let error = start_hostile(&host, Sandbox::default(), &[("attack", "million-descriptors")])
-        .err()
-        .unwrap();
-    assert!(matches!(error.kind, ErrorKind::MemoryLimit(LimitHit::Memory { .. })), "{error}");
+    let error = start_hostile(
+        &host,
+        Sandbox::default(),
+        &[("attack", "million-descriptors")],
+    )
+    .err()
+    .unwrap();
+    assert!(
+        matches!(error.kind, ErrorKind::MemoryLimit(LimitHit::Memory { .. })),
+        "{error}"
+    );
     assert_eq!(error.callback, Callback::Init);
     assert_serves_example(&host);
 }
@@ -250,7 +359,13 @@ fn more_descriptors_than_the_cap_are_invalid_output() {
     .err()
     .unwrap();
     assert!(
-        matches!(error.kind, ErrorKind::InvalidOutput(InvalidOutput::TooMany { what: "descriptors", .. })),
+        matches!(
+            error.kind,
+            ErrorKind::InvalidOutput(InvalidOutput::TooMany {
+                what: "descriptors",
+                ..
+            })
+        ),
         "{error}"
     );
     assert_serves_example(&host);
@@ -259,9 +374,19 @@ fn more_descriptors_than_the_cap_are_invalid_output() {
 #[test]
 fn bad_and_duplicate_names_are_invalid_output() {
     let host = host();
-    let bad = start_hostile(&host, Sandbox::default(), &[("attack", "bad-name")]).err().unwrap();
-    assert!(matches!(bad.kind, ErrorKind::InvalidOutput(InvalidOutput::InvalidName { .. })), "{bad}");
-    let twin = start_hostile(&host, Sandbox::default(), &[("attack", "duplicate-name")]).err().unwrap();
+    let bad = start_hostile(&host, Sandbox::default(), &[("attack", "bad-name")])
+        .err()
+        .unwrap();
+    assert!(
+        matches!(
+            bad.kind,
+            ErrorKind::InvalidOutput(InvalidOutput::InvalidName { .. })
+        ),
+        "{bad}"
+    );
+    let twin = start_hostile(&host, Sandbox::default(), &[("attack", "duplicate-name")])
+        .err()
+        .unwrap();
     assert!(
         matches!(&twin.kind, ErrorKind::InvalidOutput(InvalidOutput::DuplicateName(name)) if name == "twin"),
         "{twin}"
@@ -272,7 +397,8 @@ fn bad_and_duplicate_names_are_invalid_output() {
 #[test]
 fn a_value_of_the_wrong_type_is_invalid_output_and_no_trap() {
     let host = host();
-    let mut instance = start_hostile(&host, Sandbox::default(), &[("attack", "wrong-type")]).unwrap();
+    let mut instance =
+        start_hostile(&host, Sandbox::default(), &[("attack", "wrong-type")]).unwrap();
     let error = instance.handle("attack").unwrap_err();
     assert!(
         matches!(
@@ -285,18 +411,30 @@ fn a_value_of_the_wrong_type_is_invalid_output_and_no_trap() {
         "{error}"
     );
     assert!(!error.is_trap());
-    assert_eq!(instance.handle("calls").unwrap(), MetricValue::UInt32(2), "same instance");
+    assert_eq!(
+        instance.handle("calls").unwrap(),
+        MetricValue::UInt32(2),
+        "same instance"
+    );
     assert_serves_example(&host);
 }
 
 #[test]
 fn errors_returned_through_wit_are_module_reported() {
     let host = host();
-    let init = start_hostile(&host, Sandbox::default(), &[("attack", "init-error")]).err().unwrap();
-    assert!(matches!(&init.kind, ErrorKind::ModuleReported(m) if m == "init refused on purpose"), "{init}");
-    let mut instance = start_hostile(&host, Sandbox::default(), &[("attack", "handler-error")]).unwrap();
+    let init = start_hostile(&host, Sandbox::default(), &[("attack", "init-error")])
+        .err()
+        .unwrap();
+    assert!(
+        matches!(&init.kind, ErrorKind::ModuleReported(m) if m == "init refused on purpose"),
+        "{init}"
+    );
+    let mut instance =
+        start_hostile(&host, Sandbox::default(), &[("attack", "handler-error")]).unwrap();
     let error = instance.handle("attack").unwrap_err();
-    assert!(matches!(&error.kind, ErrorKind::ModuleReported(m) if m == "handler refused on purpose"));
+    assert!(
+        matches!(&error.kind, ErrorKind::ModuleReported(m) if m == "handler refused on purpose")
+    );
     assert_eq!(instance.stats().errors.module_reported, 1);
     assert_eq!(instance.stats().restarts, 0);
     assert_serves_example(&host);
@@ -310,20 +448,50 @@ fn files_are_out_of_reach_without_a_grant_and_read_only_with_one() {
     std::fs::write(&secret, "granted content").unwrap();
     let secret = secret.to_str().unwrap();
 
-    let mut denied = start_hostile(&host, Sandbox::default(), &[("attack", "open-file"), ("path", secret)]).unwrap();
+    let mut denied = start_hostile(
+        &host,
+        Sandbox::default(),
+        &[("attack", "open-file"), ("path", secret)],
+    )
+    .unwrap();
     let error = denied.handle("attack").unwrap_err();
-    assert!(matches!(&error.kind, ErrorKind::ModuleReported(m) if m.starts_with("cannot read")), "{error}");
+    assert!(
+        matches!(&error.kind, ErrorKind::ModuleReported(m) if m.starts_with("cannot read")),
+        "{error}"
+    );
 
-    let grants = Grants { read_only_dirs: vec![granted.path().to_path_buf()], ..Grants::default() };
-    let sandbox = Sandbox { grants, ..Sandbox::default() };
-    let mut reader = start_hostile(&host, sandbox.clone(), &[("attack", "open-file"), ("path", secret)]).unwrap();
-    assert_eq!(reader.handle("attack").unwrap(), MetricValue::String("granted content".into()));
+    let grants = Grants {
+        read_only_dirs: vec![granted.path().to_path_buf()],
+        ..Grants::default()
+    };
+    let sandbox = Sandbox {
+        grants,
+        ..Sandbox::default()
+    };
+    let mut reader = start_hostile(
+        &host,
+        sandbox.clone(),
+        &[("attack", "open-file"), ("path", secret)],
+    )
+    .unwrap();
+    assert_eq!(
+        reader.handle("attack").unwrap(),
+        MetricValue::String("granted content".into())
+    );
 
     let target = granted.path().join("written.txt");
     let target = target.to_str().unwrap();
-    let mut writer = start_hostile(&host, sandbox, &[("attack", "write-file"), ("path", target)]).unwrap();
+    let mut writer = start_hostile(
+        &host,
+        sandbox,
+        &[("attack", "write-file"), ("path", target)],
+    )
+    .unwrap();
     let error = writer.handle("attack").unwrap_err();
-    assert!(matches!(&error.kind, ErrorKind::ModuleReported(m) if m.starts_with("cannot write")), "{error}");
+    assert!(
+        matches!(&error.kind, ErrorKind::ModuleReported(m) if m.starts_with("cannot write")),
+        "{error}"
+    );
     assert!(!Path::new(target).exists());
     assert_serves_example(&host);
 }
@@ -334,12 +502,22 @@ fn sockets_are_denied() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    let mut instance =
-        start_hostile(&host, Sandbox::default(), &[("attack", "open-socket"), ("addr", &addr)]).unwrap();
+    let mut instance = start_hostile(
+        &host,
+        Sandbox::default(),
+        &[("attack", "open-socket"), ("addr", &addr)],
+    )
+    .unwrap();
     let error = instance.handle("attack").unwrap_err();
-    assert!(matches!(&error.kind, ErrorKind::ModuleReported(m) if m.starts_with("cannot connect")), "{error}");
+    assert!(
+        matches!(&error.kind, ErrorKind::ModuleReported(m) if m.starts_with("cannot connect")),
+        "{error}"
+    );
     let accepted = listener.accept();
-    assert!(accepted.is_err(), "the module reached the listener: {accepted:?}");
+    assert!(
+        accepted.is_err(),
+        "the module reached the listener: {accepted:?}"
+    );
     assert_serves_example(&host);
 }
 
@@ -348,36 +526,75 @@ fn the_environment_is_empty_unless_granted() {
     let host = host();
     let pairs = [("attack", "read-env"), ("name", "WASMOND_TEST_VAR")];
     let mut bare = start_hostile(&host, Sandbox::default(), &pairs).unwrap();
-    assert!(matches!(bare.handle("attack").unwrap_err().kind, ErrorKind::ModuleReported(_)));
-    let grants = Grants { env: vec![("WASMOND_TEST_VAR".into(), "granted".into())], ..Grants::default() };
-    let mut granted = start_hostile(&host, Sandbox { grants, ..Sandbox::default() }, &pairs).unwrap();
-    assert_eq!(granted.handle("attack").unwrap(), MetricValue::String("granted".into()));
+    assert!(matches!(
+        bare.handle("attack").unwrap_err().kind,
+        ErrorKind::ModuleReported(_)
+    ));
+    let grants = Grants {
+        env: vec![("WASMOND_TEST_VAR".into(), "granted".into())],
+        ..Grants::default()
+    };
+    let mut granted = start_hostile(
+        &host,
+        Sandbox {
+            grants,
+            ..Sandbox::default()
+        },
+        &pairs,
+    )
+    .unwrap();
+    assert_eq!(
+        granted.handle("attack").unwrap(),
+        MetricValue::String("granted".into())
+    );
 }
 
 #[test]
 fn a_log_flood_is_rate_limited() {
     let host = host();
-    let mut instance =
-        start_hostile(&host, Sandbox::default(), &[("attack", "log-flood"), ("count", "20000")]).unwrap();
-    assert_eq!(instance.handle("attack").unwrap(), MetricValue::Double(20000.0));
+    let mut instance = start_hostile(
+        &host,
+        Sandbox::default(),
+        &[("attack", "log-flood"), ("count", "20000")],
+    )
+    .unwrap();
+    assert_eq!(
+        instance.handle("attack").unwrap(),
+        MetricValue::Double(20000.0)
+    );
     let stats = instance.stats();
     assert_eq!(stats.log_lines + stats.log_lines_dropped, 20000);
     // The burst, plus what refilled while the flood ran.
     let allowed = u64::from(LOG_BURST_LINES) + 20 * stats.wall_time.as_secs() + 20;
-    assert!(stats.log_lines >= u64::from(LOG_BURST_LINES) && stats.log_lines <= allowed, "{stats:?}");
+    assert!(
+        stats.log_lines >= u64::from(LOG_BURST_LINES) && stats.log_lines <= allowed,
+        "{stats:?}"
+    );
     assert_serves_example(&host);
 }
 
 #[test]
 fn a_huge_log_line_is_cut() {
     let host = host();
-    let mut instance = start_hostile(&host, Sandbox::default(), &[("attack", "huge-log-line")]).unwrap();
-    assert_eq!(instance.handle("attack").unwrap(), MetricValue::Double(f64::from(1 << 20)));
-    assert_eq!((instance.stats().log_lines, instance.stats().log_lines_truncated), (1, 1));
+    let mut instance =
+        start_hostile(&host, Sandbox::default(), &[("attack", "huge-log-line")]).unwrap();
+    assert_eq!(
+        instance.handle("attack").unwrap(),
+        MetricValue::Double(f64::from(1 << 20))
+    );
+    assert_eq!(
+        (
+            instance.stats().log_lines,
+            instance.stats().log_lines_truncated
+        ),
+        (1, 1)
+    );
 }
 
 fn fixture(name: &str, dir: &TempDir) -> PathBuf {
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
     let binary = wat::parse_file(&source).unwrap();
     let path = dir.path().join(Path::new(name).with_extension("wasm"));
     std::fs::write(&path, binary).unwrap();
@@ -386,7 +603,11 @@ fn fixture(name: &str, dir: &TempDir) -> PathBuf {
 
 fn load_error(host: &Host, path: &Path) -> LoadError {
     match host.runtime.load("bad", path, Sandbox::default()) {
-        Err(ModuleError { kind: ErrorKind::Load(error), callback: Callback::Load, .. }) => error,
+        Err(ModuleError {
+            kind: ErrorKind::Load(error),
+            callback: Callback::Load,
+            ..
+        }) => error,
         Err(other) => panic!("expected a load error, got {other}"),
         Ok(_) => panic!("{} loaded", path.display()),
     }
@@ -397,12 +618,21 @@ fn loads_refuse_missing_files_non_components_and_other_worlds() {
     let host = host();
     let dir = TempDir::new().unwrap();
     let missing = dir.path().join("missing.wasm");
-    assert!(matches!(load_error(&host, &missing), LoadError::Read { .. }));
+    assert!(matches!(
+        load_error(&host, &missing),
+        LoadError::Read { .. }
+    ));
     let text = dir.path().join("text.wasm");
     std::fs::write(&text, "not wasm at all").unwrap();
-    assert!(matches!(load_error(&host, &text), LoadError::NotWasm { .. }));
+    assert!(matches!(
+        load_error(&host, &text),
+        LoadError::NotWasm { .. }
+    ));
     let core = fixture("core-module.wat", &dir);
-    assert!(matches!(load_error(&host, &core), LoadError::CoreModule { .. }));
+    assert!(matches!(
+        load_error(&host, &core),
+        LoadError::CoreModule { .. }
+    ));
     let other = fixture("other-world.wat", &dir);
     let error = load_error(&host, &other);
     assert!(matches!(error, LoadError::WrongWorld { .. }), "{error}");
@@ -412,15 +642,36 @@ fn loads_refuse_missing_files_non_components_and_other_worlds() {
 #[test]
 fn a_missing_grant_directory_fails_the_load() {
     let host = host();
-    let grants = Grants { read_only_dirs: vec!["/nonexistent/wasmond".into()], ..Grants::default() };
-    let error = host.runtime.load("hostile", Path::new(guests::HOSTILE), Sandbox { grants, ..Sandbox::default() });
-    assert!(matches!(error, Err(ModuleError { kind: ErrorKind::Load(LoadError::Grant { .. }), .. })));
+    let grants = Grants {
+        read_only_dirs: vec!["/nonexistent/wasmond".into()],
+        ..Grants::default()
+    };
+    let error = host.runtime.load(
+        "hostile",
+        Path::new(guests::HOSTILE),
+        Sandbox {
+            grants,
+            ..Sandbox::default()
+        },
+    );
+    assert!(matches!(
+        error,
+        Err(ModuleError {
+            kind: ErrorKind::Load(LoadError::Grant { .. }),
+            ..
+        })
+    ));
 }
 
 fn cached_artifacts(cache: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
     for engine_dir in std::fs::read_dir(cache).unwrap().flatten() {
-        files.extend(std::fs::read_dir(engine_dir.path()).unwrap().flatten().map(|entry| entry.path()));
+        files.extend(
+            std::fs::read_dir(engine_dir.path())
+                .unwrap()
+                .flatten()
+                .map(|entry| entry.path()),
+        );
     }
     files
 }
@@ -428,16 +679,30 @@ fn cached_artifacts(cache: &Path) -> Vec<PathBuf> {
 #[test]
 fn compiled_components_are_cached_on_disk_and_damage_is_survived() {
     let cache = TempDir::new().unwrap();
-    let config = || RuntimeConfig { cache_dir: Some(cache.path().to_path_buf()), ..RuntimeConfig::default() };
+    let config = || RuntimeConfig {
+        cache_dir: Some(cache.path().to_path_buf()),
+        ..RuntimeConfig::default()
+    };
     let example = Path::new(guests::EXAMPLE);
 
-    let first = Runtime::new(config()).unwrap().load("example", example, Sandbox::default()).unwrap();
+    let first = Runtime::new(config())
+        .unwrap()
+        .load("example", example, Sandbox::default())
+        .unwrap();
     let artifacts = cached_artifacts(cache.path());
     assert_eq!(artifacts.len(), 1, "{artifacts:?}");
     let artifact = &artifacts[0];
-    assert!(artifact.to_str().unwrap().ends_with(&format!("{}.cwasm", hex::encode(first.content_hash()))));
+    assert!(
+        artifact
+            .to_str()
+            .unwrap()
+            .ends_with(&format!("{}.cwasm", hex::encode(first.content_hash())))
+    );
 
-    let second = Runtime::new(config()).unwrap().load("example", example, Sandbox::default()).unwrap();
+    let second = Runtime::new(config())
+        .unwrap()
+        .load("example", example, Sandbox::default())
+        .unwrap();
     assert_eq!(second.content_hash(), first.content_hash());
     second.start(Vec::new()).unwrap().cleanup().unwrap();
 
@@ -445,9 +710,16 @@ fn compiled_components_are_cached_on_disk_and_damage_is_survived() {
     let middle = damaged.len() / 2;
     damaged[middle] ^= 0xff;
     std::fs::write(artifact, &damaged).unwrap();
-    let third = Runtime::new(config()).unwrap().load("example", example, Sandbox::default()).unwrap();
+    let third = Runtime::new(config())
+        .unwrap()
+        .load("example", example, Sandbox::default())
+        .unwrap();
     third.start(Vec::new()).unwrap().cleanup().unwrap();
-    assert_ne!(std::fs::read(artifact).unwrap(), damaged, "the damaged artifact was rewritten");
+    assert_ne!(
+        std::fs::read(artifact).unwrap(),
+        damaged,
+        "the damaged artifact was rewritten"
+    );
 }
 
 /// Runs `wasmond module run ARGS` with a private cache; returns status, stdout, stderr.
@@ -461,7 +733,11 @@ fn module_run(args: &[&str]) -> (bool, String, String) {
         .output()
         .unwrap();
     let text = |bytes: Vec<u8>| String::from_utf8(bytes).unwrap();
-    (output.status.success(), text(output.stdout), text(output.stderr))
+    (
+        output.status.success(),
+        text(output.stdout),
+        text(output.stderr),
+    )
 }
 
 #[test]
@@ -471,9 +747,17 @@ fn module_run_prints_a_table_for_the_example() {
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 1 + 2 * ValueType::ALL.len(), "{stdout}");
     let header: Vec<&str> = lines[0].split_whitespace().collect();
-    assert_eq!(header, ["METRIC", "TYPE", "VALUE", "UNITS", "SLOPE", "GROUPS", "CALL", "TIME", "FUEL"]);
+    assert_eq!(
+        header,
+        [
+            "METRIC", "TYPE", "VALUE", "UNITS", "SLOPE", "GROUPS", "CALL", "TIME", "FUEL"
+        ]
+    );
     let int8: Vec<&str> = lines[2].split_whitespace().collect();
-    assert_eq!(&int8[..7], ["example_int8", "int8", "6", "count", "both", "example", "1"]);
+    assert_eq!(
+        &int8[..7],
+        ["example_int8", "int8", "6", "count", "both", "example", "1"]
+    );
 }
 
 #[test]
@@ -484,15 +768,24 @@ fn module_run_errors_are_one_clear_line() {
     let other = fixture("other-world.wat", &dir);
     let cases = [
         (missing.to_str().unwrap(), "cannot read"),
-        (core.to_str().unwrap(), "is a core WebAssembly module, not a component"),
-        (other.to_str().unwrap(), "is not a wasmond:metric@0.1.0 metric-module component"),
+        (
+            core.to_str().unwrap(),
+            "is a core WebAssembly module, not a component",
+        ),
+        (
+            other.to_str().unwrap(),
+            "is not a wasmond:metric@0.1.0 metric-module component",
+        ),
     ];
     for (path, expected) in cases {
         let (ok, stdout, stderr) = module_run(&[path]);
         assert!(!ok, "{path} succeeded");
         assert_eq!(stdout, "");
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
-        assert!(stderr.starts_with("wasmond: error: module ") && stderr.contains(expected), "{stderr}");
+        assert!(
+            stderr.starts_with("wasmond: error: module ") && stderr.contains(expected),
+            "{stderr}"
+        );
     }
 }
 
@@ -501,5 +794,10 @@ fn module_run_reports_handler_errors_and_fails() {
     let (ok, stdout, stderr) = module_run(&[guests::HOSTILE, "--param", "attack=handler-error"]);
     assert!(!ok);
     assert!(stdout.contains("(error)"), "{stdout}");
-    assert!(stderr.contains("handler of metric attack: module reported an error: handler refused on purpose"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "handler of metric attack: module reported an error: handler refused on purpose"
+        ),
+        "{stderr}"
+    );
 }

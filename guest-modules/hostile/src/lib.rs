@@ -40,7 +40,11 @@ impl Module for Hostile {
                 Metric::new("calls", ValueType::Uint32),
             ],
         };
-        let module = Hostile { attack, params: params.clone(), calls: 0 };
+        let module = Hostile {
+            attack,
+            params: params.clone(),
+            calls: 0,
+        };
         Ok((module, metrics))
     }
 
@@ -103,7 +107,9 @@ impl Hostile {
 /// legitimately, a double otherwise (so `wrong-type` returning a string is wrong).
 fn attack_metric_type(attack: &str) -> ValueType {
     match attack {
-        "huge-string" | "open-file" | "write-file" | "open-socket" | "read-env" => ValueType::String,
+        "huge-string" | "open-file" | "write-file" | "open-socket" | "read-env" => {
+            ValueType::String
+        }
         _ => ValueType::Double,
     }
 }
@@ -127,11 +133,17 @@ fn memory_bomb() -> ! {
 
 /// Recurses without bound; `black_box` keeps the compiler from making it a loop.
 fn recurse(depth: u64) -> u64 {
-    if depth == 0 { 0 } else { black_box(recurse(black_box(depth - 1))) + 1 }
+    if depth == 0 {
+        0
+    } else {
+        black_box(recurse(black_box(depth - 1))) + 1
+    }
 }
 
 fn many_metrics(count: usize) -> Vec<Metric> {
-    (0..count).map(|i| Metric::new(format!("m{i}"), ValueType::Double)).collect()
+    (0..count)
+        .map(|i| Metric::new(format!("m{i}"), ValueType::Double))
+        .collect()
 }
 
 fn read_file(path: &str) -> Result<MetricValue, String> {

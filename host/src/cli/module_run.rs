@@ -45,7 +45,11 @@ fn parse_key_value(text: &str) -> Result<(String, String), String> {
 /// Runs the command, printing the table to stdout and each handler error to stderr.
 pub fn module_run(args: ModuleRunArgs) -> anyhow::Result<()> {
     let config = RuntimeConfig {
-        cache_dir: if args.no_cache { None } else { RuntimeConfig::default().cache_dir },
+        cache_dir: if args.no_cache {
+            None
+        } else {
+            RuntimeConfig::default().cache_dir
+        },
         ..RuntimeConfig::default()
     };
     let runtime = Runtime::new(config)?;
@@ -112,7 +116,9 @@ fn collect_rows(instance: &mut ModuleInstance, count: u32) -> Vec<Row> {
     rows
 }
 
-const HEADER: [&str; 9] = ["METRIC", "TYPE", "VALUE", "UNITS", "SLOPE", "GROUPS", "CALL", "TIME", "FUEL"];
+const HEADER: [&str; 9] = [
+    "METRIC", "TYPE", "VALUE", "UNITS", "SLOPE", "GROUPS", "CALL", "TIME", "FUEL",
+];
 
 /// Prints `rows` as a table whose columns are as wide as their widest cell.
 fn print_table(out: &mut impl Write, rows: &[Row]) -> io::Result<()> {
@@ -125,8 +131,11 @@ fn print_table(out: &mut impl Write, rows: &[Row]) -> io::Result<()> {
     }
     let header = HEADER.map(str::to_string);
     for row in std::iter::once(&header).chain(&cells) {
-        let line: Vec<String> =
-            row.iter().zip(widths).map(|(cell, width)| format!("{cell:<width$}")).collect();
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
         writeln!(out, "{}", line.join("  ").trim_end())?;
     }
     Ok(())
@@ -171,7 +180,11 @@ fn one_line(error: ModuleError) -> anyhow::Error {
 }
 
 fn one_line_text(error: &ModuleError) -> String {
-    error.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
+    error
+        .to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]
@@ -201,14 +214,26 @@ mod tests {
 
     #[test]
     fn the_table_aligns_columns() {
-        let rows = [row("x", MetricValue::Double(1.5)), row("longer", MetricValue::UInt8(7))];
+        let rows = [
+            row("x", MetricValue::Double(1.5)),
+            row("longer", MetricValue::UInt8(7)),
+        ];
         let mut out = Vec::new();
         print_table(&mut out, &rows).unwrap();
         let text = String::from_utf8(out).unwrap();
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[0], "METRIC  TYPE    VALUE  UNITS  SLOPE  GROUPS  CALL  TIME    FUEL");
-        assert_eq!(lines[1], "x       double  1.5    B      both   a,b     1     12.0µs  345");
-        assert_eq!(lines[2], "longer  uint8   7      B      both   a,b     1     12.0µs  345");
+        assert_eq!(
+            lines[0],
+            "METRIC  TYPE    VALUE  UNITS  SLOPE  GROUPS  CALL  TIME    FUEL"
+        );
+        assert_eq!(
+            lines[1],
+            "x       double  1.5    B      both   a,b     1     12.0µs  345"
+        );
+        assert_eq!(
+            lines[2],
+            "longer  uint8   7      B      both   a,b     1     12.0µs  345"
+        );
     }
 
     #[test]

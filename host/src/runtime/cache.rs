@@ -70,7 +70,9 @@ impl CompileCache {
 
     /// Writes `component` as the compilation of the `.wasm` with `content_hash`.
     pub(crate) fn store(&self, content_hash: &[u8; 32], component: &Component) -> io::Result<()> {
-        let payload = component.serialize().map_err(|error| io::Error::other(format!("{error:#}")))?;
+        let payload = component
+            .serialize()
+            .map_err(|error| io::Error::other(format!("{error:#}")))?;
         let mut file_bytes = Vec::with_capacity(HEADER_LEN + payload.len());
         file_bytes.extend_from_slice(MAGIC);
         file_bytes.extend_from_slice(content_hash);
@@ -80,13 +82,18 @@ impl CompileCache {
     }
 
     fn artifact_path(&self, content_hash: &[u8; 32]) -> PathBuf {
-        self.dir.join(format!("{}.cwasm", hex::encode(content_hash)))
+        self.dir
+            .join(format!("{}.cwasm", hex::encode(content_hash)))
     }
 }
 
 /// The default cache root: `$XDG_CACHE_HOME/wasmond`, else `$HOME/.cache/wasmond`.
 pub fn default_cache_dir() -> Option<PathBuf> {
-    let absolute = |var: &str| std::env::var_os(var).map(PathBuf::from).filter(|p| p.is_absolute());
+    let absolute = |var: &str| {
+        std::env::var_os(var)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+    };
     absolute("XDG_CACHE_HOME")
         .or_else(|| absolute("HOME").map(|home| home.join(".cache")))
         .map(|cache| cache.join("wasmond"))
@@ -144,7 +151,11 @@ fn check_file_is_private(path: &Path) -> io::Result<()> {
         if mode & 0o022 != 0 {
             return Err(io::Error::new(
                 io::ErrorKind::PermissionDenied,
-                format!("{} is writable by group or others (mode {:o})", path.display(), mode & 0o777),
+                format!(
+                    "{} is writable by group or others (mode {:o})",
+                    path.display(),
+                    mode & 0o777
+                ),
             ));
         }
     }
@@ -156,13 +167,18 @@ fn check_file_is_private(path: &Path) -> io::Result<()> {
 fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let unique = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("artifact");
+    let file_name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("artifact");
     let temp = path.with_file_name(format!(".{file_name}.{}.{unique}.tmp", std::process::id()));
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let written = options.open(&temp).and_then(|mut file| file.write_all(bytes));
+    let written = options
+        .open(&temp)
+        .and_then(|mut file| file.write_all(bytes));
     let renamed = written.and_then(|()| fs::rename(&temp, path));
     if renamed.is_err() {
         let _ = fs::remove_file(&temp);
@@ -191,11 +207,20 @@ mod tests {
     #[test]
     fn foreign_or_damaged_files_are_refused() {
         let file = file_with(&[7; 32], b"payload");
-        assert!(verified_payload(&file, &[8; 32]).is_err(), "other content hash");
+        assert!(
+            verified_payload(&file, &[8; 32]).is_err(),
+            "other content hash"
+        );
         let mut damaged = file.clone();
         *damaged.last_mut().unwrap() ^= 1;
-        assert!(verified_payload(&damaged, &[7; 32]).is_err(), "flipped payload bit");
-        assert!(verified_payload(&file[..HEADER_LEN - 1], &[7; 32]).is_err(), "short");
+        assert!(
+            verified_payload(&damaged, &[7; 32]).is_err(),
+            "flipped payload bit"
+        );
+        assert!(
+            verified_payload(&file[..HEADER_LEN - 1], &[7; 32]).is_err(),
+            "short"
+        );
         let mut no_magic = file;
         no_magic[0] = b'W';
         assert!(verified_payload(&no_magic, &[7; 32]).is_err(), "no magic");

@@ -22,19 +22,21 @@ pub(crate) struct EpochTicker {
 impl EpochTicker {
     pub(crate) fn start(engine: Engine, tick: Duration) -> std::io::Result<EpochTicker> {
         let (stop, stopped) = mpsc::channel::<()>();
-        std::thread::Builder::new().name("wasmond-epoch".into()).spawn(move || {
-            // The epoch follows the clock, not the count of wake-ups: on a busy
-            // machine a late wake-up catches up instead of stretching every deadline.
-            let started = Instant::now();
-            let mut epoch: u128 = 0;
-            while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(tick) {
-                let due = started.elapsed().as_nanos() / tick.as_nanos().max(1);
-                while epoch < due {
-                    engine.increment_epoch();
-                    epoch += 1;
+        std::thread::Builder::new()
+            .name("wasmond-epoch".into())
+            .spawn(move || {
+                // The epoch follows the clock, not the count of wake-ups: on a busy
+                // machine a late wake-up catches up instead of stretching every deadline.
+                let started = Instant::now();
+                let mut epoch: u128 = 0;
+                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(tick) {
+                    let due = started.elapsed().as_nanos() / tick.as_nanos().max(1);
+                    while epoch < due {
+                        engine.increment_epoch();
+                        epoch += 1;
+                    }
                 }
-            }
-        })?;
+            })?;
         Ok(EpochTicker { tick, _stop: stop })
     }
 

@@ -75,7 +75,10 @@ pub enum ErrorKind {
     MemoryLimit(LimitHit),
     /// Any other trap; `code` is `None` for traps raised by host functions.
     #[error("trap: {message}")]
-    Trap { code: Option<wasmtime::Trap>, message: String },
+    Trap {
+        code: Option<wasmtime::Trap>,
+        message: String,
+    },
     /// The module returned `err(message)` through WIT (cut to `MAX_ERROR_MESSAGE_BYTES`).
     #[error("module reported an error: {0}")]
     ModuleReported(String),
@@ -120,21 +123,34 @@ pub enum InvalidOutput {
     #[error("metric {0:?} is declared twice")]
     DuplicateName(String),
     #[error("{field} of {len} bytes is over the cap of {max}")]
-    StringTooLong { field: &'static str, len: usize, max: usize },
+    StringTooLong {
+        field: &'static str,
+        len: usize,
+        max: usize,
+    },
     #[error("{count} {what} are over the cap of {max}")]
-    TooMany { what: &'static str, count: usize, max: usize },
+    TooMany {
+        what: &'static str,
+        count: usize,
+        max: usize,
+    },
 }
 
 /// Why a component could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path} is {len} bytes, over the cap of {max}")]
     TooLarge { path: PathBuf, len: u64, max: u64 },
     #[error("{path} is not a WebAssembly file")]
     NotWasm { path: PathBuf },
-    #[error("{path} is a core WebAssembly module, not a component (build it for wasm32-wasip2 or with `wasm-tools component new`)")]
+    #[error(
+        "{path} is a core WebAssembly module, not a component (build it for wasm32-wasip2 or with `wasm-tools component new`)"
+    )]
     CoreModule { path: PathBuf },
     #[error("{path} does not compile: {message}")]
     Compile { path: PathBuf, message: String },
@@ -176,7 +192,12 @@ mod tests {
 
     #[test]
     fn only_traps_poison_the_store() {
-        assert!(ErrorKind::Deadline { deadline: Duration::from_secs(1) }.is_trap());
+        assert!(
+            ErrorKind::Deadline {
+                deadline: Duration::from_secs(1)
+            }
+            .is_trap()
+        );
         assert!(ErrorKind::MemoryLimit(LimitHit::Memory { limit: 1 }).is_trap());
         assert!(!ErrorKind::ModuleReported("no".into()).is_trap());
         assert!(!ErrorKind::UnknownMetric.is_trap());

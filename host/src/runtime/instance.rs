@@ -75,12 +75,12 @@ impl ModuleInstance {
     /// Asks the module for the value of `metric`, re-instantiating it first if a
     /// trap dropped its store. The value is checked against the metric's descriptor.
     pub fn handle(&mut self, metric: &str) -> Result<MetricValue, ModuleError> {
-        if !self.by_name.contains_key(metric) {
-            return Err(self.error(Callback::Handler, Some(metric), ErrorKind::UnknownMetric));
-        }
+        let mut index = self.descriptor_index(metric)?;
         if self.live.is_none() {
             self.stats.restarts += 1;
             self.instantiate_and_init(Some(metric))?;
+            // The fresh `init` may have declared other metrics.
+            index = self.descriptor_index(metric)?;
         }
         let budget = self.budget(Callback::Handler);
         let Some(live) = self.live.as_mut() else {
@@ -93,27 +93,40 @@ impl ModuleInstance {
         self.stats.calls += 1;
         let value = match result {
             Ok(Ok(value)) => MetricValue::from(value),
-            Ok(Err(message)) => return Err(self.reported(Callback::Handler, Some(metric), &message)),
+            Ok(Err(message)) => {
+                return Err(self.reported(Callback::Handler, Some(metric), &message));
+            }
             Err(trap) => {
                 let kind = classify(&live.store, budget, &trap);
                 self.live = None;
                 return Err(self.error(Callback::Handler, Some(metric), kind));
             }
         };
-        // A restart above may have changed the descriptors.
-        let checked = match self.by_name.get(metric) {
-            Some(&index) => validate::check_value(&self.descriptors[index], &value)
-                .map_err(ErrorKind::InvalidOutput),
-            None => Err(ErrorKind::UnknownMetric),
-        };
-        checked.map(|()| value).map_err(|kind| self.error(Callback::Handler, Some(metric), kind))
+        match validate::check_value(&self.descriptors[index], &value) {
+            Ok(()) => Ok(value),
+            Err(invalid) => Err(self.error(
+                Callback::Handler,
+                Some(metric),
+                ErrorKind::InvalidOutput(invalid),
+            )),
+        }
+    }
+
+    /// Where `metric` is among the descriptors; refused before any call if absent.
+    fn descriptor_index(&mut self, metric: &str) -> Result<usize, ModuleError> {
+        match self.by_name.get(metric) {
+            Some(&index) => Ok(index),
+            None => Err(self.error(Callback::Handler, Some(metric), ErrorKind::UnknownMetric)),
+        }
     }
 
     /// Runs the module's `cleanup` and drops it. A module whose store a trap
     /// dropped has nothing to clean up.
     pub fn cleanup(mut self) -> Result<(), ModuleError> {
         let budget = self.budget(Callback::Cleanup);
-        let Some(mut live) = self.live.take() else { return Ok(()) };
+        let Some(mut live) = self.live.take() else {
+            return Ok(());
+        };
         arm(&mut live.store, &self.module, budget);
         let started = Instant::now();
         let result = live.bindings.call_cleanup(&mut live.store);
@@ -128,11 +141,14 @@ impl ModuleInstance {
     fn instantiate_and_init(&mut self, metric: Option<&str>) -> Result<(), ModuleError> {
         let budget = self.budget(Callback::Init);
         let loaded = &self.module.inner;
-        let state =
-            match HostState::new(loaded.name.clone(), &loaded.sandbox.limits, &loaded.sandbox.grants) {
-                Ok(state) => state,
-                Err(error) => return Err(self.error(Callback::Init, metric, ErrorKind::Load(error))),
-            };
+        let state = match HostState::new(
+            loaded.name.clone(),
+            &loaded.sandbox.limits,
+            &loaded.sandbox.grants,
+        ) {
+            Ok(state) => state,
+            Err(error) => return Err(self.error(Callback::Init, metric, ErrorKind::Load(error))),
+        };
         let mut store = Store::new(&loaded.shared.engine, state);
         store.limiter(|state| &mut state.limiter);
         store.epoch_deadline_trap();
@@ -156,7 +172,11 @@ impl ModuleInstance {
         if let Err(invalid) = validate::check_descriptors(&descriptors) {
             return Err(self.error(Callback::Init, metric, ErrorKind::InvalidOutput(invalid)));
         }
-        self.by_name = descriptors.iter().enumerate().map(|(i, d)| (d.name.clone(), i)).collect();
+        self.by_name = descriptors
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (d.name.clone(), i))
+            .collect();
         self.descriptors = descriptors;
         self.live = Some(Live { store, bindings });
         Ok(())
@@ -186,18 +206,29 @@ impl ModuleInstance {
             Callback::Handler => (limits.fuel_handler, limits.deadline_handler),
             Callback::Cleanup => (limits.fuel_cleanup, limits.deadline_cleanup),
         };
-        Budget { callback, fuel, deadline }
+        Budget {
+            callback,
+            fuel,
+            deadline,
+        }
     }
 }
 
 /// Resets the fuel and the epoch deadline before a callback.
 fn arm(store: &mut Store<HostState>, module: &LoadedModule, budget: Budget) {
-    store.set_fuel(budget.fuel).expect("the engine consumes fuel");
+    store
+        .set_fuel(budget.fuel)
+        .expect("the engine consumes fuel");
     store.set_epoch_deadline(module.inner.shared.ticker.ticks_for(budget.deadline));
 }
 
 /// Adds the cost of the callback that just returned to `stats`.
-fn account(stats: &mut ModuleStats, store: &mut Store<HostState>, budget: Budget, started: Instant) {
+fn account(
+    stats: &mut ModuleStats,
+    store: &mut Store<HostState>,
+    budget: Budget,
+    started: Instant,
+) {
     let wall_time = started.elapsed();
     let fuel = budget.fuel - store.get_fuel().unwrap_or(0).min(budget.fuel);
     let state = store.data_mut();
@@ -205,7 +236,11 @@ fn account(stats: &mut ModuleStats, store: &mut Store<HostState>, budget: Budget
     stats.fuel_consumed += fuel;
     stats.wall_time += wall_time;
     stats.peak_memory_bytes = stats.peak_memory_bytes.max(state.limiter.peak_memory_bytes);
-    stats.last_call = Some(CallStats { callback: budget.callback, wall_time, fuel });
+    stats.last_call = Some(CallStats {
+        callback: budget.callback,
+        wall_time,
+        fuel,
+    });
     stats.log_lines += logs.written;
     stats.log_lines_dropped += logs.dropped;
     stats.log_lines_truncated += logs.truncated;
@@ -217,9 +252,19 @@ fn classify(store: &Store<HostState>, budget: Budget, error: &wasmtime::Error) -
         return ErrorKind::MemoryLimit(hit);
     }
     match error.downcast_ref::<wasmtime::Trap>() {
-        Some(wasmtime::Trap::OutOfFuel) => ErrorKind::OutOfFuel { budget: budget.fuel },
-        Some(wasmtime::Trap::Interrupt) => ErrorKind::Deadline { deadline: budget.deadline },
-        Some(&code) => ErrorKind::Trap { code: Some(code), message: code.to_string() },
-        None => ErrorKind::Trap { code: None, message: format!("{error:#}") },
+        Some(wasmtime::Trap::OutOfFuel) => ErrorKind::OutOfFuel {
+            budget: budget.fuel,
+        },
+        Some(wasmtime::Trap::Interrupt) => ErrorKind::Deadline {
+            deadline: budget.deadline,
+        },
+        Some(&code) => ErrorKind::Trap {
+            code: Some(code),
+            message: code.to_string(),
+        },
+        None => ErrorKind::Trap {
+            code: None,
+            message: format!("{error:#}"),
+        },
     }
 }

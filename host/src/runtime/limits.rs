@@ -137,7 +137,9 @@ impl wasmtime::ResourceLimiter for Limiter {
     ) -> wasmtime::Result<bool> {
         let in_use = self.memory_in_use - current.min(self.memory_in_use) + desired;
         if in_use > self.memory_bytes {
-            self.refused = Some(LimitHit::Memory { limit: self.memory_bytes });
+            self.refused = Some(LimitHit::Memory {
+                limit: self.memory_bytes,
+            });
             return Err(GrowRefused.into());
         }
         if maximum.is_some_and(|max| desired > max) {
@@ -151,7 +153,9 @@ impl wasmtime::ResourceLimiter for Limiter {
 
     fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
         // The host could not map memory it had allowed: treat it as the limit too.
-        self.refused = Some(LimitHit::Memory { limit: self.memory_bytes });
+        self.refused = Some(LimitHit::Memory {
+            limit: self.memory_bytes,
+        });
         Err(error.context(GrowRefused))
     }
 
@@ -162,7 +166,9 @@ impl wasmtime::ResourceLimiter for Limiter {
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         if desired > self.table_elements {
-            self.refused = Some(LimitHit::Table { limit: self.table_elements });
+            self.refused = Some(LimitHit::Table {
+                limit: self.table_elements,
+            });
             return Err(GrowRefused.into());
         }
         Ok(maximum.is_none_or(|max| desired <= max))
@@ -187,7 +193,11 @@ mod tests {
     use wasmtime::ResourceLimiter;
 
     fn limiter(memory_bytes: usize) -> Limiter {
-        Limiter::new(&Limits { memory_bytes, table_elements: 10, ..Limits::default() })
+        Limiter::new(&Limits {
+            memory_bytes,
+            table_elements: 10,
+            ..Limits::default()
+        })
     }
 
     #[test]

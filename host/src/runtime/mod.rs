@@ -69,7 +69,10 @@ pub struct RuntimeConfig {
 
 impl Default for RuntimeConfig {
     fn default() -> RuntimeConfig {
-        RuntimeConfig { cache_dir: default_cache_dir(), epoch_tick: DEFAULT_EPOCH_TICK }
+        RuntimeConfig {
+            cache_dir: default_cache_dir(),
+            epoch_tick: DEFAULT_EPOCH_TICK,
+        }
     }
 }
 
@@ -113,16 +116,33 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .and_then(|()| bindings::add_to_linker(&mut linker))
-            .map_err(|error| anyhow::Error::from(error).context("linking WASI and the log import"))?;
-        let cache = config.cache_dir.as_deref().and_then(|dir| open_cache(dir, &engine));
+            .map_err(|error| {
+                anyhow::Error::from(error).context("linking WASI and the log import")
+            })?;
+        let cache = config
+            .cache_dir
+            .as_deref()
+            .and_then(|dir| open_cache(dir, &engine));
         let ticker = EpochTicker::start(engine.clone(), config.epoch_tick)
             .context("starting the epoch ticker thread")?;
-        Ok(Runtime { shared: Arc::new(Shared { engine, linker, cache, ticker }) })
+        Ok(Runtime {
+            shared: Arc::new(Shared {
+                engine,
+                linker,
+                cache,
+                ticker,
+            }),
+        })
     }
 
     /// Reads, compiles (or fetches from the cache) and type-checks the component at
     /// `wasm`, ready to be started under `sandbox`.
-    pub fn load(&self, name: &str, wasm: &Path, sandbox: Sandbox) -> Result<LoadedModule, ModuleError> {
+    pub fn load(
+        &self,
+        name: &str,
+        wasm: &Path,
+        sandbox: Sandbox,
+    ) -> Result<LoadedModule, ModuleError> {
         let load_error = |kind: LoadError| ModuleError {
             module: name.to_string(),
             callback: Callback::Load,
@@ -131,17 +151,30 @@ impl Runtime {
         };
         let bytes = read_component(wasm).map_err(load_error)?;
         let content_hash: [u8; 32] = Sha256::digest(&bytes).into();
-        let component = self.compile(wasm, &bytes, &content_hash).map_err(load_error)?;
+        let component = self
+            .compile(wasm, &bytes, &content_hash)
+            .map_err(load_error)?;
         let pre = self.type_check(wasm, &component).map_err(load_error)?;
         let name: Arc<str> = name.into();
         // Opening the grants now reports a missing directory at load, not at first use.
         HostState::new(name.clone(), &sandbox.limits, &sandbox.grants).map_err(load_error)?;
         Ok(LoadedModule {
-            inner: Arc::new(Loaded { name, content_hash, pre, sandbox, shared: self.shared.clone() }),
+            inner: Arc::new(Loaded {
+                name,
+                content_hash,
+                pre,
+                sandbox,
+                shared: self.shared.clone(),
+            }),
         })
     }
 
-    fn compile(&self, wasm: &Path, bytes: &[u8], content_hash: &[u8; 32]) -> Result<Component, LoadError> {
+    fn compile(
+        &self,
+        wasm: &Path,
+        bytes: &[u8],
+        content_hash: &[u8; 32],
+    ) -> Result<Component, LoadError> {
         let engine = &self.shared.engine;
         let cache = self.shared.cache.as_ref();
         if let Some(component) = cache.and_then(|cache| cache.load(engine, content_hash)) {
@@ -160,21 +193,36 @@ impl Runtime {
     }
 
     /// Checks the component's imports against the linker and its exports against the world.
-    fn type_check(&self, wasm: &Path, component: &Component) -> Result<MetricModulePre<HostState>, LoadError> {
+    fn type_check(
+        &self,
+        wasm: &Path,
+        component: &Component,
+    ) -> Result<MetricModulePre<HostState>, LoadError> {
         let wrong_world = |error: wasmtime::Error| LoadError::WrongWorld {
             path: wasm.to_path_buf(),
             message: format!("{error:#}"),
         };
-        let pre = self.shared.linker.instantiate_pre(component).map_err(wrong_world)?;
+        let pre = self
+            .shared
+            .linker
+            .instantiate_pre(component)
+            .map_err(wrong_world)?;
         MetricModulePre::new(pre).map_err(wrong_world)
     }
 }
 
-/// Fuel and epochs on (they are the per-callback budget and deadline); the rest is
-/// wasmtime's defaults, whose 512 KiB wasm stack turns runaway recursion into a trap.
+/// Fuel and epochs on (they are the per-callback budget and deadline); the
+/// component-model concurrency machinery off (the contract is synchronous, and
+/// its per-call task bookkeeping was a third of a handler call's cost); the rest
+/// is wasmtime's defaults, whose 512 KiB wasm stack turns runaway recursion into
+/// a trap.
 fn engine_config() -> Config {
     let mut config = Config::new();
-    config.consume_fuel(true).epoch_interruption(true).wasm_component_model(true);
+    config
+        .consume_fuel(true)
+        .epoch_interruption(true)
+        .wasm_component_model(true)
+        .concurrency_support(false);
     config
 }
 
@@ -190,20 +238,29 @@ fn open_cache(dir: &Path, engine: &Engine) -> Option<CompileCache> {
 
 /// The bytes of a component file, refusing what is too big, not wasm, or a core module.
 fn read_component(wasm: &Path) -> Result<Vec<u8>, LoadError> {
-    let read_error = |source| LoadError::Read { path: wasm.to_path_buf(), source };
+    let read_error = |source| LoadError::Read {
+        path: wasm.to_path_buf(),
+        source,
+    };
     let len = std::fs::metadata(wasm).map_err(read_error)?.len();
     if len > MAX_WASM_FILE_BYTES {
-        return Err(LoadError::TooLarge { path: wasm.to_path_buf(), len, max: MAX_WASM_FILE_BYTES });
+        return Err(LoadError::TooLarge {
+            path: wasm.to_path_buf(),
+            len,
+            max: MAX_WASM_FILE_BYTES,
+        });
     }
     let bytes = std::fs::read(wasm).map_err(read_error)?;
     const CORE_VERSION: [u8; 4] = [1, 0, 0, 0];
     const COMPONENT_VERSION: [u8; 4] = [0x0d, 0, 1, 0];
     match (bytes.get(..4), bytes.get(4..8)) {
         (Some(b"\0asm"), Some(version)) if version == COMPONENT_VERSION => Ok(bytes),
-        (Some(b"\0asm"), Some(version)) if version == CORE_VERSION => {
-            Err(LoadError::CoreModule { path: wasm.to_path_buf() })
-        }
-        _ => Err(LoadError::NotWasm { path: wasm.to_path_buf() }),
+        (Some(b"\0asm"), Some(version)) if version == CORE_VERSION => Err(LoadError::CoreModule {
+            path: wasm.to_path_buf(),
+        }),
+        _ => Err(LoadError::NotWasm {
+            path: wasm.to_path_buf(),
+        }),
     }
 }
 

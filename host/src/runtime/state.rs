@@ -36,7 +36,10 @@ impl HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -117,7 +120,9 @@ impl ModuleLog {
     }
 
     fn take_token(&mut self, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.refilled_at).as_secs_f64();
+        let elapsed = now
+            .saturating_duration_since(self.refilled_at)
+            .as_secs_f64();
         self.refilled_at = now;
         let refill = elapsed * f64::from(LOG_LINES_PER_SECOND);
         self.tokens = (self.tokens + refill).min(f64::from(LOG_BURST_LINES));
@@ -167,8 +172,14 @@ mod tests {
     #[test]
     fn lines_are_cut_and_escaped() {
         assert_eq!(sanitize_line("plain", 10), ("plain".to_string(), false));
-        assert_eq!(sanitize_line("a\nb\x1b[31m", 20), ("a\\nb\\u{1b}[31m".to_string(), false));
-        assert_eq!(sanitize_line("abcdef", 4), ("abcd [cut 2 bytes]".to_string(), true));
+        assert_eq!(
+            sanitize_line("a\nb\x1b[31m", 20),
+            ("a\\nb\\u{1b}[31m".to_string(), false)
+        );
+        assert_eq!(
+            sanitize_line("abcdef", 4),
+            ("abcd [cut 2 bytes]".to_string(), true)
+        );
     }
 
     #[test]
@@ -178,7 +189,9 @@ mod tests {
         let granted = (0..1000).filter(|_| log.take_token(start)).count();
         assert_eq!(granted, LOG_BURST_LINES as usize);
         let one_second_later = start + Duration::from_secs(1);
-        let refilled = (0..1000).filter(|_| log.take_token(one_second_later)).count();
+        let refilled = (0..1000)
+            .filter(|_| log.take_token(one_second_later))
+            .count();
         assert_eq!(refilled, LOG_LINES_PER_SECOND as usize);
     }
 
@@ -191,7 +204,10 @@ mod tests {
         let counts = log.take_counts();
         // A few tokens may refill while the loop runs.
         assert!(counts.written >= u64::from(LOG_BURST_LINES));
-        assert_eq!(counts.written + counts.dropped, u64::from(LOG_BURST_LINES + 5));
+        assert_eq!(
+            counts.written + counts.dropped,
+            u64::from(LOG_BURST_LINES + 5)
+        );
         assert_eq!(log.take_counts(), LogCounts::default());
     }
 }

@@ -55,7 +55,10 @@ pub(crate) fn check_name(name: &str) -> Result<(), InvalidOutput> {
         return Ok(());
     };
     let shown = super::error::truncate_to(name, MAX_METRIC_NAME_BYTES).to_string();
-    Err(InvalidOutput::InvalidName { name: shown, reason })
+    Err(InvalidOutput::InvalidName {
+        name: shown,
+        reason,
+    })
 }
 
 fn is_name_byte(byte: u8) -> bool {
@@ -65,7 +68,11 @@ fn is_name_byte(byte: u8) -> bool {
 fn check_fields(descriptor: &MetricDescriptor) -> Result<(), InvalidOutput> {
     check_len("units", &descriptor.units, MAX_DESCRIPTOR_TEXT_BYTES)?;
     check_len("format", &descriptor.format, MAX_DESCRIPTOR_TEXT_BYTES)?;
-    check_len("description", &descriptor.description, MAX_DESCRIPTOR_TEXT_BYTES)?;
+    check_len(
+        "description",
+        &descriptor.description,
+        MAX_DESCRIPTOR_TEXT_BYTES,
+    )?;
     check_count("groups", descriptor.groups.len(), MAX_GROUPS)?;
     for group in &descriptor.groups {
         check_len("group", group, MAX_DESCRIPTOR_TEXT_BYTES)?;
@@ -80,7 +87,11 @@ fn check_fields(descriptor: &MetricDescriptor) -> Result<(), InvalidOutput> {
 
 fn check_len(field: &'static str, text: &str, max: usize) -> Result<(), InvalidOutput> {
     if text.len() > max {
-        return Err(InvalidOutput::StringTooLong { field, len: text.len(), max });
+        return Err(InvalidOutput::StringTooLong {
+            field,
+            len: text.len(),
+            max,
+        });
     }
     Ok(())
 }
@@ -130,7 +141,10 @@ mod tests {
 
     #[test]
     fn duplicates_are_refused() {
-        let descriptors = [descriptor("a", ValueType::Double), descriptor("a", ValueType::Int8)];
+        let descriptors = [
+            descriptor("a", ValueType::Double),
+            descriptor("a", ValueType::Int8),
+        ];
         assert_eq!(
             check_descriptors(&descriptors),
             Err(InvalidOutput::DuplicateName("a".into()))
@@ -144,7 +158,10 @@ mod tests {
             .collect();
         assert!(matches!(
             check_descriptors(&descriptors),
-            Err(InvalidOutput::TooMany { what: "descriptors", .. })
+            Err(InvalidOutput::TooMany {
+                what: "descriptors",
+                ..
+            })
         ));
         assert_eq!(check_descriptors(&descriptors[..MAX_DESCRIPTORS]), Ok(()));
     }
@@ -171,7 +188,10 @@ mod tests {
         assert_eq!(check_value(&double, &MetricValue::Double(1.0)), Ok(()));
         assert_eq!(
             check_value(&double, &MetricValue::Float(1.0)),
-            Err(InvalidOutput::WrongType { expected: ValueType::Double, got: ValueType::Float })
+            Err(InvalidOutput::WrongType {
+                expected: ValueType::Double,
+                got: ValueType::Float
+            })
         );
     }
 
@@ -183,7 +203,10 @@ mod tests {
         assert_eq!(check_value(&string, &at_cap), Ok(()));
         assert!(matches!(
             check_value(&string, &over_cap),
-            Err(InvalidOutput::StringTooLong { field: "string value", .. })
+            Err(InvalidOutput::StringTooLong {
+                field: "string value",
+                ..
+            })
         ));
     }
 }
