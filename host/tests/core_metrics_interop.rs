@@ -1,22 +1,27 @@
 //! Interop (issue 7): the `core_metrics` module against real gmond 3.7.2 on the
 //! same machine.
 //!
-//! Runs Debian's gmond with its stock configuration (`data/gmond-stock-loopback.conf`,
-//! captured from `reference/ganglia-3.7.2/captures/stock/`, moved to a free loopback
-//! port, in the foreground) plus one fast group that also collects the built-in
-//! metrics the stock config leaves out, and reads the XML it serves. Loads
-//! `core_metrics.wasm` through wasmond's runtime with read-only `/proc` and `/sys`.
-//! Then checks:
-//! - the same metric names: every metric gmond served is declared by the module and
-//!   the other way round;
-//! - for each, the same TYPE, UNITS, SLOPE, TMAX and GROUP;
-//! - `cpu_num`, `mem_total`, `swap_total`, `boottime` and `os_release` equal;
-//!   `load_one` within 0.5.
+//! Both tests run Debian's gmond with its stock configuration
+//! (`data/gmond-stock-loopback.conf`, captured from
+//! `reference/ganglia-3.7.2/captures/stock/`, moved to a free loopback port, in the
+//! foreground) and read the XML it serves.
 //!
-//! Skips (with a message) when gmond is not installed, and fails then if
-//! `WASMOND_REQUIRE_INTEROP=1`.
+//! 1. [`core_metrics_matches_real_gmond`] loads `core_metrics.wasm` through wasmond's
+//!    runtime with read-only `/proc` and `/sys`; gmond also collects, in one fast group,
+//!    the built-in metrics its stock config leaves out. Every metric gmond served is
+//!    declared by the module and the other way round, with the same TYPE, UNITS,
+//!    SLOPE, TMAX and GROUP.
+//! 2. [`wasmond_run_serves_what_gmond_serves`] runs `wasmond run` on the bundled
+//!    default config (`conf.d/wasmond.conf`, moved to a free port) and compares the
+//!    two XML documents: the same metrics (but the disk metrics, which the default
+//!    config leaves out, and wasmond's own `wasmond_*` accounting) with the same
+//!    TYPE, UNITS, SLOPE, TMAX and GROUP.
+//!
+//! Both check `cpu_num`, `mem_total`, `swap_total`, `boottime` and `os_release`
+//! equal and `load_one` within 0.5. Both skip (with a message) when gmond is not
+//! installed, and fail then if `WASMOND_REQUIRE_INTEROP=1`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -27,19 +32,33 @@ use std::time::{Duration, Instant};
 use quick_xml::Reader;
 use quick_xml::events::Event;
 use wasmond::metric::{MetricDescriptor, MetricValue};
-use wasmond::runtime::{Grants, Runtime, RuntimeConfig, Sandbox};
+use wasmond::runtime::{Grants, ModuleInstance, Runtime, RuntimeConfig, Sandbox};
 
 /// The stock loopback config; its port 8749 is replaced by a free one.
 const STOCK_CONFIG: &str = include_str!("data/gmond-stock-loopback.conf");
 const STOCK_PORT: &str = "8749";
 
-/// Collected every 2 s and sent as often, so the XML's values are fresh: `load_one`
-/// (compared within 0.5), and the built-in metrics the stock config does not collect.
-const FAST_GROUP: &str = r#"
+/// wasmond's bundled default config; its port 8649 is replaced by a free one.
+const DEFAULT_CONFIG: &str = include_str!("../../conf.d/wasmond.conf");
+const DEFAULT_PORT: &str = "8649";
+
+/// Collects `load_one` every 2 s and sends it as often, so that the XML's value is
+/// fresh enough to compare within 0.5 (the stock group sends it only when it moved
+/// by 1.0, or every 90 s). Added to both daemons' configs.
+const FAST_LOAD_GROUP: &str = r#"
 collection_group {
   collect_every = 2
   time_threshold = 2
   metric { name = "load_one" }
+}
+"#;
+
+/// The built-in metrics gmond's stock config does not collect, so that test 1 sees
+/// every metric gmond has.
+const UNCOLLECTED_GROUP: &str = r#"
+collection_group {
+  collect_every = 2
+  time_threshold = 2
   metric { name = "sys_clock" }
   metric { name = "mtu" }
   metric { name = "cpu_intr" }
@@ -49,15 +68,32 @@ collection_group {
 }
 "#;
 
-/// How long gmond may take to serve every metric (its slowest stock group is
+/// What gmond serves on its stock config (`captures/stock/gmond_stock_xml.xml`, but
+/// for the `io_*` metrics of the optional ganglia-modules-linux).
+#[rustfmt::skip]
+const STOCK_METRICS: [&str; 32] = [
+    "boottime", "bytes_in", "bytes_out", "cpu_aidle", "cpu_idle", "cpu_nice", "cpu_num", "cpu_speed",
+    "cpu_system", "cpu_user", "cpu_wio", "disk_free", "disk_total", "gexec", "load_fifteen", "load_five",
+    "load_one", "machine_type", "mem_buffers", "mem_cached", "mem_free", "mem_shared", "mem_total", "os_name",
+    "os_release", "part_max_used", "pkts_in", "pkts_out", "proc_run", "proc_total", "swap_free", "swap_total",
+];
+
+/// Metrics gmond's stock config collects that wasmond's default config leaves out:
+/// a WASI 0.2 module has no statvfs.
+const LEFT_OUT_OF_DEFAULT: [&str; 3] = ["disk_total", "disk_free", "part_max_used"];
+
+/// The prefix of wasmond's own accounting metrics, which gmond does not have.
+const WASMOND_OWN: &str = "wasmond_";
+
+/// How long a daemon may take to serve every metric (the slow stock groups are
 /// collected at start, so this is start-up plus one send).
-const GMOND_WARMUP: Duration = Duration::from_secs(60);
+const WARMUP: Duration = Duration::from_secs(60);
 
 /// Attempts at reading `load_one` from both sides close enough in time: the kernel
 /// updates it every 5 s, and a busy machine can move it by more than 0.5 per update.
 const LOAD_ATTEMPTS: usize = 6;
 
-/// One `<METRIC>` of gmond's XML.
+/// One `<METRIC>` of a gmond XML document.
 #[derive(Debug, Clone)]
 struct XmlMetric {
     val: String,
@@ -69,43 +105,134 @@ struct XmlMetric {
     groups: Vec<String>,
 }
 
+/// What the tests compare of a metric's description.
+type Description = (String, String, String, u32, Vec<String>);
+
+impl XmlMetric {
+    fn description(&self) -> Description {
+        (
+            self.ty.clone(),
+            self.units.clone(),
+            self.slope.clone(),
+            self.tmax,
+            self.groups.clone(),
+        )
+    }
+}
+
+fn description_of(d: &MetricDescriptor) -> Description {
+    let (ty, slope) = (
+        d.value_type.gmond_name().to_string(),
+        d.slope.gmond_name().to_string(),
+    );
+    (ty, d.units.clone(), slope, d.time_max, d.groups.clone())
+}
+
 #[test]
 fn core_metrics_matches_real_gmond() {
     let Some(gmond_bin) = find_gmond() else {
-        skip_or_fail("gmond (Debian's ganglia-monitor 3.7.2) is not installed");
         return;
     };
-    let gmond = Gmond::start(&gmond_bin);
+    let gmond = Daemon::gmond(&gmond_bin, &[FAST_LOAD_GROUP, UNCOLLECTED_GROUP]);
     let (mut module, descriptors) = start_module();
 
-    let wanted: Vec<&str> = descriptors.iter().map(|d| d.name.as_str()).collect();
-    let served = gmond.wait_for(&wanted);
-
-    assert_same_names(&served, &descriptors);
+    let ours: BTreeSet<&str> = descriptors.iter().map(|d| d.name.as_str()).collect();
+    let served = gmond.wait_for(&ours);
+    let theirs: BTreeSet<&str> = served.keys().map(String::as_str).collect();
+    assert_eq!(theirs, ours, "metric names: gmond's, then core_metrics'");
     for descriptor in &descriptors {
-        assert_same_descriptor(&served[&descriptor.name], descriptor);
+        let name = &descriptor.name;
+        assert_eq!(
+            served[name].description(),
+            description_of(descriptor),
+            "{name}: TYPE, UNITS, SLOPE, TMAX, GROUP"
+        );
     }
 
-    let ours = |module: &mut Module, name: &str| module.handle(name).unwrap_or_else(|e| panic!("{name}: {e:#}"));
-    assert_eq!(served["cpu_num"].val.parse::<u16>().unwrap(), as_u16(ours(&mut module, "cpu_num")), "cpu_num");
-    assert_eq!(served["boottime"].val.parse::<u32>().unwrap(), as_u32(ours(&mut module, "boottime")), "boottime");
-    assert_eq!(MetricValue::String(served["os_release"].val.clone()), ours(&mut module, "os_release"), "os_release");
+    let mut ours = |name: &str| {
+        module
+            .handle(name)
+            .unwrap_or_else(|e| panic!("{name}: {e:#}"))
+    };
+    assert_eq!(
+        served["cpu_num"].val.parse::<u16>().unwrap(),
+        as_u16(ours("cpu_num")),
+        "cpu_num"
+    );
+    assert_eq!(
+        served["boottime"].val.parse::<u32>().unwrap(),
+        as_u32(ours("boottime")),
+        "boottime"
+    );
+    assert_eq!(
+        MetricValue::String(served["os_release"].val.clone()),
+        ours("os_release"),
+        "os_release"
+    );
     for name in ["mem_total", "swap_total"] {
         // "%.0f" of the same f32 on both sides.
         let theirs: f64 = served[name].val.parse().unwrap();
-        assert_eq!(theirs, f64::from(as_f32(ours(&mut module, name))).round(), "{name}");
+        assert_eq!(theirs, f64::from(as_f32(ours(name))).round(), "{name}");
     }
-    assert_load_one_close(&gmond, &mut module);
+    assert_load_one_close(&gmond, || {
+        as_f32(module.handle("load_one").expect("load_one"))
+    });
 }
 
-/// Reads `load_one` from gmond (only a value gmond sent within the last second)
-/// and from the module, until they are within 0.5 or the attempts run out.
-fn assert_load_one_close(gmond: &Gmond, module: &mut Module) {
+#[test]
+fn wasmond_run_serves_what_gmond_serves() {
+    let Some(gmond_bin) = find_gmond() else {
+        return;
+    };
+    let gmond = Daemon::gmond(&gmond_bin, &[FAST_LOAD_GROUP]);
+    let wasmond = Daemon::wasmond(&[FAST_LOAD_GROUP]);
+
+    let served_by_gmond = gmond.wait_for(&BTreeSet::from(STOCK_METRICS));
+    let stock: BTreeSet<&str> = served_by_gmond.keys().map(String::as_str).collect();
+    assert_eq!(
+        stock,
+        BTreeSet::from(STOCK_METRICS),
+        "what gmond serves on its stock config"
+    );
+    let expected: BTreeSet<&str> = stock
+        .into_iter()
+        .filter(|name| !LEFT_OUT_OF_DEFAULT.contains(name))
+        .collect();
+    let served = wasmond.wait_for(&expected);
+    let ours: BTreeSet<&str> = served
+        .keys()
+        .map(String::as_str)
+        .filter(|name| !name.starts_with(WASMOND_OWN))
+        .collect();
+    assert_eq!(ours, expected, "metric names: wasmond's, then gmond's");
+    for name in &expected {
+        let (theirs, ours) = (&served_by_gmond[*name], &served[*name]);
+        assert_eq!(
+            ours.description(),
+            theirs.description(),
+            "{name}: TYPE, UNITS, SLOPE, TMAX, GROUP"
+        );
+    }
+    // The same values printed with the same formats.
+    for name in [
+        "cpu_num",
+        "mem_total",
+        "swap_total",
+        "boottime",
+        "os_release",
+    ] {
+        assert_eq!(served[name].val, served_by_gmond[name].val, "{name}");
+    }
+    assert_load_one_close(&gmond, || wasmond.fresh("load_one").val.parse().unwrap());
+}
+
+/// Reads `load_one` from gmond (a value it sent within the last second) and from
+/// ours, until they are within 0.5 or the attempts run out.
+fn assert_load_one_close(gmond: &Daemon, mut ours: impl FnMut() -> f32) {
     let mut pairs = Vec::new();
     for _ in 0..LOAD_ATTEMPTS {
-        let theirs = gmond.fresh("load_one");
-        let ours = as_f32(module.handle("load_one").expect("load_one"));
-        let theirs: f32 = theirs.val.parse().unwrap();
+        let theirs: f32 = gmond.fresh("load_one").val.parse().unwrap();
+        let ours = ours();
         if (theirs - ours).abs() <= 0.5 {
             return;
         }
@@ -115,31 +242,25 @@ fn assert_load_one_close(gmond: &Gmond, module: &mut Module) {
     panic!("load_one never within 0.5 of gmond's: (gmond, ours) = {pairs:?}");
 }
 
-fn assert_same_names(served: &BTreeMap<String, XmlMetric>, descriptors: &[MetricDescriptor]) {
-    let ours: Vec<&str> = descriptors.iter().map(|d| d.name.as_str()).collect();
-    let extra_in_gmond: Vec<&str> =
-        served.keys().map(String::as_str).filter(|name| !ours.contains(name)).collect();
-    assert!(extra_in_gmond.is_empty(), "gmond serves metrics core_metrics lacks: {extra_in_gmond:?}");
-}
-
-fn assert_same_descriptor(theirs: &XmlMetric, ours: &MetricDescriptor) {
-    let name = &ours.name;
-    assert_eq!(theirs.ty, ours.value_type.gmond_name(), "{name}: TYPE");
-    assert_eq!(theirs.units, ours.units, "{name}: UNITS");
-    assert_eq!(theirs.slope, ours.slope.gmond_name(), "{name}: SLOPE");
-    assert_eq!(theirs.tmax, ours.time_max, "{name}: TMAX");
-    assert_eq!(theirs.groups, ours.groups, "{name}: GROUP");
-}
-
-type Module = wasmond::runtime::ModuleInstance;
-
 /// Loads and starts `core_metrics.wasm` with only `/proc` and `/sys` readable.
-fn start_module() -> (Module, Vec<MetricDescriptor>) {
-    let runtime = Runtime::new(RuntimeConfig { cache_dir: None, ..RuntimeConfig::default() }).expect("runtime");
-    let grants = Grants { read_only_dirs: vec!["/proc".into(), "/sys".into()], ..Grants::default() };
-    let sandbox = Sandbox { grants, ..Sandbox::default() };
+fn start_module() -> (ModuleInstance, Vec<MetricDescriptor>) {
+    let runtime = Runtime::new(RuntimeConfig {
+        cache_dir: None,
+        ..RuntimeConfig::default()
+    })
+    .expect("runtime");
+    let grants = Grants {
+        read_only_dirs: vec!["/proc".into(), "/sys".into()],
+        ..Grants::default()
+    };
+    let sandbox = Sandbox {
+        grants,
+        ..Sandbox::default()
+    };
     let wasm = Path::new(wasmond::guests::CORE_METRICS);
-    let loaded = runtime.load("core_metrics", wasm, sandbox).expect("load core_metrics.wasm");
+    let loaded = runtime
+        .load("core_metrics", wasm, sandbox)
+        .expect("load core_metrics.wasm");
     let module = loaded.start(Vec::new()).expect("start core_metrics");
     let descriptors = module.descriptors().to_vec();
     (module, descriptors)
@@ -166,72 +287,133 @@ fn as_f32(value: MetricValue) -> f32 {
     }
 }
 
-fn skip_or_fail(why: &str) {
-    if std::env::var("WASMOND_REQUIRE_INTEROP").as_deref() == Ok("1") {
-        panic!("{why}, and WASMOND_REQUIRE_INTEROP=1");
-    }
-    eprintln!("skipped: {why} (set WASMOND_REQUIRE_INTEROP=1 to make this a failure)");
-}
-
+/// gmond's path; if it is missing, says the test skipped (or fails under
+/// `WASMOND_REQUIRE_INTEROP=1`) and returns None.
 fn find_gmond() -> Option<PathBuf> {
-    let candidates = std::env::var_os("PATH")
-        .map(|path| std::env::split_paths(&path).map(|dir| dir.join("gmond")).collect::<Vec<_>>())
+    let on_path = std::env::var_os("PATH")
+        .map(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join("gmond"))
+                .collect::<Vec<_>>()
+        })
         .unwrap_or_default();
-    std::iter::once(PathBuf::from("/usr/sbin/gmond")).chain(candidates).find(|path| path.is_file())
+    let found = std::iter::once(PathBuf::from("/usr/sbin/gmond"))
+        .chain(on_path)
+        .find(|path| path.is_file());
+    if found.is_none() {
+        let why = "gmond (Debian's ganglia-monitor 3.7.2) is not installed";
+        if std::env::var("WASMOND_REQUIRE_INTEROP").as_deref() == Ok("1") {
+            panic!("{why}, and WASMOND_REQUIRE_INTEROP=1");
+        }
+        eprintln!("skipped: {why} (set WASMOND_REQUIRE_INTEROP=1 to make this a failure)");
+    }
+    found
 }
 
-/// A gmond started by this test, stopped (by its pid) when dropped.
-struct Gmond {
+/// A daemon serving gmond's XML, started by this test on a free port and stopped
+/// (by its pid) when dropped.
+struct Daemon {
     child: Child,
     port: u16,
     _dir: TempDir,
 }
 
-impl Gmond {
-    fn start(bin: &Path) -> Gmond {
-        let port = free_port();
-        let dir = TempDir::new("core-metrics-interop");
-        let conf = dir.path.join("gmond.conf");
-        std::fs::write(&conf, test_config(port)).expect("write gmond.conf");
+impl Daemon {
+    /// gmond on the stock config (run in the foreground as the current user, without
+    /// Debian's `conf.d`, whose optional modules are not gmond's built-ins), plus `extra`.
+    fn gmond(bin: &Path, extra: &[&str]) -> Daemon {
+        let stock = STOCK_CONFIG
+            .replace("daemonize = yes", "daemonize = no")
+            .replace("setuid = yes", "setuid = no")
+            .replace("include ('/etc/ganglia/conf.d/*.conf')", "");
+        Daemon::start("gmond", bin, &["-f", "-c"], &stock, STOCK_PORT, extra)
+    }
+
+    /// `wasmond run` on the bundled default config, plus `extra`.
+    fn wasmond(extra: &[&str]) -> Daemon {
+        let bin = Path::new(env!("CARGO_BIN_EXE_wasmond"));
+        Daemon::start(
+            "wasmond",
+            bin,
+            &["run", "-c"],
+            DEFAULT_CONFIG,
+            DEFAULT_PORT,
+            extra,
+        )
+    }
+
+    /// Runs `bin ARGS CONF` where CONF is `config` with `port` replaced by a free one.
+    fn start(
+        name: &str,
+        bin: &Path,
+        args: &[&str],
+        config: &str,
+        port: &str,
+        extra: &[&str],
+    ) -> Daemon {
+        let free = free_port();
+        let dir = TempDir::new(&format!("core-metrics-interop-{name}-{free}"));
+        let conf = dir.path.join(format!("{name}.conf"));
+        let text = format!(
+            "{}\n{}",
+            config.replace(port, &free.to_string()),
+            extra.concat()
+        );
+        std::fs::write(&conf, text).expect("write the config");
         let child = Command::new(bin)
-            .arg("-f")
-            .arg("-c")
+            .args(args)
             .arg(&conf)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("start gmond");
-        Gmond { child, port, _dir: dir }
+            .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
+        Daemon {
+            child,
+            port: free,
+            _dir: dir,
+        }
     }
 
-    /// gmond's XML once it serves every metric in `names`.
-    fn wait_for(&self, names: &[&str]) -> BTreeMap<String, XmlMetric> {
-        let deadline = Instant::now() + GMOND_WARMUP;
+    /// The XML's metrics once it has every metric in `names`.
+    fn wait_for(&self, names: &BTreeSet<&str>) -> BTreeMap<String, XmlMetric> {
+        let deadline = Instant::now() + WARMUP;
         loop {
             let served = self.metrics();
-            let missing: Vec<&str> = names.iter().copied().filter(|n| !served.contains_key(*n)).collect();
+            let missing: Vec<&str> = names
+                .iter()
+                .copied()
+                .filter(|n| !served.contains_key(*n))
+                .collect();
             if missing.is_empty() {
                 return served;
             }
-            assert!(Instant::now() < deadline, "gmond did not serve {missing:?} within {GMOND_WARMUP:?}");
+            assert!(
+                Instant::now() < deadline,
+                "port {}: {missing:?} not served within {WARMUP:?}",
+                self.port
+            );
             sleep(Duration::from_millis(500));
         }
     }
 
-    /// Metric `name` once gmond has received it within the last second.
+    /// Metric `name` once the daemon has received it within the last second.
     fn fresh(&self, name: &str) -> XmlMetric {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(metric) = self.metrics().remove(name).filter(|m| m.tn <= 1) {
                 return metric;
             }
-            assert!(Instant::now() < deadline, "gmond sent no fresh {name} in 30 s");
+            assert!(
+                Instant::now() < deadline,
+                "port {}: no fresh {name} in 30 s",
+                self.port
+            );
             sleep(Duration::from_millis(200));
         }
     }
 
-    /// The metrics of gmond's XML right now; empty while it is not listening yet.
+    /// The metrics of the XML right now; empty while the daemon is not listening yet.
     fn metrics(&self) -> BTreeMap<String, XmlMetric> {
         let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
             return BTreeMap::new();
@@ -244,23 +426,11 @@ impl Gmond {
     }
 }
 
-impl Drop for Gmond {
+impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// The stock config on `port`, run in the foreground as the current user, without
-/// Debian's `conf.d` (whose optional modules are not gmond's built-ins), plus
-/// [`FAST_GROUP`].
-fn test_config(port: u16) -> String {
-    let stock = STOCK_CONFIG
-        .replace(STOCK_PORT, &port.to_string())
-        .replace("daemonize = yes", "daemonize = no")
-        .replace("setuid = yes", "setuid = no")
-        .replace("include ('/etc/ganglia/conf.d/*.conf')", "");
-    format!("{stock}\n{FAST_GROUP}")
 }
 
 /// A port free for both TCP and UDP on 127.0.0.1 (gmond binds both).
@@ -282,7 +452,9 @@ fn parse_metrics(xml: &str) -> BTreeMap<String, XmlMetric> {
     let mut current: Option<(String, XmlMetric)> = None;
     loop {
         match reader.read_event() {
-            Ok(Event::Start(e)) if e.name().as_ref() == b"METRIC" => current = Some(metric_of(&attributes(&e))),
+            Ok(Event::Start(e)) if e.name().as_ref() == b"METRIC" => {
+                current = Some(metric_of(&attributes(&e)))
+            }
             Ok(Event::Empty(e)) if e.name().as_ref() == b"METRIC" => {
                 let (name, metric) = metric_of(&attributes(&e));
                 metrics.insert(name, metric);
@@ -292,7 +464,9 @@ fn parse_metrics(xml: &str) -> BTreeMap<String, XmlMetric> {
                 if let Some((_, metric)) = current.as_mut()
                     && attrs.get("NAME").map(String::as_str) == Some("GROUP")
                 {
-                    metric.groups.push(attrs.get("VAL").cloned().unwrap_or_default());
+                    metric
+                        .groups
+                        .push(attrs.get("VAL").cloned().unwrap_or_default());
                 }
             }
             Ok(Event::End(e)) if e.name().as_ref() == b"METRIC" => {
@@ -314,14 +488,24 @@ fn attributes(element: &quick_xml::events::BytesStart<'_>) -> BTreeMap<String, S
         .filter_map(Result::ok)
         .map(|a| {
             let key = String::from_utf8_lossy(a.key.as_ref()).into_owned();
-            (key, a.unescape_value().map(|v| v.into_owned()).unwrap_or_default())
+            (
+                key,
+                a.unescape_value()
+                    .map(|v| v.into_owned())
+                    .unwrap_or_default(),
+            )
         })
         .collect()
 }
 
 fn metric_of(attrs: &BTreeMap<String, String>) -> (String, XmlMetric) {
     let text = |key: &str| attrs.get(key).cloned().unwrap_or_default();
-    let number = |key: &str| attrs.get(key).and_then(|v| v.parse().ok()).unwrap_or(u32::MAX);
+    let number = |key: &str| {
+        attrs
+            .get(key)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(u32::MAX)
+    };
     let metric = XmlMetric {
         val: text("VAL"),
         ty: text("TYPE"),
