@@ -109,14 +109,26 @@ fn build(language: Language) -> Option<()> {
     Some(())
 }
 
-/// A fresh directory holding `<name>.wasm` beside a copy of the module's `.pyconf`, as
-/// an operator deploys it; returns the module's config as the loader reads it.
-fn deploy(folder: &str, name: &str) -> (PathBuf, ModuleConfig) {
-    let dir = std::env::temp_dir().join(format!("wasmond-polyglot-{}-{name}", std::process::id()));
+/// A fresh directory for one test, under the system's temporary directory.
+fn scratch_dir(label: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("wasmond-polyglot-{}-{label}", std::process::id()));
     fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Puts `<name>.wasm` beside a copy of the module's `.pyconf` in `dir`, as an
+/// operator deploys it, and returns the `.pyconf`'s path.
+fn copy_module(dir: &Path, folder: &str, name: &str) -> PathBuf {
     let pyconf = dir.join(format!("{name}.pyconf"));
     fs::copy(root().join("guest-modules").join(folder).join(format!("{name}.pyconf")), &pyconf).unwrap();
     fs::copy(wasm_dir().join(format!("{name}.wasm")), dir.join(format!("{name}.wasm"))).unwrap();
+    pyconf
+}
+
+/// Deploys one module and returns its config as the loader reads it.
+fn deploy(folder: &str, name: &str) -> (PathBuf, ModuleConfig) {
+    let dir = scratch_dir(name);
+    let pyconf = copy_module(&dir, folder, name);
     let loaded = config::load(&pyconf).unwrap_or_else(|errors| panic!("{name}.pyconf: {errors}"));
     let module = loaded.config.modules.into_iter().find(|m| m.name == name).expect("module in its .pyconf");
     (dir, module)
@@ -352,6 +364,87 @@ fn javascript_module_reads_pressure_stall_information() {
 
     let table = module_run(&module);
     assert!(table.contains("psi_io_some_avg10") && table.contains("psi_memory_full_stall"), "{table}");
+}
+
+/// A `wasmond run` child process, stopped when dropped (also when a test fails).
+struct Daemon(std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The daemon's XML once it holds every one of `names`, or `None` at the deadline.
+fn xml_with_metrics(port: u16, names: &[String], deadline: Duration) -> Option<String> {
+    let start = std::time::Instant::now();
+    while start.elapsed() < deadline {
+        if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let mut xml = String::new();
+            if std::io::Read::read_to_string(&mut stream, &mut xml).is_ok()
+                && names.iter().all(|name| xml.contains(&format!("<METRIC NAME=\"{name}\"")))
+            {
+                return Some(xml);
+            }
+        }
+        thread::sleep(Duration::from_millis(500));
+    }
+    None
+}
+
+#[test]
+fn every_language_reaches_the_daemons_xml() {
+    let all = [Language::C, Language::Python, Language::JavaScript];
+    if toolchains(&all, "polyglot daemon test").is_none() {
+        return;
+    }
+    for language in all {
+        make(language.make_target());
+    }
+    let dir = scratch_dir("daemon");
+    let mut expected = vec!["tcp_in_segs".to_string()];
+    copy_module(&dir, "c-netstat", "netstat");
+    copy_module(&dir, "python-diskstats", "diskstats");
+    copy_module(&dir, "js-pressure", "pressure");
+    if let Some(device) = physical_block_devices().first() {
+        expected.push(format!("diskstat_{device}_reads"));
+    }
+    if host_pressure("cpu").is_some() {
+        expected.push("psi_cpu_some_avg10".into());
+    }
+    // A port of its own: the XML is served over TCP, values go out and come back over UDP.
+    let port = 30_000 + (std::process::id() % 20_000) as u16;
+    let conf = dir.join("gmond.conf");
+    fs::write(
+        &conf,
+        format!(
+            "globals {{\n  daemonize = no\n  setuid = no\n  send_metadata_interval = 0\n}}\n\
+             cluster {{\n  name = \"polyglot\"\n}}\n\
+             udp_send_channel {{\n  host = 127.0.0.1\n  port = {port}\n}}\n\
+             udp_recv_channel {{\n  bind = 127.0.0.1\n  port = {port}\n}}\n\
+             tcp_accept_channel {{\n  bind = 127.0.0.1\n  port = {port}\n}}\n\
+             include (\"{}/*.pyconf\")\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let log = fs::File::create(dir.join("wasmond.log")).unwrap();
+    let _daemon = Daemon(
+        Command::new(env!("CARGO_BIN_EXE_wasmond"))
+            .args(["run", "-c"])
+            .arg(&conf)
+            .env("XDG_CACHE_HOME", cache_home())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start wasmond run"),
+    );
+    // The first start compiles the Python and JavaScript components (seconds each).
+    let xml = xml_with_metrics(port, &expected, Duration::from_secs(240));
+    let log = fs::read_to_string(dir.join("wasmond.log")).unwrap_or_default();
+    let xml = xml.unwrap_or_else(|| panic!("the XML on port {port} never held all of {expected:?}; log:\n{log}"));
+    assert!(xml.contains(r#"TYPE="uint32" UNITS="segments""#), "{xml}");
 }
 
 #[test]
