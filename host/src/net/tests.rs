@@ -17,8 +17,8 @@ use crate::collect::{OutgoingMetric, SendRequest};
 use crate::metric::{MetricValue, Slope, ValueType};
 use crate::store::{ClusterInfo, MetricMeta, Store, StoreConfig};
 
-fn store() -> Arc<Store> {
-    Arc::new(Store::new(StoreConfig {
+fn store_config() -> StoreConfig {
+    StoreConfig {
         cluster: ClusterInfo {
             name: "Loop".into(),
             owner: "o".into(),
@@ -27,7 +27,11 @@ fn store() -> Arc<Store> {
         },
         host_tmax: 20,
         host_dmax: 0,
-    }))
+    }
+}
+
+fn store() -> Arc<Store> {
+    Arc::new(Store::new(store_config()))
 }
 
 /// `count` metrics with their metadata, as the scheduler hands them over at start.
@@ -150,7 +154,9 @@ async fn multicast_reaches_a_joined_receive_channel() {
 }
 
 fn write_config(text: &str) -> (std::path::PathBuf, crate::config::Config) {
-    let dir = std::env::temp_dir().join(format!("wasmond-net-{}-{}", std::process::id(), text.len()));
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let unique = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("wasmond-net-{}-{unique}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("gmond.conf");
     std::fs::write(&path, text).unwrap();
@@ -237,5 +243,39 @@ async fn a_configuration_starts_serves_and_stops() {
     tokio::time::timeout(Duration::from_secs(5), network.wait())
         .await
         .expect("every network task ends after shutdown");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// A host silent for more than `host_dmax` is swept out by the expiry task, every
+/// `cleanup_threshold` seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_hosts_expire_after_host_dmax() {
+    let (dir, config) = write_config(
+        "globals {\n  host_dmax = 1\n  cleanup_threshold = 1\n}\n\
+         udp_recv_channel {\n  port = 0\n  bind = 127.0.0.1\n}\n",
+    );
+    let store = Arc::new(Store::new(StoreConfig { host_dmax: 1, ..store_config() }));
+    let shutdown = CancellationToken::new();
+    let setup = NetworkSetup { hostname: "vm".into(), store: Arc::clone(&store), shutdown: shutdown.clone() };
+    let network = Network::start(&config, setup).await.unwrap();
+    let peer = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    let mut packet = Vec::new();
+    let header = crate::wire::xdr::Header { host: "peer".into(), name: "peer_metric".into(), spoof: false };
+    let value = crate::wire::xdr::Value { header, format: "%s".into(), value: MetricValue::String("v".into()) };
+    crate::wire::xdr::encode(&crate::wire::xdr::Message::Value(value), &mut packet).unwrap();
+    peer.send_to(&packet, network.udp_addrs[0]).await.unwrap();
+
+    let started = tokio::time::Instant::now();
+    while store.host("localhost").is_none() && started.elapsed() < Duration::from_secs(2) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(store.host("localhost").is_some(), "the peer's host appears");
+    while store.host("localhost").is_some() && started.elapsed() < Duration::from_secs(6) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(store.host("localhost").is_none(), "the silent host is gone after host_dmax");
+    assert!(started.elapsed() >= Duration::from_secs(1), "not before host_dmax");
+    shutdown.cancel();
+    network.wait().await;
     std::fs::remove_dir_all(dir).unwrap();
 }
