@@ -1,11 +1,15 @@
-//! Wire-format costs at gmond scale: rendering the XML of 10 000 metrics (goal ≤ 5 ms per
-//! document) and encoding/decoding 10 000 gmetric value packets.
+//! Wire-format and store costs at gmond scale: rendering the XML of 10 000 metrics (goal
+//! ≤ 5 ms per document), encoding/decoding 10 000 gmetric value packets, and storing
+//! 10 000 values (what the scheduler and the receiver do per cycle).
 //!
-//! Run: `cargo bench -p wasmond --bench xml`.
+//! Run: `cargo bench -p wasmond --bench xml`. The `*_cpu` groups measure the thread's CPU
+//! time instead of wall time (Linux): on a busy shared machine wall time also counts the
+//! waiting for a core.
 
 use std::hint::black_box;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use wasmond::metric::{MetricValue, Slope, ValueType};
 use wasmond::store::{ClusterInfo, HostRef, MetricMeta, Store, StoreConfig};
@@ -107,15 +111,23 @@ fn value_packets() -> Vec<Message> {
         .collect()
 }
 
-fn xml(c: &mut Criterion) {
+fn xml<M: Measurement>(c: &mut Criterion<M>, group_name: &str) {
     let store = full_store();
     let size = store.render_xml(now()).len();
-    let mut group = c.benchmark_group("xml");
+    let mut group = c.benchmark_group(group_name);
     group.throughput(Throughput::Elements(METRICS as u64));
     group.bench_function(format!("render_{METRICS}_metrics_{size}_bytes"), |b| {
         b.iter(|| black_box(store.render_xml(black_box(now()))))
     });
     group.finish();
+}
+
+fn xml_wall(c: &mut Criterion) {
+    xml(c, "xml");
+}
+
+fn xml_cpu(c: &mut Criterion<ThreadCpuTime>) {
+    xml(c, "xml_cpu");
 }
 
 fn xdr(c: &mut Criterion) {
@@ -150,5 +162,70 @@ fn xdr(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, xml, xdr);
-criterion_main!(benches);
+fn store(c: &mut Criterion) {
+    let store = full_store();
+    let host_names: Vec<String> = (0..HOSTS).map(|h| format!("host{h:02}.example")).collect();
+    let names: Vec<String> = (0..METRICS).map(|i| format!("metric_{i:05}")).collect();
+    let mut group = c.benchmark_group("store");
+    group.throughput(Throughput::Elements(METRICS as u64));
+    group.bench_function(format!("update_{METRICS}_values"), |b| {
+        b.iter(|| {
+            for (i, name) in names.iter().enumerate() {
+                let host = HostRef {
+                    name: &host_names[i % HOSTS],
+                    ip: "10.0.0.1",
+                };
+                let value = MetricValue::UInt32(i as u32);
+                black_box(store.update_value(host, name, value, "%u", now()).unwrap());
+            }
+        })
+    });
+    group.finish();
+}
+
+/// CPU time of the benchmarking thread, from `/proc/thread-self/schedstat` (ns).
+struct ThreadCpuTime;
+
+fn thread_cpu_nanos() -> u64 {
+    let schedstat =
+        std::fs::read_to_string("/proc/thread-self/schedstat").expect("Linux schedstat");
+    schedstat
+        .split_whitespace()
+        .next()
+        .and_then(|ns| ns.parse().ok())
+        .expect("schedstat: CPU ns first")
+}
+
+impl Measurement for ThreadCpuTime {
+    type Intermediate = u64;
+    type Value = u64;
+
+    fn start(&self) -> u64 {
+        thread_cpu_nanos()
+    }
+    fn end(&self, start: u64) -> u64 {
+        thread_cpu_nanos().saturating_sub(start)
+    }
+    fn add(&self, a: &u64, b: &u64) -> u64 {
+        a + b
+    }
+    fn zero(&self) -> u64 {
+        0
+    }
+    fn to_f64(&self, nanos: &u64) -> f64 {
+        *nanos as f64
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        // Nanoseconds, like wall time.
+        static WALL: WallTime = WallTime;
+        WALL.formatter()
+    }
+}
+
+criterion_group!(benches, xml_wall, xdr, store);
+criterion_group! {
+    name = cpu_benches;
+    config = Criterion::default().with_measurement(ThreadCpuTime);
+    targets = xml_cpu
+}
+criterion_main!(benches, cpu_benches);
