@@ -157,6 +157,11 @@ pub struct Link<'a> {
 const IFF_UP: u32 = 0x1;
 
 /// `mtu`: the smallest MTU of the interfaces that are up, or None when none is.
+///
+/// That is what gmond's `get_min_mtu` means to report. gmond 3.7.2 on 64-bit Linux
+/// reports the MTU of the first interface only (usually `lo`, 65536): its walk of
+/// `SIOCGIFCONF` steps 32 bytes through 40-byte entries, so it never parses the
+/// second one (strace shows it asking for `lo`'s MTU alone).
 pub fn min_mtu_of_up_links<'a>(links: impl IntoIterator<Item = Link<'a>>) -> Option<u32> {
     links
         .into_iter()
