@@ -207,6 +207,43 @@ fn a_loop_in_the_handler_hits_the_handler_deadline_and_the_module_restarts() {
 }
 
 #[test]
+fn a_sleep_in_the_host_hits_the_handler_deadline() {
+    let host = host();
+    let mut instance = start_hostile(
+        &host,
+        deadline_only(Limits::default()),
+        &[("attack", "sleep")],
+    )
+    .unwrap();
+    let started = Instant::now();
+    let error = instance.handle("attack").unwrap_err();
+    assert_within_twice(started.elapsed(), TEST_DEADLINE);
+    assert!(matches!(error.kind, ErrorKind::Deadline { .. }), "{error}");
+    assert_serves_example(&host);
+}
+
+/// How the scheduler calls modules: on a blocking worker of its tokio runtime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sleep_on_a_tokio_blocking_worker_hits_the_deadline() {
+    let host = host();
+    let mut instance = start_hostile(
+        &host,
+        deadline_only(Limits::default()),
+        &[("attack", "sleep")],
+    )
+    .unwrap();
+    let started = Instant::now();
+    let result = tokio::task::spawn_blocking(move || instance.handle("attack"))
+        .await
+        .unwrap();
+    assert_within_twice(started.elapsed(), TEST_DEADLINE);
+    assert!(matches!(
+        result.unwrap_err().kind,
+        ErrorKind::Deadline { .. }
+    ));
+}
+
+#[test]
 fn a_loop_in_cleanup_hits_the_cleanup_deadline() {
     let host = host();
     let instance = start_hostile(

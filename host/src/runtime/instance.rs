@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use wasmtime::Store;
 
 use super::bindings::MetricModule;
+use super::blocking::BlockedPastDeadline;
 use super::error::{Callback, ErrorKind, ModuleError, truncate_to};
 use super::limits::MAX_ERROR_MESSAGE_BYTES;
 use super::state::HostState;
@@ -86,8 +87,7 @@ impl ModuleInstance {
         let Some(live) = self.live.as_mut() else {
             unreachable!("instantiate_and_init leaves a live store on success")
         };
-        arm(&mut live.store, &self.module, budget);
-        let started = Instant::now();
+        let started = arm(&mut live.store, &self.module, budget);
         let result = live.bindings.call_handler(&mut live.store, metric);
         account(&mut self.stats, &mut live.store, budget, started);
         self.stats.calls += 1;
@@ -127,8 +127,7 @@ impl ModuleInstance {
         let Some(mut live) = self.live.take() else {
             return Ok(());
         };
-        arm(&mut live.store, &self.module, budget);
-        let started = Instant::now();
+        let started = arm(&mut live.store, &self.module, budget);
         let result = live.bindings.call_cleanup(&mut live.store);
         account(&mut self.stats, &mut live.store, budget, started);
         result.map_err(|trap| {
@@ -152,9 +151,8 @@ impl ModuleInstance {
         let mut store = Store::new(&loaded.shared.engine, state);
         store.limiter(|state| &mut state.limiter);
         store.epoch_deadline_trap();
-        arm(&mut store, &self.module, budget);
         self.stats.inits += 1;
-        let started = Instant::now();
+        let started = arm(&mut store, &self.module, budget);
         let result = loaded.pre.instantiate(&mut store).and_then(|bindings| {
             let init = bindings.call_init(&mut store, &self.params)?;
             Ok((bindings, init))
@@ -214,13 +212,22 @@ impl ModuleInstance {
     }
 }
 
-/// Resets the fuel and the epoch deadline before a callback.
-fn arm(store: &mut Store<HostState>, module: &LoadedModule, budget: Budget) {
+/// Resets the fuel, the epoch deadline and the host-wait deadline before a
+/// callback; returns when the callback starts.
+fn arm(store: &mut Store<HostState>, module: &LoadedModule, budget: Budget) -> Instant {
     store
         .set_fuel(budget.fuel)
         .expect("the engine consumes fuel");
     store.set_epoch_deadline(module.inner.shared.ticker.ticks_for(budget.deadline));
+    let started = Instant::now();
+    store.data_mut().deadline = started
+        .checked_add(budget.deadline)
+        .unwrap_or_else(|| started + FAR_FUTURE);
+    started
 }
+
+/// A deadline for callbacks whose deadline does not fit in an `Instant`.
+const FAR_FUTURE: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// Adds the cost of the callback that just returned to `stats`.
 fn account(
@@ -250,6 +257,11 @@ fn account(
 fn classify(store: &Store<HostState>, budget: Budget, error: &wasmtime::Error) -> ErrorKind {
     if let Some(hit) = store.data().limiter.refused {
         return ErrorKind::MemoryLimit(hit);
+    }
+    if error.is::<BlockedPastDeadline>() {
+        return ErrorKind::Deadline {
+            deadline: budget.deadline,
+        };
     }
     match error.downcast_ref::<wasmtime::Trap>() {
         Some(wasmtime::Trap::OutOfFuel) => ErrorKind::OutOfFuel {

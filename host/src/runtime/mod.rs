@@ -24,6 +24,7 @@
 //! ```
 
 mod bindings;
+mod blocking;
 mod cache;
 mod epoch;
 mod error;
@@ -115,6 +116,7 @@ impl Runtime {
             .map_err(|error| anyhow::Error::from(error).context("creating the wasmtime engine"))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .and_then(|()| blocking::add_deadline_aware_poll(&mut linker))
             .and_then(|()| bindings::add_to_linker(&mut linker))
             .map_err(|error| {
                 anyhow::Error::from(error).context("linking WASI and the log import")

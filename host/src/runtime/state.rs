@@ -14,8 +14,10 @@ use super::limits::{LOG_BURST_LINES, LOG_LINES_PER_SECOND, Limiter, Limits, MAX_
 /// The data of one module instance's store.
 pub(crate) struct HostState {
     wasi: WasiCtx,
-    table: ResourceTable,
+    pub(crate) table: ResourceTable,
     pub(crate) limiter: Limiter,
+    /// When the running callback's deadline passes; host waits give up then.
+    pub(crate) deadline: Instant,
     pub(crate) log: ModuleLog,
 }
 
@@ -29,6 +31,7 @@ impl HostState {
             wasi: wasi_context(grants)?,
             table: ResourceTable::new(),
             limiter: Limiter::new(limits),
+            deadline: Instant::now(),
             log: ModuleLog::new(module),
         })
     }
