@@ -414,6 +414,11 @@ fn we_show_real_gmetric_packets_of_every_type() {
     );
     let grid = gxml::parse(&xml).unwrap();
     let host = grid.host("localhost").unwrap();
+    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
+    let reported: u64 = host.attr("REPORTED").parse().unwrap();
+    assert!(reported.abs_diff(now) <= 5, "REPORTED {reported}, now {now}");
+    assert!(host.attr("TN").parse::<u64>().unwrap() <= 5);
+    assert_eq!((host.attr("IP"), host.attr("TMAX"), host.attr("DMAX")), ("127.0.0.1", "20", "0"));
     for (ty, value, slope) in cases {
         let metric = host.metric(&format!("gm_{ty}")).unwrap();
         assert_eq!(metric.attr("TYPE"), ty);

@@ -160,14 +160,25 @@ impl Gmond {
     /// `cluster`, no modules of its own, mute so it only shows what it receives, and
     /// the OS default receive buffer, as gmond has by default).
     pub fn start(cluster: &str, extra: &str) -> Gmond {
+        Gmond::launch(cluster, free_port(), true, extra)
+    }
+
+    /// Starts a gmond on `port` that is not mute and sends to `peer` only what it has to
+    /// say without modules: its metadata requests (id 136).
+    pub fn start_asking(cluster: &str, port: u16, peer: SocketAddr) -> Gmond {
+        let channel = format!("udp_send_channel {{\n  host = {}\n  port = {}\n}}\n", peer.ip(), peer.port());
+        Gmond::launch(cluster, port, false, &channel)
+    }
+
+    fn launch(cluster: &str, port: u16, mute: bool, extra: &str) -> Gmond {
         let dir = TempDir::new("gmond");
-        let port = free_port();
+        let mute = if mute { "yes" } else { "no" };
         let conf = format!(
             r#"globals {{
   daemonize = no
   setuid = no
   debug_level = 0
-  mute = yes
+  mute = {mute}
   deaf = no
   host_dmax = 0
   cleanup_threshold = 300
