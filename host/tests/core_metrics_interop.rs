@@ -10,12 +10,12 @@
 //!    runtime with read-only `/proc` and `/sys`; gmond also collects, in one fast group,
 //!    the built-in metrics its stock config leaves out. Every metric gmond served is
 //!    declared by the module and the other way round, with the same TYPE, UNITS,
-//!    SLOPE, TMAX and GROUP.
+//!    SLOPE, TMAX, GROUP and DESC.
 //! 2. [`wasmond_run_serves_what_gmond_serves`] runs `wasmond run` on the bundled
 //!    default config (`conf.d/wasmond.conf`, moved to a free port) and compares the
 //!    two XML documents: the same metrics (but the disk metrics, which the default
 //!    config leaves out, and wasmond's own `wasmond_*` accounting) with the same
-//!    TYPE, UNITS, SLOPE, TMAX and GROUP.
+//!    TYPE, UNITS, SLOPE, TMAX, GROUP, DESC and TITLE.
 //!
 //! Both check `cpu_num`, `mem_total`, `swap_total`, `boottime` and `os_release` (and
 //! `os_name`, `machine_type`, `cpu_speed`, `gexec`) printed alike, and `load_one`
@@ -45,12 +45,12 @@ const DEFAULT_PORT: &str = "8649";
 
 /// Collects `load_one` every 2 s and sends it as often, so that the XML's value is
 /// fresh enough to compare within 0.5 (the stock group sends it only when it moved
-/// by 1.0, or every 90 s). Added to both daemons' configs.
+/// by 1.0, or every 90 s). Added to both daemons' configs, with the stock title.
 const FAST_LOAD_GROUP: &str = r#"
 collection_group {
   collect_every = 2
   time_threshold = 2
-  metric { name = "load_one" }
+  metric { name = "load_one" title = "One Minute Load Average" }
 }
 "#;
 
@@ -118,10 +118,15 @@ struct XmlMetric {
     tmax: u32,
     tn: u32,
     groups: Vec<String>,
+    /// The `DESC` extra element: the descriptor's description.
+    desc: String,
+    /// The `TITLE` extra element: the collection group's title.
+    title: String,
 }
 
-/// What the tests compare of a metric's description.
-type Description = (String, String, String, u32, Vec<String>);
+/// What the tests compare of a metric's description: TYPE, UNITS, SLOPE, TMAX,
+/// groups and DESC.
+type Description = (String, String, String, u32, Vec<String>, String);
 
 impl XmlMetric {
     fn description(&self) -> Description {
@@ -131,6 +136,7 @@ impl XmlMetric {
             self.slope.clone(),
             self.tmax,
             self.groups.clone(),
+            self.desc.clone(),
         )
     }
 }
@@ -140,7 +146,8 @@ fn description_of(d: &MetricDescriptor) -> Description {
         d.value_type.gmond_name().to_string(),
         d.slope.gmond_name().to_string(),
     );
-    (ty, d.units.clone(), slope, d.time_max, d.groups.clone())
+    let (units, groups, desc) = (d.units.clone(), d.groups.clone(), d.description.clone());
+    (ty, units, slope, d.time_max, groups, desc)
 }
 
 #[test]
@@ -160,7 +167,7 @@ fn core_metrics_matches_real_gmond() {
         assert_eq!(
             served[name].description(),
             description_of(descriptor),
-            "{name}: TYPE, UNITS, SLOPE, TMAX, GROUP"
+            "{name}: TYPE, UNITS, SLOPE, TMAX, GROUP, DESC"
         );
     }
 
@@ -210,7 +217,11 @@ fn wasmond_run_serves_what_gmond_serves() {
         assert_eq!(
             ours.description(),
             theirs.description(),
-            "{name}: TYPE, UNITS, SLOPE, TMAX, GROUP"
+            "{name}: TYPE, UNITS, SLOPE, TMAX, GROUP, DESC"
+        );
+        assert_eq!(
+            ours.title, theirs.title,
+            "{name}: TITLE (the default config's)"
         );
     }
     // The same values printed with the same formats.
@@ -441,12 +452,14 @@ fn parse_metrics(xml: &str) -> BTreeMap<String, XmlMetric> {
             }
             Ok(Event::Empty(e)) if e.name().as_ref() == b"EXTRA_ELEMENT" => {
                 let attrs = attributes(&e);
-                if let Some((_, metric)) = current.as_mut()
-                    && attrs.get("NAME").map(String::as_str) == Some("GROUP")
-                {
-                    metric
-                        .groups
-                        .push(attrs.get("VAL").cloned().unwrap_or_default());
+                if let Some((_, metric)) = current.as_mut() {
+                    let val = attrs.get("VAL").cloned().unwrap_or_default();
+                    match attrs.get("NAME").map(String::as_str) {
+                        Some("GROUP") => metric.groups.push(val),
+                        Some("DESC") => metric.desc = val,
+                        Some("TITLE") => metric.title = val,
+                        _ => {}
+                    }
                 }
             }
             Ok(Event::End(e)) if e.name().as_ref() == b"METRIC" => {
@@ -494,6 +507,8 @@ fn metric_of(attrs: &BTreeMap<String, String>) -> (String, XmlMetric) {
         tmax: number("TMAX"),
         tn: number("TN"),
         groups: Vec::new(),
+        desc: String::new(),
+        title: String::new(),
     };
     (text("NAME"), metric)
 }
