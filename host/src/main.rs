@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use wasmond::cli::module_run::{ModuleRunArgs, module_run};
+use wasmond::cli::{check, run};
 
 #[derive(Debug, Parser)]
 #[command(name = "wasmond", version, about = "A gmond-compatible metric daemon with WebAssembly modules")]
@@ -15,6 +16,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the daemon in the foreground (SIGHUP reloads, SIGTERM/SIGINT stop).
+    Run(run::RunArgs),
+    /// Check a configuration: load every module, explain what each group collects.
+    Check(check::CheckArgs),
     /// Work with metric modules.
     Module {
         #[command(subcommand)]
@@ -30,8 +35,13 @@ enum ModuleCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    // `run` sets its log level from the config's debug_level.
+    if !matches!(cli.command, Command::Run(_)) {
+        init_logging();
+    }
     let result = match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Check(args) => check::check(args),
         Command::Module { command: ModuleCommand::Run(args) } => module_run(args),
     };
     match result {

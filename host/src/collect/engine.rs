@@ -28,11 +28,11 @@ use tracing::{debug, error, info, warn};
 use super::backoff::Backoff;
 use super::driver::ModuleDriver;
 use super::host_module::{Accounts, HOST_MODULE, HOST_PREFIX, HostFacts, HostModule};
-use super::names::MetricOwners;
+use super::names::{ClaimError, MetricOwners};
 use super::ratelimit::{LOG_WINDOW, RateLimiter};
 use super::schedule::GroupState;
 use super::select::{Collect, EntrySpec, GroupSelection, GroupSpec, MetricKey, Selector, select_group};
-use super::worker::{Collected, Job, ModuleId, Refused, Report, ReportKind, Slice, Worker};
+use super::worker::{Account, Collected, Job, ModuleId, Refused, Report, ReportKind, Slice, Worker};
 use super::{OutgoingMetric, SendRequest};
 use crate::metric::{MetricDescriptor, MetricValue};
 use crate::store::{HostRef, MetricMeta, Store};
@@ -109,6 +109,8 @@ pub struct Status {
     pub modules: BTreeMap<String, ModuleState>,
     /// What each group collects, in configuration order (the built-in group last).
     pub groups: Vec<GroupSelection>,
+    /// Each module's calls, errors, traps and usage so far.
+    pub accounts: BTreeMap<String, Account>,
 }
 
 /// What the shutdown achieved.
@@ -372,9 +374,23 @@ impl Engine {
         }
     }
 
+    /// Claims the module's metric names. Modules start in parallel, so the first in
+    /// configuration order wins, whichever finished its init first: a later module that
+    /// took a name is evicted for an earlier one.
     fn on_started(&mut self, id: ModuleId, descriptors: Vec<MetricDescriptor>, now: Instant) {
+        let names = || descriptors.iter().map(|d| d.name.as_str());
+        let name = self.modules[&id].name.clone();
+        let mut claimed = self.owners.claim(&name, names());
+        if let Err(errors) = &claimed {
+            let later_owners = self.later_owners(id, errors);
+            if let Some(later_owners) = later_owners {
+                for owner in later_owners {
+                    self.evict(owner, &name, now);
+                }
+                claimed = self.owners.claim(&name, names());
+            }
+        }
         let slot = self.modules.get_mut(&id).expect("caller checked");
-        let claimed = self.owners.claim(&slot.name, descriptors.iter().map(|d| d.name.as_str()));
         match claimed {
             Ok(()) => {
                 info!(module = %slot.name, "module {} started with {} metrics", slot.name, descriptors.len());
@@ -392,6 +408,39 @@ impl Engine {
             }
         }
         self.replan(now);
+    }
+
+    /// When every clash is with a module later in configuration order: those modules.
+    fn later_owners(&self, id: ModuleId, errors: &[ClaimError]) -> Option<Vec<ModuleId>> {
+        let position = |id: &ModuleId| self.order.iter().position(|o| o == id);
+        let mine = position(&id)?;
+        let mut owners = Vec::new();
+        for error in errors {
+            let ClaimError::Taken { owner, .. } = error else { return None };
+            let (owner_id, _) = self.modules.iter().find(|(_, slot)| slot.name == *owner)?;
+            if position(owner_id)? <= mine {
+                return None;
+            }
+            if !owners.contains(owner_id) {
+                owners.push(*owner_id);
+            }
+        }
+        Some(owners)
+    }
+
+    /// Refuses a running module whose names an earlier module claims; it is cleaned up.
+    fn evict(&mut self, id: ModuleId, winner: &str, now: Instant) {
+        let Some(slot) = self.modules.get_mut(&id) else { return };
+        let message = format!(
+            "module {}: its metrics clash with those of module {winner}, declared before it",
+            slot.name
+        );
+        error!(module = %slot.name, "{message}; the module is unloaded");
+        self.owners.release(&slot.name);
+        self.metrics.retain(|key, _| *key.module != *slot.name);
+        slot.state = SlotState::Rejected(vec![message]);
+        let bound = slot.bounds.cleanup + JOB_MARGIN;
+        let _ = slot.submit(Job::Cleanup, bound, now);
     }
 
     fn on_collected(&mut self, id: ModuleId, collected: Collected, now: Instant) {
@@ -694,7 +743,8 @@ impl Engine {
                 (slot.name.clone(), state)
             })
             .collect();
-        Status { modules, groups: self.groups.iter().map(|g| g.selection.clone()).collect() }
+        let accounts = self.accounts.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        Status { modules, groups: self.groups.iter().map(|g| g.selection.clone()).collect(), accounts }
     }
 
     /// Logs through the rate limit of (module, metric); `log` gets the suffix that says
@@ -726,6 +776,10 @@ impl Engine {
         for (id, slot) in &mut self.modules {
             let bound = slot.bounds.cleanup + JOB_MARGIN;
             slot.retiring = true;
+            if matches!(slot.state, SlotState::Rejected(_)) {
+                // Cleaned up when it was refused.
+                continue;
+            }
             if slot.submit(Job::Cleanup, bound, now).is_ok() {
                 // Behind a job still in flight, the cleanup waits for that one too.
                 let by = slot.answer_by.unwrap_or(now + bound);

@@ -143,28 +143,33 @@ impl GroupState {
         let send_due = self.next_send <= now;
         let collect_due = self.next_collect.is_some_and(|at| at <= now);
         if collect_due {
+            let planned = self.next_collect.unwrap_or(now);
             self.next_collect = self.following_collection(now);
             self.cycle = Cycle { sending: send_due, held: Vec::new() };
             if send_due {
-                self.next_send = now + self.time_threshold;
+                // Counted from the planned collection, so that a late first collection
+                // (its module was still starting) does not put the sends out of step
+                // with the collections for good.
+                self.next_send = later_than(planned + self.time_threshold, now, self.time_threshold);
             }
             return Tick { collect: true, send: Vec::new() };
         }
         if send_due {
-            self.next_send = now + self.time_threshold;
+            self.next_send = later_than(self.next_send + self.time_threshold, now, self.time_threshold);
             let fresh = (0..self.metrics.len()).filter(|&i| self.metrics[i].fresh).collect();
             return Tick { collect: false, send: fresh };
         }
         Tick::default()
     }
 
-    /// Keeps a steady rhythm (no drift from processing time), but never schedules a burst
-    /// to catch up after a stall.
+    /// Keeps collections on a fixed grid from the group's start (no drift from
+    /// processing time); after a stall the missed ones are skipped, not made up in a burst.
     fn following_collection(&self, now: Instant) -> Option<Instant> {
         match (self.collect, self.next_collect) {
             (Collect::Every(every), Some(planned)) => {
-                let next = planned + every;
-                Some(if next <= now { now + every } else { next })
+                let behind = now.saturating_duration_since(planned).as_nanos() / every.as_nanos().max(1);
+                let steps = u32::try_from(behind + 1).unwrap_or(u32::MAX);
+                Some(planned + every * steps)
             }
             (Collect::Every(every), None) => Some(now + every),
             (Collect::Once, _) => None,
@@ -205,6 +210,11 @@ impl GroupState {
             Vec::new()
         }
     }
+}
+
+/// `at`, or `now + period` when `at` is already past.
+fn later_than(at: Instant, now: Instant, period: Duration) -> Instant {
+    if at > now { at } else { now + period }
 }
 
 /// Whether a value moved enough since the previous collection to send its group.
@@ -262,8 +272,24 @@ mod tests {
         assert_eq!(step(&mut state, &[double(1.0)]), (true, vec![]), "collected, not sent");
         assert_eq!(state.next_event(), start + Duration::from_secs(40), "late tick does not shift the rhythm");
         advance(Duration::from_secs(100)).await;
-        assert!(state.tick(Instant::now()).collect);
-        assert_eq!(state.next_event(), Instant::now() + Duration::from_secs(20), "no burst after a stall");
+        assert!(state.tick(Instant::now()).collect, "at 120.3 s, for the one due at 40 s");
+        assert_eq!(state.next_event(), start + Duration::from_secs(140), "no burst, same grid");
+    }
+
+    #[tokio::test]
+    async fn a_late_first_collection_keeps_sends_in_step_with_collections() {
+        pause();
+        let start = Instant::now();
+        let mut state = GroupState::new(Collect::Every(Duration::from_secs(1)), Duration::from_secs(1), start);
+        state.set_metrics([(key("a"), None)]);
+        advance(Duration::from_millis(620)).await;
+        assert_eq!(step(&mut state, &[double(1.0)]), (true, vec![0]));
+        for _ in 0..3 {
+            advance(Duration::from_millis(380)).await;
+            assert_eq!(step(&mut state, &[double(1.0)]), (true, vec![0]), "sent with each collection");
+            advance(Duration::from_millis(620)).await;
+            assert_eq!(state.tick(Instant::now()), Tick::default());
+        }
     }
 
     #[tokio::test]

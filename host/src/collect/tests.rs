@@ -285,6 +285,24 @@ async fn a_second_module_publishing_a_taken_name_is_rejected_at_load() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_module_declared_first_wins_even_when_it_starts_last() {
+    let groups = vec![every(10, 60, vec![by_name("shared", None)])];
+    let late_first = ModuleDef { fail_starts: 1, ..module("a", &["shared"]) };
+    let h = harness(groups, vec![late_first, module("b", &["b_only", "shared"])], &[("shared", 1.0)]);
+    tokio::time::sleep(SEC / 2).await;
+    let status = h.handle.status().await.unwrap();
+    assert!(matches!(status.modules["b"], ModuleState::Running { .. }), "b holds the name meanwhile");
+    tokio::time::sleep(SEC).await;
+    let status = h.handle.status().await.unwrap();
+    assert!(matches!(status.modules["a"], ModuleState::Running { .. }));
+    let ModuleState::Rejected { errors } = &status.modules["b"] else { panic!("{:?}", status.modules["b"]) };
+    assert_eq!(errors, &["module b: its metrics clash with those of module a, declared before it"]);
+    assert!(h.journal().contains(&"b:cleanup".to_string()));
+    let report = h.stop().await;
+    assert_eq!(report.cleaned_up, ["a", "wasmond"], "b is not cleaned up twice");
+}
+
+#[tokio::test(start_paused = true)]
 async fn failed_init_is_retried_with_backoff_then_collected() {
     let groups = vec![every(1, 3600, vec![by_name("late", None)])];
     let slow = ModuleDef { fail_starts: 3, ..module("slow", &["late"]) };
@@ -368,4 +386,54 @@ async fn accounting_metrics_are_published_by_the_builtin_group() {
         names(&["wasmond_m_calls", "wasmond_m_errors", "wasmond_m_traps", "wasmond_m_fuel", "wasmond_m_busy", "wasmond_m_memory"])
     );
     h.stop().await;
+}
+
+/// Blocks in its first call until the test ends: a module no deadline can stop.
+struct Wedged;
+
+impl ModuleDriver for Wedged {
+    fn start(&mut self) -> Result<Vec<MetricDescriptor>, Failure> {
+        Ok(vec![descriptor("stuck")])
+    }
+    fn handle(&mut self, _metric: &str) -> Result<MetricValue, Failure> {
+        std::thread::sleep(Duration::from_secs(3600));
+        Err(Failure::trap("woke up"))
+    }
+    fn cleanup(&mut self) {}
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_wedged_module_is_skipped_and_abandoned_at_shutdown_within_its_bound() {
+    let groups = vec![every(1, 3600, vec![by_name("good", Some(0.0)), by_name("stuck", None)])];
+    let mut h = harness(groups, vec![module("g", &["good"])], &[("good", 1.0)]);
+    let wedged = ModuleSpec {
+        name: "wedged".into(),
+        fingerprint: "v1".into(),
+        bounds: CallBounds { init: SEC, handler: SEC, cleanup: SEC },
+        driver: Box::new(Wedged),
+        inline: false,
+    };
+    let mut next = config(
+        vec![every(1, 3600, vec![by_name("good", Some(0.0)), by_name("stuck", None)])],
+        vec![module("g", &["good"])],
+        &h.values,
+        &h.journal,
+    );
+    next.modules.push(wedged);
+    h.handle.reload(next);
+    // The wedged thread starts for real; give it a moment of real time.
+    for _ in 0..100 {
+        let status = h.handle.status().await.unwrap();
+        if matches!(status.modules.get("wedged"), Some(ModuleState::Running { .. })) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+        tokio::task::yield_now().await;
+    }
+    let sends = h.sends_until(10).await;
+    assert!(sends.len() >= 8, "good goes on while wedged never answers: {sends:?}");
+    let asked = Instant::now();
+    let report = h.stop().await;
+    assert_eq!(report.timed_out, ["wedged"]);
+    assert!(Instant::now() - asked <= 3 * SEC, "bounded by its job: {:?}", Instant::now() - asked);
 }

@@ -89,7 +89,10 @@ impl Runner {
                 (ReportKind::Collected(self.collect(group, epoch, metrics)), true)
             }
             Job::Cleanup => {
-                self.timed(|driver| driver.cleanup());
+                let _ = self.guarded("cleanup", |driver| {
+                    driver.cleanup();
+                    Ok(())
+                });
                 (ReportKind::CleanedUp, false)
             }
         };
@@ -100,7 +103,7 @@ impl Runner {
     }
 
     fn start(&mut self) -> Result<Vec<MetricDescriptor>, Failure> {
-        let result = self.timed(|driver| driver.start());
+        let result = self.guarded("init", |driver| driver.start());
         if let Err(failure) = &result {
             self.count_failure(failure);
         }
@@ -123,7 +126,7 @@ impl Runner {
                 collected.values.push(None);
                 continue;
             }
-            match self.timed(|driver| driver.handle(name)) {
+            match self.guarded(name, |driver| driver.handle(name)) {
                 Ok(value) => collected.values.push(Some(value)),
                 Err(failure) => {
                     self.count_failure(&failure);
@@ -142,6 +145,20 @@ impl Runner {
         self.account.calls += 1;
         self.account.busy += started.elapsed();
         result
+    }
+
+    /// A call that may panic (a bug in the host side of a driver): the panic becomes a
+    /// trap of this module instead of the end of its thread.
+    fn guarded<T>(&mut self, what: &str, call: impl FnOnce(&mut dyn ModuleDriver) -> Result<T, Failure>) -> Result<T, Failure> {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.timed(call)));
+        outcome.unwrap_or_else(|panic| {
+            let reason = panic
+                .downcast_ref::<&str>()
+                .map(ToString::to_string)
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".to_string());
+            Err(Failure::trap(format!("{what}: the host panicked: {reason}")))
+        })
     }
 
     fn count_failure(&mut self, failure: &Failure) {
@@ -191,7 +208,11 @@ impl Worker {
     ) -> std::io::Result<Worker> {
         let (jobs, queue) = mpsc::sync_channel::<Job>(QUEUE_DEPTH);
         let mut runner = Runner { id, driver, account: Account::default(), reports };
+        // The runtime waits for WASI calls (a guest's sleep) on tokio timers, so the
+        // thread runs in the scheduler's runtime context when there is one.
+        let context = tokio::runtime::Handle::try_current().ok();
         std::thread::Builder::new().name(format!("module {name}")).spawn(move || {
+            let _context = context.as_ref().map(tokio::runtime::Handle::enter);
             while let Ok(job) = queue.recv() {
                 if !runner.run(job) {
                     break;
@@ -242,6 +263,7 @@ mod tests {
             match metric {
                 "trap" => Err(Failure::trap("module s: handler of metric trap: deadline")),
                 "err" => Err(Failure::error("module s: handler of metric err: no")),
+                "panic" => panic!("driver bug"),
                 _ => Ok(MetricValue::UInt32(self.calls)),
             }
         }
@@ -269,6 +291,19 @@ mod tests {
         assert!(collected.trapped);
         assert_eq!(collected.failures.len(), 2);
         assert_eq!((report.account.calls, report.account.errors, report.account.traps), (4, 1, 1));
+    }
+
+    #[tokio::test]
+    async fn a_panicking_driver_is_a_trap_not_a_dead_thread() {
+        let (tx, mut rx) = unbounded_channel();
+        let mut worker = Worker::spawn_thread(ModuleId(2), "s", Box::new(Scripted { calls: 0 }), tx).unwrap();
+        worker.submit(Job::Collect { group: 0, epoch: 0, metrics: slice(&["panic"]) }).unwrap();
+        let report = rx.recv().await.unwrap();
+        let ReportKind::Collected(collected) = report.kind else { panic!("{:?}", report.kind) };
+        assert!(collected.trapped);
+        assert_eq!(collected.failures[0].1.message, "panic: the host panicked: driver bug");
+        worker.submit(Job::Collect { group: 0, epoch: 0, metrics: slice(&["a"]) }).unwrap();
+        assert!(matches!(rx.recv().await.unwrap().kind, ReportKind::Collected(_)), "the thread lives on");
     }
 
     #[tokio::test]
