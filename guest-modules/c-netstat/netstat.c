@@ -5,8 +5,10 @@
  * of its `proc_net` param (default "/proc/net"). Without it, init fails and says so.
  *
  * Params:
- *   proc_net  where the protocol tables are (default "/proc/net")
- *   group     the metric group (default "network")
+ *   proc_net     where the protocol tables are (default "/proc/net")
+ *   group        the metric group (default "network")
+ *   min_poll_ms  a table is re-read at most this often, so that the metrics of one
+ *                collection share one sample and one read (default 1000)
  *
  * Counters are reported as gmond's python modules would: uint32 with slope "positive",
  * so gmetad stores them as RRD COUNTERs (which handle the 32-bit wrap) and graphs rates.
@@ -19,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "metric_module.h"
@@ -81,13 +84,21 @@ static const struct counter COUNTERS[] = {
 static struct {
     char proc_net[MAX_PATH_BYTES];
     char group[128];
-    /* The previous sample behind tcp_retrans_percent. */
-    bool have_sample;
+    int64_t min_poll_ms;
+    /* The sample behind the last tcp_retrans_percent, and that value. */
+    uint64_t retrans_generation;
     int64_t last_retrans;
     int64_t last_out_segs;
+    float last_percent;
 } state;
 
-static char table_text[MAX_TABLE_BYTES];
+/* The last read of each table. `generation` counts reads (0: never read). */
+static struct sample {
+    char text[MAX_TABLE_BYTES];
+    size_t len;
+    int64_t read_at_ms;
+    uint64_t generation;
+} samples[2];
 
 static void log_line(wasmond_metric_log_level_t level, const char *message) {
     metric_module_string_t text;
@@ -101,23 +112,29 @@ static bool fail(metric_module_string_t *err, const char *message) {
     return false;
 }
 
-/* Reads a table into `table_text`; returns its length, or -1 with errno set. */
-static ssize_t read_table(enum table table) {
+static int64_t now_ms(void) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+/* Reads a whole table into `sample`; false with errno set on failure. */
+static bool read_table(enum table table, struct sample *sample) {
     char path[MAX_PATH_BYTES + 16];
     snprintf(path, sizeof path, "%s/%s", state.proc_net, TABLE_FILES[table]);
     int fd = open(path, O_RDONLY);
     if (fd < 0) {
-        return -1;
+        return false;
     }
     size_t total = 0;
     /* /proc files report size 0: read until EOF rather than trusting fstat. */
-    while (total < sizeof table_text) {
-        ssize_t n = read(fd, table_text + total, sizeof table_text - total);
+    while (total < sizeof sample->text) {
+        ssize_t n = read(fd, sample->text + total, sizeof sample->text - total);
         if (n < 0) {
             int saved = errno;
             close(fd);
             errno = saved;
-            return -1;
+            return false;
         }
         if (n == 0) {
             break;
@@ -125,20 +142,36 @@ static ssize_t read_table(enum table table) {
         total += (size_t)n;
     }
     close(fd);
-    return (ssize_t)total;
+    sample->len = total;
+    sample->generation++;
+    return true;
+}
+
+/* The table as last read, re-read when older than min_poll_ms; NULL with errno set. */
+static const struct sample *table_sample(enum table table) {
+    struct sample *sample = &samples[table];
+    int64_t now = now_ms();
+    if (sample->generation != 0 && now - sample->read_at_ms < state.min_poll_ms) {
+        return sample;
+    }
+    if (!read_table(table, sample)) {
+        return NULL;
+    }
+    sample->read_at_ms = now;
+    return sample;
 }
 
 /* Reads one field; on failure writes a message into `err`. */
 static bool read_field(enum table table, const char *section, const char *field, int64_t *value,
                        metric_module_string_t *err) {
     char message[MAX_PATH_BYTES + 128];
-    ssize_t len = read_table(table);
-    if (len < 0) {
+    const struct sample *sample = table_sample(table);
+    if (sample == NULL) {
         snprintf(message, sizeof message, "cannot read %s/%s: %s", state.proc_net,
                  TABLE_FILES[table], strerror(errno));
         return fail(err, message);
     }
-    if (!snmp_field(table_text, (size_t)len, section, field, value)) {
+    if (!snmp_field(sample->text, sample->len, section, field, value)) {
         snprintf(message, sizeof message, "no %s %s in %s/%s", section, field, state.proc_net,
                  TABLE_FILES[table]);
         return fail(err, message);
@@ -202,6 +235,15 @@ static bool read_params(metric_module_list_tuple2_string_string_t *params,
     if (!copy_param(params, "group", "network", state.group, sizeof state.group)) {
         return fail(err, "param group: too long");
     }
+    char min_poll[24];
+    char *end = NULL;
+    if (!copy_param(params, "min_poll_ms", "1000", min_poll, sizeof min_poll)) {
+        return fail(err, "param min_poll_ms: not a number of milliseconds");
+    }
+    state.min_poll_ms = strtoll(min_poll, &end, 10);
+    if (end == min_poll || *end != '\0' || state.min_poll_ms < 0) {
+        return fail(err, "param min_poll_ms: not a number of milliseconds");
+    }
     return true;
 }
 
@@ -213,12 +255,14 @@ bool exports_metric_module_init(metric_module_list_tuple2_string_string_t *param
     if (!ok) {
         return false;
     }
+    /* A restart after a trap runs init again: start from fresh samples. */
+    memset(samples, 0, sizeof samples);
+    state.retrans_generation = 0;
     /* Fail now, with a clear message, rather than on every collection. */
     int64_t probe;
     if (!read_field(SNMP, "Tcp", "CurrEstab", &probe, err)) {
         return false;
     }
-    state.have_sample = false;
 
     size_t count = COUNTER_COUNT + 1;
     ret->ptr = calloc(count, sizeof(metric_module_metric_descriptor_t));
@@ -229,7 +273,7 @@ bool exports_metric_module_init(metric_module_list_tuple2_string_string_t *param
                  c->units, "%u", c->description);
     }
     describe(&ret->ptr[COUNTER_COUNT], RETRANS_PERCENT, WASMOND_METRIC_TYPES_VALUE_TYPE_FLOAT,
-             BOTH, "%", "%.2f", "Share of TCP segments sent that were retransmissions, since the last call");
+             BOTH, "%", "%.2f", "Share of TCP segments sent that were retransmissions, between the last two samples");
 
     char message[MAX_PATH_BYTES + 64];
     snprintf(message, sizeof message, "reading protocol counters from %s", state.proc_net);
@@ -237,20 +281,26 @@ bool exports_metric_module_init(metric_module_list_tuple2_string_string_t *param
     return true;
 }
 
-/* 100 * retransmitted / sent since the previous call; 0 on the first call or when
- * nothing was sent. */
+/* 100 * retransmitted / sent between the last two samples that this metric saw; 0
+ * until there are two. Asked again before a new sample, it repeats its value. */
 static bool retrans_percent(float *percent, metric_module_string_t *err) {
     int64_t retrans, out_segs;
     if (!read_field(SNMP, "Tcp", "RetransSegs", &retrans, err) ||
         !read_field(SNMP, "Tcp", "OutSegs", &out_segs, err)) {
         return false;
     }
-    int64_t sent = out_segs - state.last_out_segs;
-    int64_t resent = retrans - state.last_retrans;
-    *percent = (state.have_sample && sent > 0 && resent >= 0) ? 100.0f * (float)resent / (float)sent : 0.0f;
-    state.have_sample = true;
-    state.last_retrans = retrans;
-    state.last_out_segs = out_segs;
+    uint64_t generation = samples[SNMP].generation;
+    if (generation != state.retrans_generation) {
+        int64_t sent = out_segs - state.last_out_segs;
+        int64_t resent = retrans - state.last_retrans;
+        bool have_previous = state.retrans_generation != 0;
+        state.last_percent =
+            (have_previous && sent > 0 && resent >= 0) ? 100.0f * (float)resent / (float)sent : 0.0f;
+        state.retrans_generation = generation;
+        state.last_retrans = retrans;
+        state.last_out_segs = out_segs;
+    }
+    *percent = state.last_percent;
     return true;
 }
 
@@ -292,5 +342,6 @@ bool exports_metric_module_handler(metric_module_string_t *name, metric_module_m
 }
 
 void exports_metric_module_cleanup(void) {
-    state.have_sample = false;
+    memset(samples, 0, sizeof samples);
+    state.retrans_generation = 0;
 }

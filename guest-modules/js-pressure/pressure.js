@@ -9,8 +9,8 @@
 //
 // "some": at least one task stalled; "full": all non-idle tasks stalled at once.
 // The averages are percentages over 10 s, 60 s and 300 s; `total` is the stall time
-// in microseconds since boot, from which this module computes the stall share since
-// its previous collection (psi_<resource>_<kind>_stall).
+// in microseconds since boot, from which this module computes the stall share between
+// its last two samples (psi_<resource>_<kind>_stall).
 //
 // It needs one grant: the host's /proc/pressure, read-only. It reads the files
 // through wasi:filesystem, the way every WebAssembly guest does I/O.
@@ -19,6 +19,8 @@
 //   proc_pressure  where the PSI files are (default "/proc/pressure")
 //   resources      space-separated subset of "cpu io memory" (default all three)
 //   group          the metric group (default "pressure")
+//   min_poll_ms    a file is re-read at most this often, so that the metrics of one
+//                  collection share one sample and one read (default 1000)
 
 import { log } from 'wasmond:metric/log@0.1.0';
 import { getDirectories } from 'wasi:filesystem/preopens@0.2.12';
@@ -30,8 +32,10 @@ const KINDS = ['some', 'full'];
 const AVERAGES = ['avg10', 'avg60', 'avg300'];
 
 let config = null;
-// Last `total` seen per "<resource>_<kind>", with the time it was read (ms).
-let lastTotals = new Map();
+// The last sample of each resource: { psi, at } (at: performance.now() of the read).
+let samples = new Map();
+// Per "<resource>_<kind>": the sample the stall share was last computed from, and it.
+let lastStalls = new Map();
 // The directories the host granted, opened once: [descriptor, guest path].
 let preopens = [];
 
@@ -83,7 +87,12 @@ function readText(path) {
 }
 
 function sample(resource) {
-  return parsePressure(readText(`${config.dir}/${resource}`));
+  const now = performance.now();
+  const cached = samples.get(resource);
+  if (cached !== undefined && now - cached.at < config.minPollMs) return cached;
+  const fresh = { psi: parsePressure(readText(`${config.dir}/${resource}`)), at: now };
+  samples.set(resource, fresh);
+  return fresh;
 }
 
 function describe(name, units, format, description) {
@@ -108,7 +117,7 @@ function descriptorsFor(resource, kinds) {
         `Share of time ${kind === 'some' ? 'some' : 'all'} tasks stalled on ${resource}, ${average.slice(3)} s average`));
     }
     result.push(describe(`psi_${resource}_${kind}_stall`, '%', '%.2f',
-      `Share of time ${kind === 'some' ? 'some' : 'all'} tasks stalled on ${resource} since the last collection`));
+      `Share of time ${kind === 'some' ? 'some' : 'all'} tasks stalled on ${resource} between the last two samples`));
   }
   return result;
 }
@@ -119,8 +128,13 @@ export function init(params) {
     dir: param(params, 'proc_pressure', '/proc/pressure').replace(/\/+$/, ''),
     resources: param(params, 'resources', 'cpu io memory').split(/\s+/).filter((r) => r),
     group: param(params, 'group', 'pressure'),
+    minPollMs: Number(param(params, 'min_poll_ms', '1000')),
   };
-  lastTotals = new Map();
+  if (!Number.isFinite(config.minPollMs) || config.minPollMs < 0) {
+    throw 'param min_poll_ms: not a number of milliseconds';
+  }
+  samples = new Map();
+  lastStalls = new Map();
   const descriptors = [];
   for (const resource of config.resources) {
     if (!['cpu', 'io', 'memory'].includes(resource)) {
@@ -128,21 +142,25 @@ export function init(params) {
     }
     // Reading now reports a missing grant or a kernel without PSI at once; old
     // kernels have no "full" line for cpu.
-    const kinds = KINDS.filter((kind) => sample(resource)[kind] !== undefined);
+    const kinds = KINDS.filter((kind) => sample(resource).psi[kind] !== undefined);
     descriptors.push(...descriptorsFor(resource, kinds));
   }
   log('info', `pressure stall information of ${config.resources.join(', ')} from ${config.dir}`);
   return descriptors;
 }
 
-// The stall share since the previous call for this line; 0 on the first call.
-function stallSince(key, total) {
-  const now = performance.now();
-  const last = lastTotals.get(key);
-  lastTotals.set(key, { total, now });
-  if (last === undefined || now <= last.now || total < last.total) return 0;
-  const stalledMs = (total - last.total) / 1000;
-  return Math.min(100, (100 * stalledMs) / (now - last.now));
+// The stall share between the last two samples of this line; 0 until there are two.
+// Asked again before a new sample, it repeats its value.
+function stallShare(key, total, at) {
+  const last = lastStalls.get(key);
+  if (last !== undefined && last.at === at) return last.value;
+  let value = 0;
+  if (last !== undefined && at > last.at && total >= last.total) {
+    const stalledMs = (total - last.total) / 1000;
+    value = Math.min(100, (100 * stalledMs) / (at - last.at));
+  }
+  lastStalls.set(key, { total, at, value });
+  return value;
 }
 
 export function handler(name) {
@@ -151,9 +169,10 @@ export function handler(name) {
     throw `unknown metric ${name}`;
   }
   const [, resource, kind, field] = match;
-  const line = sample(resource)[kind];
+  const { psi, at } = sample(resource);
+  const line = psi[kind];
   if (line === undefined) throw `${config.dir}/${resource} has no "${kind}" line`;
-  const value = field === 'stall' ? stallSince(`${resource}_${kind}`, line.total) : line[field];
+  const value = field === 'stall' ? stallShare(`${resource}_${kind}`, line.total, at) : line[field];
   return { tag: 'float', val: value };
 }
 

@@ -224,16 +224,16 @@ fn c_module_reports_the_kernels_tcp_and_udp_counters() {
         return;
     }
     let (_dir, module) = deploy("c-netstat", "netstat");
-    let mut instance = start(&module);
-    assert_eq!(descriptor(&instance, "tcp_in_segs").value_type, ValueType::UInt32);
-    assert_eq!(descriptor(&instance, "tcp_retrans_percent").value_type, ValueType::Float);
-    assert_eq!(descriptor(&instance, "udp_in_datagrams").groups, vec!["network".to_string()]);
-
-    // A counter read by the module lies between two reads by this process.
+    // A counter read by the module lies between two reads by this process (the module
+    // samples the table at init, then at most once per min_poll_ms).
     let before = read_snmp("Tcp", "InSegs") as u32;
+    let mut instance = start(&module);
     let MetricValue::UInt32(in_segs) = handle(&mut instance, "tcp_in_segs") else { panic!("tcp_in_segs type") };
     let after = read_snmp("Tcp", "InSegs") as u32;
     assert!(before <= in_segs && in_segs <= after, "tcp_in_segs {in_segs} not in [{before}, {after}]");
+    assert_eq!(descriptor(&instance, "tcp_in_segs").value_type, ValueType::UInt32);
+    assert_eq!(descriptor(&instance, "tcp_retrans_percent").value_type, ValueType::Float);
+    assert_eq!(descriptor(&instance, "udp_in_datagrams").groups, vec!["network".to_string()]);
 
     for name in names(&instance).into_iter().map(str::to_string).collect::<Vec<_>>() {
         match handle(&mut instance, &name) {
