@@ -22,11 +22,14 @@
 //! within 0.5. Both skip (with a message) when gmond is not
 //! installed, and fail then if `WASMOND_REQUIRE_INTEROP=1`.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
 use std::io::Read;
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -304,8 +307,11 @@ fn find_gmond() -> Option<PathBuf> {
 /// A daemon serving gmond's XML, started by this test on a free port and stopped
 /// (by its pid) when dropped.
 struct Daemon {
-    child: Child,
+    name: String,
+    child: RefCell<Child>,
     port: u16,
+    /// Its stdout and stderr.
+    log: PathBuf,
     _dir: TempDir,
 }
 
@@ -351,18 +357,30 @@ impl Daemon {
             extra.concat()
         );
         std::fs::write(&conf, text).expect("write the config");
+        let log = dir.path.join(format!("{name}.log"));
+        let output = File::create(&log).expect("create the daemon's log");
         let child = Command::new(bin)
             .args(args)
             .arg(&conf)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(output.try_clone().expect("clone the log's handle"))
+            .stderr(output)
             .spawn()
             .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
         Daemon {
-            child,
+            name: name.to_string(),
+            child: RefCell::new(child),
             port: free,
+            log,
             _dir: dir,
+        }
+    }
+
+    /// Fails the test, with the daemon's output, if it has exited.
+    fn assert_running(&self) {
+        if let Ok(Some(status)) = self.child.borrow_mut().try_wait() {
+            let output = std::fs::read_to_string(&self.log).unwrap_or_default();
+            panic!("{} exited ({status}); its output:\n{output}", self.name);
         }
     }
 
@@ -379,9 +397,11 @@ impl Daemon {
             if missing.is_empty() {
                 return served;
             }
+            self.assert_running();
             assert!(
                 Instant::now() < deadline,
-                "port {}: {missing:?} not served within {WARMUP:?}",
+                "{} on port {}: {missing:?} not served within {WARMUP:?}",
+                self.name,
                 self.port
             );
             sleep(Duration::from_millis(500));
@@ -395,9 +415,11 @@ impl Daemon {
             if let Some(metric) = self.metrics().remove(name).filter(|m| m.tn <= 1) {
                 return metric;
             }
+            self.assert_running();
             assert!(
                 Instant::now() < deadline,
-                "port {}: no fresh {name} in 30 s",
+                "{} on port {}: no fresh {name} in 30 s",
+                self.name,
                 self.port
             );
             sleep(Duration::from_millis(200));
@@ -419,17 +441,22 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let child = self.child.get_mut();
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }
 
 /// A port free for both TCP and UDP on 127.0.0.1 (gmond binds both).
+/// Never the same one twice in this process: a port handed to a daemon that has not
+/// bound it yet looks free.
 fn free_port() -> u16 {
+    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
     for _ in 0..50 {
         let tcp = TcpListener::bind("127.0.0.1:0").expect("bind a TCP port");
         let port = tcp.local_addr().unwrap().port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() && handed_out.insert(port) {
             return port;
         }
     }
