@@ -136,9 +136,7 @@ impl Module for CoreMetrics {
             Id::PktsOut => self.net_rate(|r| r.pkts_out),
             Id::Boottime => Ok(MetricValue::Uint32(cpu::boot_time(&read(PROC_STAT)?)?)),
             Id::SysClock => sys_clock().map(MetricValue::Uint32),
-            Id::MachineType => Ok(MetricValue::String(system::machine_type(&read(
-                KERNEL_ARCH,
-            )?))),
+            Id::MachineType => machine_type().map(MetricValue::String),
             Id::OsName => one_line(KERNEL_OSTYPE),
             Id::OsRelease => one_line(KERNEL_OSRELEASE),
             Id::Mtu => min_mtu().map(MetricValue::Uint32),
@@ -219,6 +217,16 @@ fn mem_shared() -> Result<MetricValue, String> {
     Ok(MetricValue::Float(
         memory::kilobytes(&read(PROC_MEMINFO)?, "MemShared")?.unwrap_or(0.0),
     ))
+}
+
+/// From `/proc/sys/kernel/arch` (Linux 6.1 and later), else from `/proc/cpuinfo`.
+fn machine_type() -> Result<String, String> {
+    if let Some(arch) = read_if_present(KERNEL_ARCH) {
+        return Ok(system::machine_type(&arch));
+    }
+    system::machine_type_from_cpuinfo(&read(PROC_CPUINFO)?).ok_or_else(|| {
+        format!("no {KERNEL_ARCH} (Linux before 6.1) and no architecture in {PROC_CPUINFO}")
+    })
 }
 
 fn one_line(path: &str) -> Result<MetricValue, String> {
@@ -328,6 +336,14 @@ mod tests {
         assert!(
             matches!(module.handle("os_name").unwrap(), MetricValue::String(s) if s == "Linux")
         );
+        // The fallback for kernels without /proc/sys/kernel/arch agrees with it.
+        let cpuinfo = std::fs::read_to_string(PROC_CPUINFO).unwrap();
+        if let Some(from_cpuinfo) = system::machine_type_from_cpuinfo(&cpuinfo) {
+            let MetricValue::String(ours) = module.handle("machine_type").unwrap() else {
+                panic!("machine_type type")
+            };
+            assert_eq!(ours, from_cpuinfo);
+        }
         for name in [
             "cpu_user",
             "cpu_system",
