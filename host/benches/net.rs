@@ -64,7 +64,9 @@ struct Drain {
 impl Drain {
     fn start() -> Drain {
         let socket = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-        socket.set_read_timeout(Some(std::time::Duration::from_millis(50))).unwrap();
+        socket
+            .set_read_timeout(Some(std::time::Duration::from_millis(50)))
+            .unwrap();
         let addr = socket.local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let running = Arc::clone(&stop);
@@ -74,7 +76,11 @@ impl Drain {
                 let _ = socket.recv(&mut buf);
             }
         });
-        Drain { addr, stop, thread: Some(thread) }
+        Drain {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
     }
 }
 
@@ -88,11 +94,18 @@ impl Drop for Drain {
 }
 
 fn unpaced(identity: Identity) -> SendOptions {
-    SendOptions { rate: 0, ..SendOptions::new(identity, 1464) }
+    SendOptions {
+        rate: 0,
+        ..SendOptions::new(identity, 1464)
+    }
 }
 
 fn encoded(metrics: &[OutgoingMetric]) -> Vec<Vec<u8>> {
-    let header = |name: &str| xdr::Header { host: "vm".into(), name: name.into(), spoof: false };
+    let header = |name: &str| xdr::Header {
+        host: "vm".into(),
+        name: name.into(),
+        spoof: false,
+    };
     let mut datagrams = Vec::with_capacity(2 * metrics.len());
     for metric in metrics {
         let meta = metric.metadata.as_ref().unwrap();
@@ -120,7 +133,10 @@ fn encoded(metrics: &[OutgoingMetric]) -> Vec<Vec<u8>> {
 }
 
 fn bench_send(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let metrics = metrics();
     let drain = Drain::start();
 
@@ -129,14 +145,27 @@ fn bench_send(c: &mut Criterion) {
     group.sample_size(20);
 
     let stats = Arc::new(NetStats::default());
-    let mut encoder = Sender::new(Arc::new([]), unpaced(Identity::new("vm", None, None)), Arc::clone(&stats));
+    let mut encoder = Sender::new(
+        Arc::new([]),
+        unpaced(Identity::new("vm", None, None)),
+        Arc::clone(&stats),
+    );
     group.bench_function("encode", |b| {
         b.iter(|| runtime.block_on(encoder.send(&metrics)));
     });
 
-    let socket = runtime.block_on(UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))).unwrap();
-    let channel = SendChannel { socket: Arc::new(socket), destination: drain.addr };
-    let mut sender = Sender::new(vec![channel].into(), unpaced(Identity::new("vm", None, None)), Arc::clone(&stats));
+    let socket = runtime
+        .block_on(UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)))
+        .unwrap();
+    let channel = SendChannel {
+        socket: Arc::new(socket),
+        destination: drain.addr,
+    };
+    let mut sender = Sender::new(
+        vec![channel].into(),
+        unpaced(Identity::new("vm", None, None)),
+        Arc::clone(&stats),
+    );
     group.bench_function("encode+sendmmsg", |b| {
         b.iter(|| runtime.block_on(sender.send(&metrics)));
     });

@@ -109,7 +109,10 @@ mod tests {
 
     #[test]
     fn mask_counts_leading_bits() {
-        let acl = acl(AclAction::Deny, vec![rule("192.168.4.0", 22, AclAction::Allow)]);
+        let acl = acl(
+            AclAction::Deny,
+            vec![rule("192.168.4.0", 22, AclAction::Allow)],
+        );
         assert!(allows(Some(&acl), ip("192.168.7.255")));
         assert!(!allows(Some(&acl), ip("192.168.8.0")));
     }
@@ -118,12 +121,18 @@ mod tests {
     fn mask_zero_matches_every_address_of_the_family() {
         let acl = acl(AclAction::Allow, vec![rule("0.0.0.0", 0, AclAction::Deny)]);
         assert!(!allows(Some(&acl), ip("8.8.8.8")));
-        assert!(allows(Some(&acl), ip("::1")), "an IPv4 rule never matches IPv6");
+        assert!(
+            allows(Some(&acl), ip("::1")),
+            "an IPv4 rule never matches IPv6"
+        );
     }
 
     #[test]
     fn ipv4_mapped_peers_match_ipv4_rules() {
-        let acl = acl(AclAction::Deny, vec![rule("127.0.0.1", 32, AclAction::Allow)]);
+        let acl = acl(
+            AclAction::Deny,
+            vec![rule("127.0.0.1", 32, AclAction::Allow)],
+        );
         assert!(allows(Some(&acl), ip("::ffff:127.0.0.1")));
         assert!(!allows(Some(&acl), ip("::ffff:127.0.0.2")));
     }
@@ -137,7 +146,10 @@ mod tests {
 
     #[test]
     fn oversized_masks_compare_every_bit() {
-        let acl = acl(AclAction::Deny, vec![rule("10.1.2.3", 99, AclAction::Allow)]);
+        let acl = acl(
+            AclAction::Deny,
+            vec![rule("10.1.2.3", 99, AclAction::Allow)],
+        );
         assert!(allows(Some(&acl), ip("10.1.2.3")));
         assert!(!allows(Some(&acl), ip("10.1.2.4")));
     }

@@ -108,7 +108,9 @@ fn send_some(socket: &UdpSocket, destination: &SockAddr, datagrams: &[&[u8]]) ->
 
 #[cfg(not(target_os = "linux"))]
 fn send_some(socket: &UdpSocket, destination: &SockAddr, datagrams: &[&[u8]]) -> io::Result<usize> {
-    let destination = destination.as_socket().ok_or_else(|| io::Error::other("not an IP address"))?;
+    let destination = destination
+        .as_socket()
+        .ok_or_else(|| io::Error::other("not an IP address"))?;
     socket.try_send_to(datagrams[0], destination).map(|_| 1)
 }
 
@@ -173,11 +175,19 @@ mod tests {
     #[tokio::test]
     async fn every_datagram_arrives_whole_and_in_order() {
         let (sender, receiver) = pair().await;
-        let payloads: Vec<Vec<u8>> = (0..150u32).map(|i| i.to_be_bytes().repeat(1 + i as usize % 7)).collect();
+        let payloads: Vec<Vec<u8>> = (0..150u32)
+            .map(|i| i.to_be_bytes().repeat(1 + i as usize % 7))
+            .collect();
         let datagrams: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
         let (report, error) = send_all(&sender, receiver.local_addr().unwrap(), &datagrams).await;
         assert!(error.is_none(), "{error:?}");
-        assert_eq!(report, BatchReport { sent: 150, failed: 0 });
+        assert_eq!(
+            report,
+            BatchReport {
+                sent: 150,
+                failed: 0
+            }
+        );
         let mut buf = [0u8; 64];
         for expected in &payloads {
             let (len, from) = receiver.recv_from(&mut buf).await.unwrap();
@@ -220,7 +230,10 @@ mod tests {
         pacer.book(start, 100);
         let later = start + Duration::from_secs(60);
         assert_eq!(pacer.book(later, 100), None);
-        assert_eq!(pacer.book(later, 100), Some(later + Duration::from_millis(100)));
+        assert_eq!(
+            pacer.book(later, 100),
+            Some(later + Duration::from_millis(100))
+        );
     }
 
     #[test]

@@ -50,7 +50,10 @@ impl HostNames {
             .ok()
             .flatten()
             .unwrap_or_else(|| source.to_string());
-        let host = HostId { name: name.into(), ip: source.to_string().into() };
+        let host = HostId {
+            name: name.into(),
+            ip: source.to_string().into(),
+        };
         if self.cache.len() >= MAX_CACHED_NAMES {
             self.cache.clear();
         }
@@ -66,7 +69,10 @@ pub fn spoofed(host_field: &str) -> Option<HostId> {
     if ip.is_empty() || name.is_empty() {
         return None;
     }
-    Some(HostId { name: name.into(), ip: ip.into() })
+    Some(HostId {
+        name: name.into(),
+        ip: ip.into(),
+    })
 }
 
 /// The name `ip` resolves to, if any (`getnameinfo` with `NI_NAMEREQD`).
@@ -114,19 +120,25 @@ mod tests {
     #[tokio::test]
     async fn loopback_is_named_like_gmond_names_it() {
         let mut names = HostNames::default();
-        let host = names.identify("127.0.0.1".parse().unwrap(), "vm", false).await;
+        let host = names
+            .identify("127.0.0.1".parse().unwrap(), "vm", false)
+            .await;
         // gmond shows 127.0.0.1 as `localhost` (reference captures): the packet's own
         // host field is ignored unless spoofed.
         assert_eq!(&*host.name, "localhost");
         assert_eq!(&*host.ip, "127.0.0.1");
-        let mapped = names.identify("::ffff:127.0.0.1".parse().unwrap(), "vm", false).await;
+        let mapped = names
+            .identify("::ffff:127.0.0.1".parse().unwrap(), "vm", false)
+            .await;
         assert_eq!(mapped, host);
     }
 
     #[tokio::test]
     async fn a_spoofed_packet_names_its_own_host() {
         let mut names = HostNames::default();
-        let host = names.identify("127.0.0.1".parse().unwrap(), "10.9.8.7:db1", true).await;
+        let host = names
+            .identify("127.0.0.1".parse().unwrap(), "10.9.8.7:db1", true)
+            .await;
         assert_eq!((&*host.ip, &*host.name), ("10.9.8.7", "db1"));
     }
 }

@@ -129,16 +129,31 @@ impl Receiver {
         match message {
             xdr::Message::Metadata(metadata) => {
                 let header = &metadata.header;
-                let host = self.names.identify(source.ip(), &header.host, header.spoof).await;
-                let host = HostRef { name: &host.name, ip: &host.ip };
-                self.context.store.update_metadata(host, into_meta(metadata), now)
+                let host = self
+                    .names
+                    .identify(source.ip(), &header.host, header.spoof)
+                    .await;
+                let host = HostRef {
+                    name: &host.name,
+                    ip: &host.ip,
+                };
+                self.context
+                    .store
+                    .update_metadata(host, into_meta(metadata), now)
             }
             xdr::Message::Value(value) => {
                 let header = &value.header;
-                let host = self.names.identify(source.ip(), &header.host, header.spoof).await;
-                let host_ref = HostRef { name: &host.name, ip: &host.ip };
+                let host = self
+                    .names
+                    .identify(source.ip(), &header.host, header.spoof)
+                    .await;
+                let host_ref = HostRef {
+                    name: &host.name,
+                    ip: &host.ip,
+                };
                 let store = &self.context.store;
-                let known = store.update_value(host_ref, &header.name, value.value, &value.format, now)?;
+                let known =
+                    store.update_value(host_ref, &header.name, value.value, &value.format, now)?;
                 if !known {
                     self.request_metadata(&host, &header.name).await;
                 }
@@ -167,7 +182,11 @@ impl Receiver {
             return;
         }
         for channel in self.context.send_channels.iter() {
-            match channel.socket.send_to(&self.request_buffer, channel.destination).await {
+            match channel
+                .socket
+                .send_to(&self.request_buffer, channel.destination)
+                .await
+            {
                 Ok(_) => self.context.stats.metadata_requests_sent.incr(),
                 Err(error) => {
                     self.context.stats.send_errors.incr();
@@ -242,7 +261,10 @@ mod tests {
         }));
         let peer = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
         let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
-        let channel = SendChannel { socket: Arc::new(socket), destination: peer.local_addr().unwrap() };
+        let channel = SendChannel {
+            socket: Arc::new(socket),
+            destination: peer.local_addr().unwrap(),
+        };
         let stats = Arc::new(NetStats::default());
         let asked = Arc::new(Mutex::new(Vec::new()));
         let recorder = Arc::clone(&asked);
@@ -251,10 +273,18 @@ mod tests {
             acl,
             send_channels: vec![channel].into(),
             own_sources: Arc::new(own_sources),
-            on_metadata_request: Arc::new(move |name: &str| recorder.lock().unwrap().push(name.to_owned())),
+            on_metadata_request: Arc::new(move |name: &str| {
+                recorder.lock().unwrap().push(name.to_owned())
+            }),
             stats: Arc::clone(&stats),
         };
-        Harness { receiver: Receiver::new(context), store, stats, peer, asked }
+        Harness {
+            receiver: Receiver::new(context),
+            store,
+            stats,
+            peer,
+            asked,
+        }
     }
 
     fn loopback(port: u16) -> SocketAddr {
@@ -268,7 +298,11 @@ mod tests {
     }
 
     fn header(host: &str, name: &str, spoof: bool) -> xdr::Header {
-        xdr::Header { host: host.into(), name: name.into(), spoof }
+        xdr::Header {
+            host: host.into(),
+            name: name.into(),
+            spoof,
+        }
     }
 
     fn metadata(host: &str, name: &str, spoof: bool) -> Vec<u8> {
@@ -305,12 +339,28 @@ mod tests {
         }
         assert_eq!(h.stats.packets_received.get(), packets.len() as u64);
         assert_eq!(h.stats.packets_malformed.get(), 0);
-        let host = h.store.host("localhost").expect("named like gmond names 127.0.0.1");
-        let gm_int8 = host.metrics.iter().find(|metric| metric.name == "gm_int8").unwrap();
+        let host = h
+            .store
+            .host("localhost")
+            .expect("named like gmond names 127.0.0.1");
+        let gm_int8 = host
+            .metrics
+            .iter()
+            .find(|metric| metric.name == "gm_int8")
+            .unwrap();
         let meta = gm_int8.meta.as_ref().unwrap();
-        assert_eq!((meta.value_type, meta.units.as_str(), meta.slope), (ValueType::Int8, "deg", Slope::Both));
-        assert_eq!(gm_int8.sample.as_ref().unwrap().value, MetricValue::String("-5".into()));
-        assert!(h.store.host("spoofhost").is_some(), "gmetric -S creates the spoofed host");
+        assert_eq!(
+            (meta.value_type, meta.units.as_str(), meta.slope),
+            (ValueType::Int8, "deg", Slope::Both)
+        );
+        assert_eq!(
+            gm_int8.sample.as_ref().unwrap().value,
+            MetricValue::String("-5".into())
+        );
+        assert!(
+            h.store.host("spoofhost").is_some(),
+            "gmetric -S creates the spoofed host"
+        );
     }
 
     #[tokio::test]
@@ -318,7 +368,12 @@ mod tests {
         let mut h = harness(None, HashSet::new()).await;
         let now = SystemTime::now();
         let good = metadata("vm", "hits", false);
-        for bad in [&b""[..], &b"\x00\x00\x00\x80"[..], &good[..good.len() - 1], &[0xff; 64][..]] {
+        for bad in [
+            &b""[..],
+            &b"\x00\x00\x00\x80"[..],
+            &good[..good.len() - 1],
+            &[0xff; 64][..],
+        ] {
             h.receiver.handle(bad, loopback(40000), now).await;
         }
         assert_eq!(h.stats.packets_malformed.get(), 4);
@@ -330,25 +385,47 @@ mod tests {
         let mut h = harness(None, HashSet::new()).await;
         let now = SystemTime::now();
         for number in 0..3 {
-            h.receiver.handle(&value("vm", "hits", false, number), loopback(40000), now).await;
+            h.receiver
+                .handle(&value("vm", "hits", false, number), loopback(40000), now)
+                .await;
         }
         let mut buf = [0u8; 256];
         let (len, _) = h.peer.recv_from(&mut buf).await.unwrap();
         let request = xdr::decode(&buf[..len]).unwrap();
-        assert_eq!(request, xdr::Message::MetadataRequest(header("localhost", "hits", false)));
-        assert_eq!(h.stats.metadata_requests_sent.get(), 1, "rate-limited per host and metric");
+        assert_eq!(
+            request,
+            xdr::Message::MetadataRequest(header("localhost", "hits", false))
+        );
+        assert_eq!(
+            h.stats.metadata_requests_sent.get(),
+            1,
+            "rate-limited per host and metric"
+        );
         // Once the metadata arrives, the metric shows.
-        h.receiver.handle(&metadata("vm", "hits", false), loopback(40000), now).await;
-        h.receiver.handle(&value("vm", "hits", false, 7), loopback(40000), now).await;
+        h.receiver
+            .handle(&metadata("vm", "hits", false), loopback(40000), now)
+            .await;
+        h.receiver
+            .handle(&value("vm", "hits", false, 7), loopback(40000), now)
+            .await;
         let host = h.store.host("localhost").unwrap();
-        assert_eq!(host.metrics[0].sample.as_ref().unwrap().value, MetricValue::UInt32(7));
+        assert_eq!(
+            host.metrics[0].sample.as_ref().unwrap().value,
+            MetricValue::UInt32(7)
+        );
     }
 
     #[tokio::test]
     async fn a_peers_metadata_request_reaches_the_scheduler() {
         let mut h = harness(None, HashSet::new()).await;
-        let request = encoded(&xdr::Message::MetadataRequest(header("localhost", "cpu_user", false)));
-        h.receiver.handle(&request, loopback(40000), SystemTime::now()).await;
+        let request = encoded(&xdr::Message::MetadataRequest(header(
+            "localhost",
+            "cpu_user",
+            false,
+        )));
+        h.receiver
+            .handle(&request, loopback(40000), SystemTime::now())
+            .await;
         assert_eq!(*h.asked.lock().unwrap(), ["cpu_user"]);
         assert_eq!(h.stats.metadata_requests_received.get(), 1);
     }
@@ -357,8 +434,20 @@ mod tests {
     async fn spoofed_packets_name_their_own_host() {
         let mut h = harness(None, HashSet::new()).await;
         let now = SystemTime::now();
-        h.receiver.handle(&metadata("10.1.2.3:web7", "hits", true), loopback(40000), now).await;
-        h.receiver.handle(&value("10.1.2.3:web7", "hits", true, 5), loopback(40000), now).await;
+        h.receiver
+            .handle(
+                &metadata("10.1.2.3:web7", "hits", true),
+                loopback(40000),
+                now,
+            )
+            .await;
+        h.receiver
+            .handle(
+                &value("10.1.2.3:web7", "hits", true, 5),
+                loopback(40000),
+                now,
+            )
+            .await;
         let host = h.store.host("web7").unwrap();
         assert_eq!(host.ip, "10.1.2.3");
         assert_eq!(host.metrics.len(), 1);
@@ -378,9 +467,13 @@ mod tests {
         let own = HashSet::from([loopback(41000)]);
         let mut h = harness(Some(acl), own).await;
         let now = SystemTime::now();
-        h.receiver.handle(&metadata("vm", "hits", false), loopback(41000), now).await;
+        h.receiver
+            .handle(&metadata("vm", "hits", false), loopback(41000), now)
+            .await;
         let denied = SocketAddr::from(([127, 0, 0, 2], 40000));
-        h.receiver.handle(&metadata("vm", "hits", false), denied, now).await;
+        h.receiver
+            .handle(&metadata("vm", "hits", false), denied, now)
+            .await;
         assert!(h.store.snapshot().is_empty());
         assert_eq!(h.stats.packets_denied.get(), 1);
         assert_eq!(h.stats.packets_received.get(), 0);

@@ -47,7 +47,10 @@ impl SendChannel {
     pub async fn open(channel: &UdpSendChannel) -> std::io::Result<SendChannel> {
         let destination = super::socket::send_destination(channel).await?;
         let socket = super::socket::open_udp_send(channel, destination)?;
-        Ok(SendChannel { socket: Arc::new(socket), destination })
+        Ok(SendChannel {
+            socket: Arc::new(socket),
+            destination,
+        })
     }
 
     /// The address this channel's datagrams come from, as a receiver on the same host
@@ -76,13 +79,20 @@ pub struct Identity {
 impl Identity {
     /// gmond's choice: `override_hostname` spoofs as `override_ip:override_hostname`
     /// (the name twice without `override_ip`); otherwise the host name, unspoofed.
-    pub fn new(hostname: &str, override_hostname: Option<&str>, override_ip: Option<&str>) -> Identity {
+    pub fn new(
+        hostname: &str,
+        override_hostname: Option<&str>,
+        override_ip: Option<&str>,
+    ) -> Identity {
         match override_hostname {
             Some(name) => Identity {
                 host: format!("{}:{name}", override_ip.unwrap_or(name)),
                 spoof: true,
             },
-            None => Identity { host: hostname.to_owned(), spoof: false },
+            None => Identity {
+                host: hostname.to_owned(),
+                spoof: false,
+            },
         }
     }
 }
@@ -156,7 +166,10 @@ impl Sender {
         for metric in metrics {
             if let Err(error) = self.datagrams.push_metric(metric, &self.options) {
                 self.stats.send_errors.incr();
-                log_limited(&mut self.last_error_log, format_args!("metric {}: not sent: {error}", metric.name));
+                log_limited(
+                    &mut self.last_error_log,
+                    format_args!("metric {}: not sent: {error}", metric.name),
+                );
             }
         }
         for index in 0..self.channels.len() {
@@ -170,16 +183,19 @@ impl Sender {
         let all = self.datagrams.slices();
         for burst in all.chunks(pacer.burst()) {
             pacer.wait(burst.len()).await;
-            let (report, error) = batch::send_all(&channel.socket, channel.destination, burst).await;
+            let (report, error) =
+                batch::send_all(&channel.socket, channel.destination, burst).await;
             self.stats.packets_sent.add(report.sent as u64);
             self.stats.send_errors.add(report.failed as u64);
             if let Some(error) = error {
                 let destination = channel.destination;
-                log_limited(&mut self.last_error_log, format_args!("udp_send_channel {destination}: {error}"));
+                log_limited(
+                    &mut self.last_error_log,
+                    format_args!("udp_send_channel {destination}: {error}"),
+                );
             }
         }
     }
-
 }
 
 /// Logs `message` unless a send failure was logged less than [`ERROR_LOG_INTERVAL`] ago.
@@ -211,7 +227,11 @@ impl Datagrams {
 
     /// Appends the metric's datagrams (its metadata when set, then its value), or none
     /// of them if either does not encode.
-    fn push_metric(&mut self, metric: &OutgoingMetric, options: &SendOptions) -> Result<(), xdr::EncodeError> {
+    fn push_metric(
+        &mut self,
+        metric: &OutgoingMetric,
+        options: &SendOptions,
+    ) -> Result<(), xdr::EncodeError> {
         let mark = (self.bytes.len(), self.ends.len());
         let pushed = self.push_encoded(metric, options);
         if pushed.is_err() {
@@ -221,7 +241,11 @@ impl Datagrams {
         pushed
     }
 
-    fn push_encoded(&mut self, metric: &OutgoingMetric, options: &SendOptions) -> Result<(), xdr::EncodeError> {
+    fn push_encoded(
+        &mut self,
+        metric: &OutgoingMetric,
+        options: &SendOptions,
+    ) -> Result<(), xdr::EncodeError> {
         if let Some(meta) = &metric.metadata {
             let mut metadata = self.metadata.take().unwrap_or_else(empty_metadata);
             set_header(&mut metadata.header, &options.identity, &metric.name);
@@ -278,7 +302,11 @@ fn set_header(header: &mut xdr::Header, identity: &Identity, name: &str) {
 }
 
 fn empty_header() -> xdr::Header {
-    xdr::Header { host: String::new(), name: String::new(), spoof: false }
+    xdr::Header {
+        host: String::new(),
+        name: String::new(),
+        spoof: false,
+    }
 }
 
 fn empty_metadata() -> xdr::Metadata {
@@ -294,7 +322,11 @@ fn empty_metadata() -> xdr::Metadata {
 }
 
 fn empty_value() -> xdr::Value {
-    xdr::Value { header: empty_header(), format: String::new(), value: crate::metric::MetricValue::UInt32(0) }
+    xdr::Value {
+        header: empty_header(),
+        format: String::new(),
+        value: crate::metric::MetricValue::UInt32(0),
+    }
 }
 
 #[cfg(test)]
@@ -328,7 +360,10 @@ mod tests {
 
     async fn channel_to(receiver: &UdpSocket) -> SendChannel {
         let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
-        SendChannel { socket: Arc::new(socket), destination: receiver.local_addr().unwrap() }
+        SendChannel {
+            socket: Arc::new(socket),
+            destination: receiver.local_addr().unwrap(),
+        }
     }
 
     async fn receive(receiver: &UdpSocket, count: usize) -> Vec<xdr::Message> {
@@ -345,21 +380,38 @@ mod tests {
     async fn metadata_precedes_its_value_on_every_channel() {
         let first = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
         let second = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
-        let channels: Arc<[SendChannel]> = vec![channel_to(&first).await, channel_to(&second).await].into();
+        let channels: Arc<[SendChannel]> =
+            vec![channel_to(&first).await, channel_to(&second).await].into();
         let options = SendOptions::new(Identity::new("vm", None, None), 1464);
         let stats = Arc::new(NetStats::default());
         let mut sender = Sender::new(channels, options, Arc::clone(&stats));
-        sender.send(&[outgoing("temp", true), outgoing("fan", false)]).await;
+        sender
+            .send(&[outgoing("temp", true), outgoing("fan", false)])
+            .await;
         for receiver in [&first, &second] {
             let messages = receive(receiver, 3).await;
             let ids: Vec<u32> = messages.iter().map(xdr::Message::id).collect();
             assert_eq!(ids, [xdr::id::METADATA, xdr::id::FLOAT, xdr::id::FLOAT]);
-            let xdr::Message::Metadata(metadata) = &messages[0] else { unreachable!() };
-            assert_eq!(metadata.header, xdr::Header { host: "vm".into(), name: "temp".into(), spoof: false });
+            let xdr::Message::Metadata(metadata) = &messages[0] else {
+                unreachable!()
+            };
+            assert_eq!(
+                metadata.header,
+                xdr::Header {
+                    host: "vm".into(),
+                    name: "temp".into(),
+                    spoof: false
+                }
+            );
             assert_eq!((metadata.units.as_str(), metadata.tmax), ("C", 60));
             assert_eq!(metadata.extras, meta("temp").extras);
-            let xdr::Message::Value(value) = &messages[2] else { unreachable!() };
-            assert_eq!((value.header.name.as_str(), value.format.as_str()), ("fan", "%.1f"));
+            let xdr::Message::Value(value) = &messages[2] else {
+                unreachable!()
+            };
+            assert_eq!(
+                (value.header.name.as_str(), value.format.as_str()),
+                ("fan", "%.1f")
+            );
             assert_eq!(value.value, MetricValue::Float(1.5));
         }
         assert_eq!(stats.packets_sent.get(), 6);

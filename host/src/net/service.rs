@@ -25,9 +25,9 @@ use tokio_util::task::TaskTracker;
 
 use super::recv::{self, MetadataRequestHandler, RecvContext};
 use super::send::{self, Identity, SendChannel, SendOptions};
+use super::socket;
 use super::stats::NetStats;
 use super::tcp::{self, XmlServerOptions};
-use super::socket;
 use crate::collect::SendRequest;
 use crate::config::Config;
 use crate::store::Store;
@@ -83,7 +83,12 @@ impl Network {
                 globals.override_ip.as_deref(),
             );
             let options = SendOptions::new(identity, globals.max_udp_msg_len);
-            tasks.spawn(send::run(Arc::clone(&channels), options, requests, Arc::clone(&stats)));
+            tasks.spawn(send::run(
+                Arc::clone(&channels),
+                options,
+                requests,
+                Arc::clone(&stats),
+            ));
             sink
         });
 
@@ -154,7 +159,11 @@ impl Network {
                 on_metadata_request: Arc::clone(&on_metadata_request),
                 stats: Arc::clone(&self.stats),
             };
-            self.tasks.spawn(recv::run(socket, context, setup.shutdown.clone().cancelled_owned()));
+            self.tasks.spawn(recv::run(
+                socket,
+                context,
+                setup.shutdown.clone().cancelled_owned(),
+            ));
         }
         Ok(())
     }
@@ -163,7 +172,9 @@ impl Network {
         for channel in &config.tcp_accept_channels {
             let at = &channel.declared_at;
             if channel.gzip_output {
-                tracing::warn!("tcp_accept_channel at {at}: gzip_output is not supported, XML is sent plain");
+                tracing::warn!(
+                    "tcp_accept_channel at {at}: gzip_output is not supported, XML is sent plain"
+                );
             }
             let listener = socket::bind_tcp(channel)
                 .with_context(|| format!("tcp_accept_channel (port {}) at {at}", channel.port))?;
@@ -213,8 +224,15 @@ async fn open_send_channels(config: &Config) -> anyhow::Result<Vec<SendChannel>>
     let mut channels = Vec::with_capacity(config.udp_send_channels.len());
     for channel in &config.udp_send_channels {
         let opened = SendChannel::open(channel).await.with_context(|| {
-            let target = channel.mcast_join.as_deref().or(channel.host.as_deref()).unwrap_or("?");
-            format!("udp_send_channel {target}:{} at {}", channel.port, channel.declared_at)
+            let target = channel
+                .mcast_join
+                .as_deref()
+                .or(channel.host.as_deref())
+                .unwrap_or("?");
+            format!(
+                "udp_send_channel {target}:{} at {}",
+                channel.port, channel.declared_at
+            )
         })?;
         tracing::info!(destination = %opened.destination, "udp_send_channel open");
         channels.push(opened);

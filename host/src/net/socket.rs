@@ -48,7 +48,9 @@ pub fn bind_udp_recv(channel: &UdpRecvChannel) -> io::Result<UdpSocket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     socket.set_reuse_address(true)?;
     socket.set_nonblocking(true)?;
-    let wanted = channel.buffer.map_or(DEFAULT_RECV_BUFFER, |bytes| bytes as usize);
+    let wanted = channel
+        .buffer
+        .map_or(DEFAULT_RECV_BUFFER, |bytes| bytes as usize);
     set_recv_buffer(&socket, wanted)?;
     socket.bind(&addr.into())?;
     if let Some(group) = group {
@@ -64,7 +66,10 @@ pub async fn send_destination(channel: &UdpSendChannel) -> io::Result<SocketAddr
         .as_deref()
         .or(channel.host.as_deref())
         .ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidInput, "udp_send_channel has neither host nor mcast_join")
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "udp_send_channel has neither host nor mcast_join",
+            )
         })?;
     tokio::net::lookup_host((host, channel.port))
         .await?
@@ -91,7 +96,11 @@ pub fn open_udp_send(channel: &UdpSendChannel, destination: SocketAddr) -> io::R
     UdpSocket::from_std(socket.into())
 }
 
-fn set_multicast_options(socket: &Socket, group: IpAddr, channel: &UdpSendChannel) -> io::Result<()> {
+fn set_multicast_options(
+    socket: &Socket,
+    group: IpAddr,
+    channel: &UdpSendChannel,
+) -> io::Result<()> {
     let interface = channel.mcast_if.as_deref();
     match group {
         IpAddr::V4(_) => {
@@ -167,7 +176,11 @@ fn force_buffer(socket: &Socket, option: libc::c_int, bytes: usize) -> io::Resul
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
-    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// The receive buffer a tokio socket has (for logs and tests).
@@ -185,7 +198,10 @@ fn bind_ip(bind: Option<&str>, family: Family) -> io::Result<IpAddr> {
 
 fn parse_ip(text: &str) -> io::Result<IpAddr> {
     text.parse().map_err(|_| {
-        io::Error::new(io::ErrorKind::InvalidInput, format!("{text:?} is not an IP address"))
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{text:?} is not an IP address"),
+        )
     })
 }
 
@@ -194,7 +210,10 @@ fn interface_index(interface: &str) -> io::Result<u32> {
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "interface name holds a NUL"))?;
     // SAFETY: `name` is a valid NUL-terminated string for the call's duration.
     match unsafe { libc::if_nametoindex(name.as_ptr()) } {
-        0 => Err(io::Error::new(io::ErrorKind::NotFound, format!("no interface {interface}"))),
+        0 => Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no interface {interface}"),
+        )),
         index => Ok(index),
     }
 }
@@ -237,6 +256,9 @@ mod tests {
     fn a_bind_that_is_not_an_address_is_an_error() {
         let mut channel = recv_channel(None);
         channel.bind = Some("not-an-ip".into());
-        assert_eq!(bind_udp_recv(&channel).unwrap_err().kind(), io::ErrorKind::InvalidInput);
+        assert_eq!(
+            bind_udp_recv(&channel).unwrap_err().kind(),
+            io::ErrorKind::InvalidInput
+        );
     }
 }

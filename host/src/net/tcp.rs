@@ -135,18 +135,15 @@ async fn serve_client(
     timeout: Duration,
     stats: &NetStats,
 ) {
-    let document = match tokio::task::spawn_blocking(move || {
-        store.render_xml(SystemTime::now())
-    })
-    .await
-    {
-        Ok(document) => document,
-        Err(error) => {
-            stats.xml_failed.incr();
-            tracing::error!(%peer, %error, "tcp_accept_channel: rendering the XML failed");
-            return;
-        }
-    };
+    let document =
+        match tokio::task::spawn_blocking(move || store.render_xml(SystemTime::now())).await {
+            Ok(document) => document,
+            Err(error) => {
+                stats.xml_failed.incr();
+                tracing::error!(%peer, %error, "tcp_accept_channel: rendering the XML failed");
+                return;
+            }
+        };
     let written = tokio::time::timeout(timeout, async {
         stream.write_all(&document).await?;
         stream.shutdown().await
@@ -197,7 +194,10 @@ mod tests {
             host_tmax: 20,
             host_dmax: 0,
         });
-        let host = HostRef { name: "h1", ip: "10.0.0.1" };
+        let host = HostRef {
+            name: "h1",
+            ip: "10.0.0.1",
+        };
         let now = SystemTime::now();
         for i in 0..metrics {
             let name = format!("metric_{i:05}");
@@ -211,7 +211,9 @@ mod tests {
                 extras: vec![("GROUP".into(), "g".into())],
             };
             store.update_metadata(host, meta, now).unwrap();
-            store.update_value(host, &name, MetricValue::UInt32(i as u32), "%u", now).unwrap();
+            store
+                .update_value(host, &name, MetricValue::UInt32(i as u32), "%u", now)
+                .unwrap();
         }
         Arc::new(store)
     }
@@ -235,7 +237,12 @@ mod tests {
             Arc::clone(&stats),
             stop.clone().cancelled_owned(),
         ));
-        Server { addr, stats, stop, task }
+        Server {
+            addr,
+            stats,
+            stop,
+            task,
+        }
     }
 
     async fn fetch(addr: SocketAddr) -> Vec<u8> {
@@ -269,7 +276,10 @@ mod tests {
                 declared_at: Location::whole_file("test.conf"),
             }],
         };
-        let options = XmlServerOptions { acl: Some(acl), ..XmlServerOptions::default() };
+        let options = XmlServerOptions {
+            acl: Some(acl),
+            ..XmlServerOptions::default()
+        };
         let server = start(store_with(1), options).await;
         assert!(fetch(server.addr).await.is_empty());
         assert_eq!(server.stats.xml_denied.get(), 1);
@@ -294,10 +304,18 @@ mod tests {
             let started = std::time::Instant::now();
             let document = fetch(server.addr).await;
             assert!(document.len() > 5_000_000, "{} bytes", document.len());
-            assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+            assert!(
+                started.elapsed() < Duration::from_secs(1),
+                "{:?}",
+                started.elapsed()
+            );
         }
         tokio::time::sleep(Duration::from_millis(1500)).await;
-        assert_eq!(server.stats.xml_failed.get(), 1, "the stalled client was cut off");
+        assert_eq!(
+            server.stats.xml_failed.get(),
+            1,
+            "the stalled client was cut off"
+        );
         drop(stalled);
         server.stop.cancel();
         server.task.await.unwrap();

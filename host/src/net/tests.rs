@@ -80,28 +80,50 @@ async fn ten_thousand_metrics_to_ourselves_lose_none() {
         on_metadata_request: Arc::new(|_: &str| {}),
         stats: Arc::clone(&stats),
     };
-    let receiver = tokio::spawn(recv::run(receive_socket, context, stop.clone().cancelled_owned()));
+    let receiver = tokio::spawn(recv::run(
+        receive_socket,
+        context,
+        stop.clone().cancelled_owned(),
+    ));
 
     let send_socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
-    let channels: Arc<[SendChannel]> = vec![SendChannel { socket: Arc::new(send_socket), destination }].into();
+    let channels: Arc<[SendChannel]> = vec![SendChannel {
+        socket: Arc::new(send_socket),
+        destination,
+    }]
+    .into();
     let options = SendOptions::new(Identity::new("vm", None, None), 1464);
     let (sink, requests) = mpsc::channel(4);
     let sender = tokio::spawn(send::run(channels, options, requests, Arc::clone(&stats)));
-    sink.send(SendRequest { metrics: first_send(METRICS) }).await.unwrap();
+    sink.send(SendRequest {
+        metrics: first_send(METRICS),
+    })
+    .await
+    .unwrap();
     drop(sink);
     sender.await.unwrap();
     assert_eq!(stats.packets_sent.get(), 2 * METRICS as u64);
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while stats.packets_received.get() < 2 * METRICS as u64 && tokio::time::Instant::now() < deadline {
+    while stats.packets_received.get() < 2 * METRICS as u64
+        && tokio::time::Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     stop.cancel();
     receiver.await.unwrap();
-    assert_eq!(stats.packets_received.get(), 2 * METRICS as u64, "datagrams lost");
+    assert_eq!(
+        stats.packets_received.get(),
+        2 * METRICS as u64,
+        "datagrams lost"
+    );
     let host = store.host("localhost").unwrap();
     assert_eq!(host.metrics.len(), METRICS);
-    assert!(host.metrics.iter().all(|metric| metric.meta.is_some() && metric.sample.is_some()));
+    assert!(
+        host.metrics
+            .iter()
+            .all(|metric| metric.meta.is_some() && metric.sample.is_some())
+    );
 }
 
 fn recv_channel_on_loopback() -> crate::config::UdpRecvChannel {
@@ -144,7 +166,11 @@ async fn multicast_reaches_a_joined_receive_channel() {
     };
     let channel = SendChannel::open(&send_channel).await.unwrap();
     assert!(channel.destination.ip().is_multicast());
-    channel.socket.send_to(b"hello group", channel.destination).await.unwrap();
+    channel
+        .socket
+        .send_to(b"hello group", channel.destination)
+        .await
+        .unwrap();
     let mut buf = [0u8; 64];
     let (len, _) = tokio::time::timeout(Duration::from_secs(2), receiver.recv_from(&mut buf))
         .await
@@ -190,18 +216,29 @@ async fn a_configuration_starts_serves_and_stops() {
     )
     .await
     .unwrap();
-    assert_eq!(network.udp_addrs, [SocketAddr::from((Ipv4Addr::LOCALHOST, port))]);
+    assert_eq!(
+        network.udp_addrs,
+        [SocketAddr::from((Ipv4Addr::LOCALHOST, port))]
+    );
 
     // Our own values come back through the receive channel and are skipped.
     let sink = network.take_sink().unwrap();
-    sink.send(SendRequest { metrics: first_send(3) }).await.unwrap();
+    sink.send(SendRequest {
+        metrics: first_send(3),
+    })
+    .await
+    .unwrap();
     // A peer's value without metadata: we ask our send channels for it, and that request
     // (looped back to us) reaches the scheduler's handler.
     let peer = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
     let mut packet = Vec::new();
     crate::wire::xdr::encode(
         &crate::wire::xdr::Message::Value(crate::wire::xdr::Value {
-            header: crate::wire::xdr::Header { host: "peer".into(), name: "peer_metric".into(), spoof: false },
+            header: crate::wire::xdr::Header {
+                host: "peer".into(),
+                name: "peer_metric".into(),
+                spoof: false,
+            },
             format: "%s".into(),
             value: MetricValue::String("v".into()),
         }),
@@ -211,27 +248,54 @@ async fn a_configuration_starts_serves_and_stops() {
     peer.send_to(&packet, network.udp_addrs[0]).await.unwrap();
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while network.stats.metadata_requests_sent.get() == 0 && tokio::time::Instant::now() < deadline {
+    while network.stats.metadata_requests_sent.get() == 0 && tokio::time::Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(network.stats.packets_sent.get(), 6);
     assert_eq!(network.stats.metadata_requests_sent.get(), 1);
-    assert_eq!(network.stats.packets_received.get(), 1, "only the peer's datagram counts");
+    assert_eq!(
+        network.stats.packets_received.get(),
+        1,
+        "only the peer's datagram counts"
+    );
     let mut requests = network.take_metadata_requests().unwrap();
-    assert!(requests.try_recv().is_err(), "our own request is not answered by us");
+    assert!(
+        requests.try_recv().is_err(),
+        "our own request is not answered by us"
+    );
     // A peer's request reaches the scheduler's end.
     packet.clear();
-    let header = crate::wire::xdr::Header { host: "localhost".into(), name: "loop_metric_00001".into(), spoof: false };
-    crate::wire::xdr::encode(&crate::wire::xdr::Message::MetadataRequest(header), &mut packet).unwrap();
+    let header = crate::wire::xdr::Header {
+        host: "localhost".into(),
+        name: "loop_metric_00001".into(),
+        spoof: false,
+    };
+    crate::wire::xdr::encode(
+        &crate::wire::xdr::Message::MetadataRequest(header),
+        &mut packet,
+    )
+    .unwrap();
     peer.send_to(&packet, network.udp_addrs[0]).await.unwrap();
-    let asked = tokio::time::timeout(Duration::from_secs(2), requests.recv()).await.unwrap();
+    let asked = tokio::time::timeout(Duration::from_secs(2), requests.recv())
+        .await
+        .unwrap();
     assert_eq!(asked.as_deref(), Some("loop_metric_00001"));
-    assert!(store.host("localhost").unwrap().metrics.iter().all(|m| m.name == "peer_metric"));
+    assert!(
+        store
+            .host("localhost")
+            .unwrap()
+            .metrics
+            .iter()
+            .all(|m| m.name == "peer_metric")
+    );
 
     let xml = {
         use tokio::io::AsyncReadExt;
-        let mut stream = tokio::net::TcpStream::connect(network.xml_addrs[0]).await.unwrap();
+        let mut stream = tokio::net::TcpStream::connect(network.xml_addrs[0])
+            .await
+            .unwrap();
         let mut text = String::new();
         stream.read_to_string(&mut text).await.unwrap();
         text
@@ -254,14 +318,29 @@ async fn silent_hosts_expire_after_host_dmax() {
         "globals {\n  host_dmax = 1\n  cleanup_threshold = 1\n}\n\
          udp_recv_channel {\n  port = 0\n  bind = 127.0.0.1\n}\n",
     );
-    let store = Arc::new(Store::new(StoreConfig { host_dmax: 1, ..store_config() }));
+    let store = Arc::new(Store::new(StoreConfig {
+        host_dmax: 1,
+        ..store_config()
+    }));
     let shutdown = CancellationToken::new();
-    let setup = NetworkSetup { hostname: "vm".into(), store: Arc::clone(&store), shutdown: shutdown.clone() };
+    let setup = NetworkSetup {
+        hostname: "vm".into(),
+        store: Arc::clone(&store),
+        shutdown: shutdown.clone(),
+    };
     let network = Network::start(&config, setup).await.unwrap();
     let peer = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
     let mut packet = Vec::new();
-    let header = crate::wire::xdr::Header { host: "peer".into(), name: "peer_metric".into(), spoof: false };
-    let value = crate::wire::xdr::Value { header, format: "%s".into(), value: MetricValue::String("v".into()) };
+    let header = crate::wire::xdr::Header {
+        host: "peer".into(),
+        name: "peer_metric".into(),
+        spoof: false,
+    };
+    let value = crate::wire::xdr::Value {
+        header,
+        format: "%s".into(),
+        value: MetricValue::String("v".into()),
+    };
     crate::wire::xdr::encode(&crate::wire::xdr::Message::Value(value), &mut packet).unwrap();
     peer.send_to(&packet, network.udp_addrs[0]).await.unwrap();
 
@@ -273,8 +352,14 @@ async fn silent_hosts_expire_after_host_dmax() {
     while store.host("localhost").is_some() && started.elapsed() < Duration::from_secs(6) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(store.host("localhost").is_none(), "the silent host is gone after host_dmax");
-    assert!(started.elapsed() >= Duration::from_secs(1), "not before host_dmax");
+    assert!(
+        store.host("localhost").is_none(),
+        "the silent host is gone after host_dmax"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "not before host_dmax"
+    );
     shutdown.cancel();
     network.wait().await;
     std::fs::remove_dir_all(dir).unwrap();

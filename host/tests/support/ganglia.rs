@@ -46,10 +46,8 @@ impl TempDir {
     pub fn new(label: &str) -> TempDir {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let unique = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!(
-            "wasmond-{label}-{}-{unique}",
-            std::process::id()
-        ));
+        let path =
+            std::env::temp_dir().join(format!("wasmond-{label}-{}-{unique}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path).expect("create temp dir");
         TempDir(path)
@@ -109,7 +107,11 @@ impl Daemon {
             .stderr(err)
             .spawn()
             .unwrap_or_else(|error| panic!("start {name}: {error}"));
-        Daemon { name, child: child.into(), log }
+        Daemon {
+            name,
+            child: child.into(),
+            log,
+        }
     }
 
     /// Everything the daemon printed so far.
@@ -166,7 +168,11 @@ impl Gmond {
     /// Starts a gmond on `port` that is not mute and sends to `peer` only what it has to
     /// say without modules: its metadata requests (id 136).
     pub fn start_asking(cluster: &str, port: u16, peer: SocketAddr) -> Gmond {
-        let channel = format!("udp_send_channel {{\n  host = {}\n  port = {}\n}}\n", peer.ip(), peer.port());
+        let channel = format!(
+            "udp_send_channel {{\n  host = {}\n  port = {}\n}}\n",
+            peer.ip(),
+            peer.port()
+        );
         Gmond::launch(cluster, port, false, &channel)
     }
 
@@ -201,8 +207,16 @@ tcp_accept_channel {{
         );
         let conf_path = dir.write("gmond.conf", &conf);
         let log = dir.path().join("gmond.log");
-        let daemon = Daemon::spawn("gmond", Command::new(GMOND).arg("-f").arg("-c").arg(&conf_path), log);
-        let gmond = Gmond { daemon, port, _dir: dir };
+        let daemon = Daemon::spawn(
+            "gmond",
+            Command::new(GMOND).arg("-f").arg("-c").arg(&conf_path),
+            log,
+        );
+        let gmond = Gmond {
+            daemon,
+            port,
+            _dir: dir,
+        };
         gmond.wait_serving();
         gmond
     }
@@ -216,7 +230,10 @@ tcp_accept_channel {{
             }
             sleep(Duration::from_millis(50));
         }
-        panic!("gmond did not serve XML in 10 s:\n{}", self.daemon.log_text());
+        panic!(
+            "gmond did not serve XML in 10 s:\n{}",
+            self.daemon.log_text()
+        );
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -263,10 +280,20 @@ case_sensitive_hostnames 1
         // `-d 2` keeps gmetad in the foreground and logs each update and RRD it creates.
         let daemon = Daemon::spawn(
             "gmetad",
-            Command::new(GMETAD).arg("-d").arg("2").arg("-c").arg(&conf_path),
+            Command::new(GMETAD)
+                .arg("-d")
+                .arg("2")
+                .arg("-c")
+                .arg(&conf_path),
             log,
         );
-        Gmetad { daemon, xml_port, interactive_port, rrd_dir, _dir: dir }
+        Gmetad {
+            daemon,
+            xml_port,
+            interactive_port,
+            rrd_dir,
+            _dir: dir,
+        }
     }
 
     pub fn xml_addr(&self) -> SocketAddr {
@@ -320,7 +347,10 @@ pub fn gmetric(dir: &TempDir, target: SocketAddr, args: &[&str]) -> Output {
 /// Validates `xml` against its internal DTD with `xmllint --valid`; returns its complaints.
 pub fn xmllint_valid(dir: &TempDir, xml: &str) -> Result<(), String> {
     let path = dir.path().join("document.xml");
-    let bytes: Vec<u8> = xml.chars().map(|c| u8::try_from(c).unwrap_or(b'?')).collect();
+    let bytes: Vec<u8> = xml
+        .chars()
+        .map(|c| u8::try_from(c).unwrap_or(b'?'))
+        .collect();
     std::fs::write(&path, bytes).unwrap();
     let output = Command::new(XMLLINT)
         .args(["--valid", "--noout"])
@@ -348,7 +378,10 @@ pub fn wait_for<T>(
             return found;
         }
         if Instant::now() >= deadline {
-            panic!("timed out after {timeout:?} waiting for {what}\n{}", context());
+            panic!(
+                "timed out after {timeout:?} waiting for {what}\n{}",
+                context()
+            );
         }
         sleep(Duration::from_millis(100));
     }

@@ -26,7 +26,9 @@ pub struct Metric {
 
 impl Document {
     pub fn host(&self, name: &str) -> Option<&Host> {
-        self.hosts.iter().find(|host| attr(&host.attrs, "NAME") == name)
+        self.hosts
+            .iter()
+            .find(|host| attr(&host.attrs, "NAME") == name)
     }
 }
 
@@ -36,7 +38,9 @@ impl Host {
     }
 
     pub fn metric(&self, name: &str) -> Option<&Metric> {
-        self.metrics.iter().find(|metric| metric.attr("NAME") == name)
+        self.metrics
+            .iter()
+            .find(|metric| metric.attr("NAME") == name)
     }
 }
 
@@ -81,14 +85,23 @@ pub fn parse(xml: &str) -> Result<Document, String> {
 fn element(document: &mut Document, tag: &BytesStart<'_>) -> Result<(), String> {
     let attrs = attributes(tag)?;
     match tag.name().as_ref() {
-        b"HOST" => document.hosts.push(Host { attrs, metrics: Vec::new() }),
-        b"METRIC" => current_host(document)?.metrics.push(Metric { attrs, extras: Vec::new() }),
+        b"HOST" => document.hosts.push(Host {
+            attrs,
+            metrics: Vec::new(),
+        }),
+        b"METRIC" => current_host(document)?.metrics.push(Metric {
+            attrs,
+            extras: Vec::new(),
+        }),
         b"EXTRA_ELEMENT" => {
             let metric = current_host(document)?
                 .metrics
                 .last_mut()
                 .ok_or("EXTRA_ELEMENT outside a METRIC")?;
-            metric.extras.push((attr(&attrs, "NAME").to_owned(), attr(&attrs, "VAL").to_owned()));
+            metric.extras.push((
+                attr(&attrs, "NAME").to_owned(),
+                attr(&attrs, "VAL").to_owned(),
+            ));
         }
         _ => {}
     }
@@ -96,7 +109,10 @@ fn element(document: &mut Document, tag: &BytesStart<'_>) -> Result<(), String> 
 }
 
 fn current_host(document: &mut Document) -> Result<&mut Host, String> {
-    document.hosts.last_mut().ok_or_else(|| "METRIC outside a HOST".to_owned())
+    document
+        .hosts
+        .last_mut()
+        .ok_or_else(|| "METRIC outside a HOST".to_owned())
 }
 
 fn attributes(tag: &BytesStart<'_>) -> Result<Vec<(String, String)>, String> {
@@ -104,7 +120,9 @@ fn attributes(tag: &BytesStart<'_>) -> Result<Vec<(String, String)>, String> {
         .map(|attribute| {
             let attribute = attribute.map_err(|error| error.to_string())?;
             let key = String::from_utf8_lossy(attribute.key.as_ref()).into_owned();
-            let value = attribute.unescape_value().map_err(|error| error.to_string())?;
+            let value = attribute
+                .unescape_value()
+                .map_err(|error| error.to_string())?;
             Ok((key, value.into_owned()))
         })
         .collect()
