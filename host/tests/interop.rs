@@ -66,7 +66,13 @@ impl InProcess {
             Arc::clone(&stats),
             stop.clone().cancelled_owned(),
         ));
-        InProcess { runtime, stop, store, stats, xml_addr }
+        InProcess {
+            runtime,
+            stop,
+            store,
+            stats,
+            xml_addr,
+        }
     }
 }
 
@@ -86,8 +92,11 @@ impl InProcess {
             on_metadata_request: Arc::new(|_: &str| {}),
             stats: Arc::clone(&self.stats),
         };
-        self.runtime
-            .spawn(recv::run(socket, context, self.stop.clone().cancelled_owned()));
+        self.runtime.spawn(recv::run(
+            socket,
+            context,
+            self.stop.clone().cancelled_owned(),
+        ));
         addr
     }
 
@@ -96,7 +105,10 @@ impl InProcess {
     fn send(&self, target: SocketAddr, identity: Identity, metrics: &[OutgoingMetric]) {
         self.runtime.block_on(async {
             let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
-            let channel = SendChannel { socket: Arc::new(socket), destination: target };
+            let channel = SendChannel {
+                socket: Arc::new(socket),
+                destination: target,
+            };
             let options = SendOptions::new(identity, 1464);
             let mut sender = Sender::new(vec![channel].into(), options, Arc::clone(&self.stats));
             sender.send(metrics).await;
@@ -164,11 +176,16 @@ fn metric_name(value_type: ValueType) -> String {
 }
 
 fn fill(store: &Store, metrics: &[(MetricMeta, MetricValue, &'static str)]) {
-    let host = HostRef { name: HOST, ip: "127.0.0.1" };
+    let host = HostRef {
+        name: HOST,
+        ip: "127.0.0.1",
+    };
     let now = SystemTime::now();
     for (meta, value, format) in metrics {
         store.update_metadata(host, meta.clone(), now).unwrap();
-        store.update_value(host, &meta.name, value.clone(), format, now).unwrap();
+        store
+            .update_value(host, &meta.name, value.clone(), format, now)
+            .unwrap();
     }
 }
 
@@ -186,23 +203,45 @@ fn gmetad_polls_our_xml_and_keeps_rrds() {
     let log = || gmetad.daemon.log_text();
 
     let host_dir = gmetad.rrd_dir.join(CLUSTER).join(HOST);
-    for (meta, ..) in metrics.iter().filter(|(meta, ..)| meta.value_type.is_numeric()) {
+    for (meta, ..) in metrics
+        .iter()
+        .filter(|(meta, ..)| meta.value_type.is_numeric())
+    {
         let rrd = host_dir.join(format!("{}.rrd", meta.name));
-        wait_for(Duration::from_secs(30), &format!("{}", rrd.display()), || rrd.exists().then_some(()), log);
+        wait_for(
+            Duration::from_secs(30),
+            &format!("{}", rrd.display()),
+            || rrd.exists().then_some(()),
+            log,
+        );
     }
-    assert!(!host_dir.join("wasmond_string.rrd").exists(), "no RRD for a string metric");
+    assert!(
+        !host_dir.join("wasmond_string.rrd").exists(),
+        "no RRD for a string metric"
+    );
     assert!(!log().contains("XML_ParseBuffer() error"), "{}", log());
 
     let path = format!("/{CLUSTER}/{HOST}/wasmond_uint32");
     let answer = wait_for(
         Duration::from_secs(10),
         &format!("gmetad's answer to {path}"),
-        || gmetad.query(&path).ok().filter(|xml| xml.contains("<METRIC")),
+        || {
+            gmetad
+                .query(&path)
+                .ok()
+                .filter(|xml| xml.contains("<METRIC"))
+        },
         log,
     );
     let grid = gxml::parse(&answer).unwrap_or_else(|error| panic!("{error}\n{answer}"));
-    let host = grid.host(HOST).unwrap_or_else(|| panic!("no host in\n{answer}"));
-    assert_eq!(host.metrics.len(), 1, "the path selects one metric:\n{answer}");
+    let host = grid
+        .host(HOST)
+        .unwrap_or_else(|| panic!("no host in\n{answer}"));
+    assert_eq!(
+        host.metrics.len(),
+        1,
+        "the path selects one metric:\n{answer}"
+    );
     let metric = host.metric("wasmond_uint32").unwrap();
     assert_eq!(metric.attr("VAL"), "4000000000");
     assert_eq!(metric.attr("TYPE"), "uint32");
@@ -214,9 +253,16 @@ fn gmetad_polls_our_xml_and_keeps_rrds() {
     let grid = gxml::parse(&full).unwrap_or_else(|error| panic!("{error}\n{full}"));
     let host = grid.host(HOST).unwrap();
     for (meta, ..) in &metrics {
-        assert!(host.metric(&meta.name).is_some(), "{} missing from gmetad:\n{full}", meta.name);
+        assert!(
+            host.metric(&meta.name).is_some(),
+            "{} missing from gmetad:\n{full}",
+            meta.name
+        );
     }
-    assert_eq!(host.metric("wasmond_string").unwrap().attr("VAL"), "hello world");
+    assert_eq!(
+        host.metric("wasmond_string").unwrap().attr("VAL"),
+        "hello world"
+    );
     assert!(net.stats.xml_served.get() >= 1);
 }
 
@@ -234,7 +280,9 @@ fn our_xml_is_valid_against_its_dtd() {
     metrics[0].1 = MetricValue::String("a<b>&c'd\"e".into());
     let (awkward, ..) = &mut metrics[1];
     awkward.units = "u<&>\"'".into();
-    awkward.extras.push(("DESC".into(), "desc <&> \"q\" é".into()));
+    awkward
+        .extras
+        .push(("DESC".into(), "desc <&> \"q\" é".into()));
     fill(&net.store, &metrics);
     let xml = ganglia::fetch_xml(net.xml_addr).unwrap();
     let dir = TempDir::new("xmllint");
@@ -272,8 +320,16 @@ fn real_gmond_shows_what_we_send() {
     let gmond = Gmond::start(CLUSTER, "");
     let net = InProcess::start(empty_store());
     let metrics = sample_metrics();
-    net.send(gmond.addr(), Identity::new("vm", None, None), &outgoing(&metrics));
-    net.send(gmond.addr(), Identity::new("vm", Some("web7"), Some("10.9.8.7")), &outgoing(&metrics[..1]));
+    net.send(
+        gmond.addr(),
+        Identity::new("vm", None, None),
+        &outgoing(&metrics),
+    );
+    net.send(
+        gmond.addr(),
+        Identity::new("vm", Some("web7"), Some("10.9.8.7")),
+        &outgoing(&metrics[..1]),
+    );
 
     let xml = wait_for(
         Duration::from_secs(10),
@@ -281,7 +337,8 @@ fn real_gmond_shows_what_we_send() {
         || {
             let xml = gmond.xml();
             let grid = gxml::parse(&xml).ok()?;
-            let complete = grid.host("localhost")?.metrics.len() == metrics.len() && grid.host("web7").is_some();
+            let complete = grid.host("localhost")?.metrics.len() == metrics.len()
+                && grid.host("web7").is_some();
             complete.then_some(xml)
         },
         || gmond.daemon.log_text(),
@@ -290,15 +347,38 @@ fn real_gmond_shows_what_we_send() {
     let host = grid.host("localhost").unwrap();
     assert_eq!(host.attr("IP"), "127.0.0.1");
     for (meta, _, _) in &metrics {
-        let metric = host.metric(&meta.name).unwrap_or_else(|| panic!("{} missing:\n{xml}", meta.name));
-        assert_eq!(metric.attr("TYPE"), meta.value_type.gmond_name(), "{}", meta.name);
+        let metric = host
+            .metric(&meta.name)
+            .unwrap_or_else(|| panic!("{} missing:\n{xml}", meta.name));
+        assert_eq!(
+            metric.attr("TYPE"),
+            meta.value_type.gmond_name(),
+            "{}",
+            meta.name
+        );
         assert_eq!(metric.attr("UNITS"), meta.units, "{}", meta.name);
-        assert_eq!(metric.attr("SLOPE"), meta.slope.gmond_name(), "{}", meta.name);
+        assert_eq!(
+            metric.attr("SLOPE"),
+            meta.slope.gmond_name(),
+            "{}",
+            meta.name
+        );
         assert_eq!(metric.attr("TMAX"), "60");
         // gmond lists extras in reverse wire order.
-        assert_eq!(metric.extra("GROUP"), ["second", "wasmond_tests"], "{}", meta.name);
-        assert_eq!(metric.extra("DESC"), [format!("a {} metric", meta.value_type)]);
-        assert_eq!(metric.extra("TITLE"), [format!("Wasmond {}", meta.value_type)]);
+        assert_eq!(
+            metric.extra("GROUP"),
+            ["second", "wasmond_tests"],
+            "{}",
+            meta.name
+        );
+        assert_eq!(
+            metric.extra("DESC"),
+            [format!("a {} metric", meta.value_type)]
+        );
+        assert_eq!(
+            metric.extra("TITLE"),
+            [format!("Wasmond {}", meta.value_type)]
+        );
     }
     let val = |name: &str| host.metric(name).unwrap().attr("VAL").to_owned();
     assert_eq!(val("wasmond_string"), "hello world");
@@ -396,10 +476,44 @@ fn we_show_real_gmetric_packets_of_every_type() {
         gmetric(
             &dir,
             target,
-            &["-n", &name, "-v", value, "-t", ty, "-u", &units, "-s", slope, "-x", "60", "-d", "0", "-g", "gmgroup", "-D", &desc, "-T", &format!("Title {ty}")],
+            &[
+                "-n",
+                &name,
+                "-v",
+                value,
+                "-t",
+                ty,
+                "-u",
+                &units,
+                "-s",
+                slope,
+                "-x",
+                "60",
+                "-d",
+                "0",
+                "-g",
+                "gmgroup",
+                "-D",
+                &desc,
+                "-T",
+                &format!("Title {ty}"),
+            ],
         );
     }
-    gmetric(&dir, target, &["-n", "spoofed", "-v", "1", "-t", "uint32", "-S", "10.1.2.3:spoofhost"]);
+    gmetric(
+        &dir,
+        target,
+        &[
+            "-n",
+            "spoofed",
+            "-v",
+            "1",
+            "-t",
+            "uint32",
+            "-S",
+            "10.1.2.3:spoofhost",
+        ],
+    );
 
     let xml = wait_for(
         Duration::from_secs(10),
@@ -407,22 +521,36 @@ fn we_show_real_gmetric_packets_of_every_type() {
         || {
             let xml = ganglia::fetch_xml(net.xml_addr).ok()?;
             let grid = gxml::parse(&xml).ok()?;
-            let complete = grid.host("localhost")?.metrics.len() == cases.len() && grid.host("spoofhost").is_some();
+            let complete = grid.host("localhost")?.metrics.len() == cases.len()
+                && grid.host("spoofhost").is_some();
             complete.then_some(xml)
         },
         || format!("{:?}", ganglia::fetch_xml(net.xml_addr)),
     );
     let grid = gxml::parse(&xml).unwrap();
     let host = grid.host("localhost").unwrap();
-    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     let reported: u64 = host.attr("REPORTED").parse().unwrap();
-    assert!(reported.abs_diff(now) <= 5, "REPORTED {reported}, now {now}");
+    assert!(
+        reported.abs_diff(now) <= 5,
+        "REPORTED {reported}, now {now}"
+    );
     assert!(host.attr("TN").parse::<u64>().unwrap() <= 5);
-    assert_eq!((host.attr("IP"), host.attr("TMAX"), host.attr("DMAX")), ("127.0.0.1", "20", "0"));
+    assert_eq!(
+        (host.attr("IP"), host.attr("TMAX"), host.attr("DMAX")),
+        ("127.0.0.1", "20", "0")
+    );
     for (ty, value, slope) in cases {
         let metric = host.metric(&format!("gm_{ty}")).unwrap();
         assert_eq!(metric.attr("TYPE"), ty);
-        assert_eq!(metric.attr("VAL"), value, "gmetric sends the value as typed");
+        assert_eq!(
+            metric.attr("VAL"),
+            value,
+            "gmetric sends the value as typed"
+        );
         assert_eq!(metric.attr("UNITS"), format!("{ty}_units"));
         assert_eq!(metric.attr("SLOPE"), slope);
         assert_eq!((metric.attr("TMAX"), metric.attr("DMAX")), ("60", "0"));
