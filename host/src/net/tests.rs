@@ -364,3 +364,42 @@ async fn silent_hosts_expire_after_host_dmax() {
     network.wait().await;
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+async fn start_network(config: &crate::config::Config) -> (Network, CancellationToken) {
+    let shutdown = CancellationToken::new();
+    let setup = NetworkSetup {
+        hostname: "vm".into(),
+        store: store(),
+        shutdown: shutdown.clone(),
+    };
+    (Network::start(config, setup).await.unwrap(), shutdown)
+}
+
+const ALL_CHANNELS: &str = "udp_send_channel {\n  host = 127.0.0.1\n  port = 9\n}\n\
+    udp_recv_channel {\n  port = 0\n  bind = 127.0.0.1\n}\n\
+    tcp_accept_channel {\n  port = 0\n  bind = 127.0.0.1\n}\n";
+
+/// `mute`: nothing is sent (no sink), while receiving and serving go on, as in gmond.
+#[tokio::test]
+async fn mute_sends_nothing_but_still_listens() {
+    let (dir, config) = write_config(&format!("globals {{\n  mute = yes\n}}\n{ALL_CHANNELS}"));
+    let (mut network, shutdown) = start_network(&config).await;
+    assert!(network.take_sink().is_none());
+    assert_eq!((network.udp_addrs.len(), network.xml_addrs.len()), (1, 1));
+    shutdown.cancel();
+    network.wait().await;
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// `deaf`: neither a receive nor an XML channel is opened (real gmond 3.7.2 listens on
+/// neither when deaf), while sending goes on.
+#[tokio::test]
+async fn deaf_opens_no_listener_but_still_sends() {
+    let (dir, config) = write_config(&format!("globals {{\n  deaf = yes\n}}\n{ALL_CHANNELS}"));
+    let (mut network, shutdown) = start_network(&config).await;
+    assert!(network.take_sink().is_some());
+    assert!(network.udp_addrs.is_empty() && network.xml_addrs.is_empty());
+    shutdown.cancel();
+    network.wait().await;
+    std::fs::remove_dir_all(dir).unwrap();
+}
