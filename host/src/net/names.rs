@@ -4,8 +4,10 @@
 //! (127.0.0.1 shows as `localhost`), ignoring the packet's own `host` field, unless the
 //! packet is spoofed: then the field reads `IP:name` and both come from it
 //! (reference LAYOUT.md §2). Reverse lookups block, so they run on a blocking thread,
-//! once per address; the answers (or the address itself, when there is no name) are
-//! cached for the daemon's life, up to [`MAX_CACHED_NAMES`].
+//! once per address, for at most [`REVERSE_DNS_TIMEOUT`]: gmond waits on its resolver
+//! with its whole receive loop, wasmond names a host it cannot resolve in time by its
+//! address. The answers (or the address itself) are cached for the daemon's life, up to
+//! [`MAX_CACHED_NAMES`].
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -14,6 +16,9 @@ use std::sync::Arc;
 /// Most addresses whose names are remembered; past it the cache starts afresh, so a
 /// flood of source addresses cannot grow it without bound.
 pub const MAX_CACHED_NAMES: usize = 65_536;
+
+/// The longest the receive loop waits for a new address's name.
+pub const REVERSE_DNS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A host as the store shows it: its name and address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,11 +50,15 @@ impl HostNames {
         if let Some(host) = self.cache.get(&source) {
             return host.clone();
         }
-        let name = tokio::task::spawn_blocking(move || reverse_dns(source))
-            .await
-            .ok()
-            .flatten()
-            .unwrap_or_else(|| source.to_string());
+        let lookup = tokio::task::spawn_blocking(move || reverse_dns(source));
+        let name = match tokio::time::timeout(REVERSE_DNS_TIMEOUT, lookup).await {
+            Ok(Ok(Some(name))) => name,
+            Ok(Ok(None) | Err(_)) => source.to_string(),
+            Err(_) => {
+                tracing::warn!(%source, "no reverse DNS answer in {REVERSE_DNS_TIMEOUT:?}: host named by its address");
+                source.to_string()
+            }
+        };
         let host = HostId {
             name: name.into(),
             ip: source.to_string().into(),
@@ -131,6 +140,17 @@ mod tests {
             .identify("::ffff:127.0.0.1".parse().unwrap(), "vm", false)
             .await;
         assert_eq!(mapped, host);
+    }
+
+    /// TEST-NET-1 (RFC 5737) has no reverse DNS: the host is named by its address,
+    /// within the lookup's bound.
+    #[tokio::test]
+    async fn an_address_without_a_name_is_named_by_itself() {
+        let mut names = HostNames::default();
+        let started = std::time::Instant::now();
+        let host = names.identify("192.0.2.200".parse().unwrap(), "vm", false).await;
+        assert_eq!((&*host.name, &*host.ip), ("192.0.2.200", "192.0.2.200"));
+        assert!(started.elapsed() < REVERSE_DNS_TIMEOUT + std::time::Duration::from_secs(1));
     }
 
     #[tokio::test]
