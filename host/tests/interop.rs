@@ -8,8 +8,10 @@
 //! 3. wasmond receives real `gmetric` packets of every type and shows them in its XML.
 //! 4. wasmond's XML passes `xmllint --valid` against its internal DTD.
 //!
-//! The tests run the net layer in-process (a store filled by the test, the server and
-//! sender on 127.0.0.1:0). Without Ganglia the tests print that they skipped; with
+//! Most tests run the net layer in-process (a store filled by the test, the server and
+//! sender on 127.0.0.1:0); [`the_daemon_with_a_real_guest_talks_to_real_ganglia`] runs
+//! the real `wasmond run` binary with the example guest module and checks all four
+//! against it. Without Ganglia the tests print that they skipped; with
 //! `WASMOND_REQUIRE_INTEROP=1` that is a failure.
 
 #[path = "support/ganglia.rs"]
@@ -564,4 +566,302 @@ fn we_show_real_gmetric_packets_of_every_type() {
     assert_eq!(net.stats.packets_malformed.get(), 0);
     let dir = TempDir::new("xmllint");
     xmllint_valid(&dir, &xml).unwrap_or_else(|complaints| panic!("{complaints}\n{xml}"));
+}
+
+/// The example guest's metric types, in its order.
+const GUEST_TYPES: [&str; 9] = [
+    "string", "int8", "uint8", "int16", "uint16", "int32", "uint32", "float", "double",
+];
+
+/// The real `wasmond run` binary on loopback: the example guest's metrics (prefixed
+/// `e2e_`, collected every 2 s) and its heartbeat sent to `peer` and to its own receive
+/// channel, its XML on `xml_addr`.
+struct WasmondRun {
+    daemon: ganglia::Daemon,
+    xml_addr: SocketAddr,
+    udp_addr: SocketAddr,
+    dir: TempDir,
+}
+
+impl WasmondRun {
+    /// `None` (after saying so) when the example guest was not built and toolchains are
+    /// not required.
+    fn start(peer: u16) -> Option<WasmondRun> {
+        let guest = wasmond::guests::EXAMPLE;
+        if !std::path::Path::new(guest).exists() {
+            let message = format!("the example guest was not built ({guest})");
+            assert!(
+                std::env::var("WASMOND_REQUIRE_TOOLCHAINS").as_deref() != Ok("1"),
+                "{message}"
+            );
+            eprintln!("skipped: {message}");
+            return None;
+        }
+        let (udp_port, xml_port) = (ganglia::free_port(), ganglia::free_port());
+        let dir = TempDir::new("wasmond-run");
+        let conf = format!(
+            r#"globals {{
+  daemonize = no
+  setuid = no
+  host_dmax = 0
+  send_metadata_interval = 0
+}}
+cluster {{
+  name = "{CLUSTER}"
+  owner = "wasmond tests"
+}}
+udp_send_channel {{
+  host = 127.0.0.1
+  port = {peer}
+}}
+udp_send_channel {{
+  host = 127.0.0.1
+  port = {udp_port}
+}}
+udp_recv_channel {{
+  port = {udp_port}
+  bind = 127.0.0.1
+}}
+tcp_accept_channel {{
+  port = {xml_port}
+  bind = 127.0.0.1
+}}
+modules {{
+  module {{
+    name = "example"
+    language = "wasm"
+    path = "{guest}"
+    param prefix {{
+      value = "e2e_"
+    }}
+  }}
+}}
+collection_group {{
+  collect_once = yes
+  time_threshold = 20
+  metric {{
+    name = "heartbeat"
+  }}
+}}
+collection_group {{
+  collect_every = 2
+  time_threshold = 4
+  metric {{
+    name_match = "e2e_(.*)"
+    title = "E2E \\1"
+  }}
+}}
+"#
+        );
+        let conf_path = dir.write("wasmond.conf", &conf);
+        let daemon = ganglia::Daemon::spawn(
+            "wasmond",
+            std::process::Command::new(env!("CARGO_BIN_EXE_wasmond"))
+                .arg("run")
+                .arg("-c")
+                .arg(&conf_path),
+            dir.path().join("wasmond.log"),
+        );
+        Some(WasmondRun {
+            daemon,
+            xml_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, xml_port)),
+            udp_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, udp_port)),
+            dir,
+        })
+    }
+
+    fn stop(&self) {
+        let status = self
+            .daemon
+            .terminate(Duration::from_secs(15))
+            .expect("wasmond stops on SIGTERM");
+        assert!(
+            status.success(),
+            "wasmond exited with {status}:\n{}",
+            self.daemon.log_text()
+        );
+    }
+}
+
+/// How many of the guest's metrics the document's fullest host shows.
+fn guest_metrics_in(xml: &str) -> Option<usize> {
+    let grid = gxml::parse(xml).ok()?;
+    grid.hosts
+        .iter()
+        .map(|host| {
+            host.metrics
+                .iter()
+                .filter(|metric| metric.attr("NAME").starts_with("e2e_"))
+                .count()
+        })
+        .max()
+}
+
+/// The real `wasmond run` with the example guest (one metric of every type): its XML
+/// holds the guest's metrics (and what real gmetric sent it) and is DTD-valid, a real
+/// gmond shows what it sends, a real gmetad keeps RRDs of it, and SIGTERM stops it.
+#[test]
+fn the_daemon_with_a_real_guest_talks_to_real_ganglia() {
+    if !require_ganglia("the_daemon_with_a_real_guest_talks_to_real_ganglia") {
+        return;
+    }
+    let gmond = Gmond::start(CLUSTER, "");
+    let Some(wasmond) = WasmondRun::start(gmond.port) else {
+        return;
+    };
+
+    // Our own XML: every guest metric, with the group and the name_match title.
+    let ours = wait_for(
+        Duration::from_secs(30),
+        "the guest's metrics in wasmond's XML",
+        || {
+            wasmond.daemon.assert_running();
+            let xml = ganglia::fetch_xml(wasmond.xml_addr).ok()?;
+            (guest_metrics_in(&xml)? == GUEST_TYPES.len()).then_some(xml)
+        },
+        || wasmond.daemon.log_text(),
+    );
+    let grid = gxml::parse(&ours).unwrap();
+    let host = grid
+        .hosts
+        .iter()
+        .find(|host| host.metric("e2e_int8").is_some())
+        .unwrap();
+    let our_host_name = host.attr("NAME").to_owned();
+    for ty in GUEST_TYPES {
+        let metric = host.metric(&format!("e2e_{ty}")).unwrap();
+        assert_eq!(metric.attr("TYPE"), ty);
+        assert_eq!(metric.extra("GROUP"), ["example"]);
+        assert_eq!(metric.extra("TITLE"), [format!("E2E {ty}")]);
+    }
+    let lint = TempDir::new("xmllint-run");
+    xmllint_valid(&lint, &ours).unwrap_or_else(|complaints| panic!("{complaints}\n{ours}"));
+
+    // What real gmetric sends to wasmond's receive channel shows in its XML too.
+    gmetric(
+        &wasmond.dir,
+        wasmond.udp_addr,
+        &[
+            "-n",
+            "from_gmetric",
+            "-v",
+            "42",
+            "-t",
+            "uint16",
+            "-u",
+            "things",
+        ],
+    );
+    wait_for(
+        Duration::from_secs(10),
+        "gmetric's metric in wasmond's XML",
+        || {
+            let xml = ganglia::fetch_xml(wasmond.xml_addr).ok()?;
+            let grid = gxml::parse(&xml).ok()?;
+            let metric = grid
+                .hosts
+                .iter()
+                .find_map(|host| host.metric("from_gmetric"))?;
+            (metric.attr("VAL") == "42" && metric.attr("TYPE") == "uint16").then_some(())
+        },
+        || wasmond.daemon.log_text(),
+    );
+
+    // A real gmond receiving wasmond's datagrams shows the same metrics.
+    let theirs = wait_for(
+        Duration::from_secs(30),
+        "the guest's metrics in gmond's XML",
+        || {
+            let xml = gmond.xml();
+            (guest_metrics_in(&xml)? == GUEST_TYPES.len()).then_some(xml)
+        },
+        || format!("{}\n{}", gmond.daemon.log_text(), wasmond.daemon.log_text()),
+    );
+    let grid = gxml::parse(&theirs).unwrap();
+    let host = grid
+        .host("localhost")
+        .expect("gmond names 127.0.0.1 localhost");
+    for ty in GUEST_TYPES {
+        let metric = host.metric(&format!("e2e_{ty}")).unwrap();
+        assert_eq!(metric.attr("TYPE"), ty);
+        assert_eq!(
+            metric.attr("SLOPE"),
+            if ty == "string" { "zero" } else { "both" }
+        );
+        assert_eq!(metric.extra("GROUP"), ["example"]);
+    }
+    assert!(
+        host.attr("GMOND_STARTED") != "0",
+        "our heartbeat reached gmond"
+    );
+
+    // A real gmetad polling wasmond keeps RRDs of the guest's numeric metrics.
+    let gmetad = Gmetad::start(CLUSTER, wasmond.xml_addr, 1);
+    let rrd = gmetad
+        .rrd_dir
+        .join(CLUSTER)
+        .join(&our_host_name)
+        .join("e2e_uint32.rrd");
+    wait_for(
+        Duration::from_secs(30),
+        "gmetad's RRD of e2e_uint32",
+        || rrd.exists().then_some(()),
+        || gmetad.daemon.log_text(),
+    );
+    let path = format!("/{CLUSTER}/{our_host_name}/e2e_double");
+    let answer = wait_for(
+        Duration::from_secs(10),
+        &format!("gmetad's answer to {path}"),
+        || {
+            gmetad
+                .query(&path)
+                .ok()
+                .filter(|xml| xml.contains("NAME=\"e2e_double\""))
+        },
+        || gmetad.daemon.log_text(),
+    );
+    assert!(answer.contains("TYPE=\"double\""), "{answer}");
+    wasmond.stop();
+}
+
+/// A real gmond that missed wasmond's metadata (it started after wasmond's first send,
+/// and `send_metadata_interval = 0` never repeats it) asks for it with id-136 requests;
+/// the daemon answers them as gmond would, and the metrics then show in gmond's XML.
+#[test]
+fn the_daemon_answers_a_real_gmonds_metadata_requests() {
+    if !require_ganglia("the_daemon_answers_a_real_gmonds_metadata_requests") {
+        return;
+    }
+    let gmond_port = ganglia::free_port();
+    let Some(wasmond) = WasmondRun::start(gmond_port) else {
+        return;
+    };
+    // wasmond's first send (metadata and values) goes to a port where no one listens.
+    wait_for(
+        Duration::from_secs(30),
+        "wasmond's first send",
+        || {
+            wasmond.daemon.assert_running();
+            let xml = ganglia::fetch_xml(wasmond.xml_addr).ok()?;
+            (guest_metrics_in(&xml)? == GUEST_TYPES.len()).then_some(())
+        },
+        || wasmond.daemon.log_text(),
+    );
+    let gmond = Gmond::start_asking(CLUSTER, gmond_port, wasmond.udp_addr);
+    let theirs = wait_for(
+        Duration::from_secs(30),
+        "the guest's metrics in gmond's XML after its metadata requests",
+        || {
+            let xml = gmond.xml();
+            (guest_metrics_in(&xml)? == GUEST_TYPES.len()).then_some(xml)
+        },
+        || format!("{}\n{}", gmond.daemon.log_text(), wasmond.daemon.log_text()),
+    );
+    let grid = gxml::parse(&theirs).unwrap();
+    let metric = grid.host("localhost").unwrap().metric("e2e_float").unwrap();
+    assert_eq!(
+        (metric.attr("TYPE"), metric.attr("UNITS")),
+        ("float", "ratio")
+    );
+    wasmond.stop();
 }
