@@ -478,4 +478,35 @@ mod tests {
         assert_eq!(h.stats.packets_denied.get(), 1);
         assert_eq!(h.stats.packets_received.get(), 0);
     }
+
+    proptest::proptest! {
+        /// Whatever arrives, the receiver neither panics nor loses count: every datagram
+        /// is either applied or counted as malformed.
+        #[test]
+        fn any_datagram_is_applied_or_counted(datagram in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                let mut h = harness(None, HashSet::new()).await;
+                h.receiver.handle(&datagram, loopback(40000), SystemTime::now()).await;
+                let counted = h.stats.packets_received.get() + h.stats.packets_malformed.get();
+                assert_eq!(counted, 1);
+            });
+        }
+
+        /// Well-formed datagrams with any strings in them are taken in.
+        #[test]
+        fn any_valid_value_is_applied(host in ".{0,40}", name in ".{1,40}", text in ".{0,200}", spoof in proptest::prelude::any::<bool>()) {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                let mut h = harness(None, HashSet::new()).await;
+                let datagram = encoded(&xdr::Message::Value(xdr::Value {
+                    header: header(&host, &name, spoof),
+                    format: "%s".into(),
+                    value: MetricValue::String(text.clone()),
+                }));
+                h.receiver.handle(&datagram, loopback(40000), SystemTime::now()).await;
+                assert_eq!(h.stats.packets_received.get(), 1);
+            });
+        }
+    }
 }

@@ -321,6 +321,30 @@ mod tests {
         server.task.await.unwrap();
     }
 
+    /// More clients at once than the cap: the extra ones wait in the backlog, and every
+    /// one gets the whole document.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn many_concurrent_clients_each_get_the_whole_document() {
+        let options = XmlServerOptions {
+            max_clients: 4,
+            ..XmlServerOptions::default()
+        };
+        let server = start(store_with(500), options).await;
+        let expected = fetch(server.addr).await;
+        let clients: Vec<_> = (0..40).map(|_| tokio::spawn(fetch(server.addr))).collect();
+        for client in clients {
+            let document = client.await.unwrap();
+            // LOCALTIME and TN may tick between documents; the length may not change.
+            assert_eq!(document.len(), expected.len());
+            assert!(document.ends_with(b"</GANGLIA_XML>\n"));
+        }
+        // The server counts a client after its last write, which may be just after the
+        // client saw the end of the document.
+        server.stop.cancel();
+        server.task.await.unwrap();
+        assert_eq!(server.stats.xml_served.get(), 41);
+    }
+
     #[tokio::test]
     async fn shutdown_stops_accepting() {
         let server = start(store_with(1), XmlServerOptions::default()).await;
