@@ -179,7 +179,9 @@ struct Engine {
     order: Vec<ModuleId>,
     groups: Vec<Group>,
     owners: MetricOwners,
-    metrics: HashMap<MetricKey, MetricInfo>,
+    /// Every running module's metrics; groups point into it by index.
+    infos: Vec<MetricInfo>,
+    info_of: HashMap<MetricKey, usize>,
     accounts: Accounts,
     send_metadata_interval: Option<Duration>,
     log_limit: RateLimiter<(String, String)>,
@@ -217,6 +219,8 @@ struct Group {
     selection: GroupSelection,
     /// Each module's share of the group, with the slots the values go to.
     slices: BTreeMap<ModuleId, Slice>,
+    /// For each slot of the group, its metric's index in `infos`.
+    info: Vec<usize>,
 }
 
 struct MetricInfo {
@@ -239,7 +243,8 @@ impl Engine {
             order: Vec::new(),
             groups: Vec::new(),
             owners,
-            metrics: HashMap::new(),
+            infos: Vec::new(),
+            info_of: HashMap::new(),
             accounts: Accounts::default(),
             send_metadata_interval: None,
             log_limit: RateLimiter::new(LOG_WINDOW),
@@ -437,7 +442,6 @@ impl Engine {
         );
         error!(module = %slot.name, "{message}; the module is unloaded");
         self.owners.release(&slot.name);
-        self.metrics.retain(|key, _| *key.module != *slot.name);
         slot.state = SlotState::Rejected(vec![message]);
         let bound = slot.bounds.cleanup + JOB_MARGIN;
         let _ = slot.submit(Job::Cleanup, bound, now);
@@ -486,10 +490,11 @@ impl Engine {
         }
         let wall_now = SystemTime::now();
         let host = HostRef { name: &self.host.name, ip: &self.host.ip };
-        let state = &self.groups[index].state;
+        let group = &self.groups[index];
         let mut outgoing = Vec::with_capacity(slots.len());
         for &slot in slots {
-            let (Some(value), Some(info)) = (state.value(slot), self.metrics.get_mut(state.key(slot))) else {
+            let info = group.info.get(slot).and_then(|&i| self.infos.get_mut(i));
+            let (Some(value), Some(info)) = (group.state.value(slot), info) else {
                 continue;
             };
             let due = info.metadata_sent.is_none_or(|sent| {
@@ -527,8 +532,8 @@ impl Engine {
     }
 
     fn resend_metadata(&mut self, metric: Option<&str>, now: Instant) {
-        for (key, info) in &mut self.metrics {
-            if metric.is_none_or(|name| *key.metric == *name) {
+        for info in &mut self.infos {
+            if metric.is_none_or(|name| info.descriptor.name == name) {
                 info.metadata_sent = None;
             }
         }
@@ -564,6 +569,7 @@ impl Engine {
                 builtin,
                 selection: GroupSelection { metrics: Vec::new(), unmatched_entries: Vec::new() },
                 slices: BTreeMap::new(),
+                info: Vec::new(),
             })
             .collect();
         self.replan(now);
@@ -648,7 +654,6 @@ impl Engine {
         let Some(mut slot) = self.modules.remove(&id) else { return };
         info!(module = %slot.name, "stopping module {}", slot.name);
         self.owners.release(&slot.name);
-        self.metrics.retain(|key, _| *key.module != *slot.name);
         slot.retiring = true;
         let bound = slot.bounds.cleanup + JOB_MARGIN;
         let _ = slot.submit(Job::Cleanup, bound, now);
@@ -678,23 +683,25 @@ impl Engine {
         for selected in selections.iter().flat_map(|s| &s.metrics) {
             titles.entry(&selected.key).or_insert(&selected.title);
         }
-        let mut metrics = HashMap::with_capacity(catalog.len());
+        let mut previous: Vec<Option<MetricInfo>> = std::mem::take(&mut self.infos).into_iter().map(Some).collect();
+        let previous_of = std::mem::take(&mut self.info_of);
         for (_, key, descriptor) in &catalog {
             let title = titles.get(key).copied();
             let meta = MetricMeta::from_descriptor(descriptor, title, 0);
-            let previous = self.metrics.remove(key);
-            let unchanged = previous.as_ref().is_some_and(|p| *p.meta == meta && *p.descriptor == **descriptor);
-            metrics.insert(
-                key.clone(),
-                MetricInfo {
+            let before = previous_of.get(key).and_then(|&i| previous[i].take());
+            let info = match before {
+                // Unchanged: keep it, and when its metadata went out.
+                Some(info) if *info.meta == meta && *info.descriptor == **descriptor => info,
+                _ => MetricInfo {
                     descriptor: Arc::new((*descriptor).clone()),
                     meta: Arc::new(meta),
                     format: descriptor.format.as_str().into(),
-                    metadata_sent: previous.filter(|_| unchanged).and_then(|p| p.metadata_sent),
+                    metadata_sent: None,
                 },
-            );
+            };
+            self.info_of.insert(key.clone(), self.infos.len());
+            self.infos.push(info);
         }
-        self.metrics = metrics;
         let module_of: HashMap<&MetricKey, ModuleId> = catalog.iter().map(|(id, key, _)| (key, *id)).collect();
 
         let mut fresh_work = Vec::new();
@@ -707,10 +714,12 @@ impl Engine {
                 }
             }
             group.slices = slices.into_iter().map(|(id, slice)| (id, Slice::from(slice))).collect();
+            group.info = selection.metrics.iter().map(|m| self.info_of[&m.key]).collect();
             group.selection = selection;
             // A group that has collected before collects its new metrics at once; one
             // that has not is about to collect everything anyway.
             if !added.is_empty() && group.state.next_event() > now {
+                let added: HashSet<usize> = added.into_iter().collect();
                 for (id, slice) in &group.slices {
                     let fresh: Vec<(usize, Arc<str>)> =
                         slice.iter().filter(|(slot, _)| added.contains(slot)).cloned().collect();

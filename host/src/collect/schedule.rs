@@ -18,6 +18,7 @@
 //! failed this cycle is not re-sent with a stale value: it keeps its last value in the
 //! store until TMAX/DMAX says otherwise.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -34,6 +35,8 @@ pub struct GroupState {
     next_collect: Option<Instant>,
     next_send: Instant,
     metrics: Vec<MetricSlot>,
+    /// Each metric's slot, for answers that arrive after a re-plan.
+    slot_of: HashMap<MetricKey, usize>,
     epoch: u64,
     cycle: Cycle,
 }
@@ -72,6 +75,7 @@ impl GroupState {
             next_collect: Some(now),
             next_send: now,
             metrics: Vec::new(),
+            slot_of: HashMap::new(),
             epoch: 0,
             cycle: Cycle::default(),
         }
@@ -85,14 +89,17 @@ impl GroupState {
         &mut self,
         metrics: impl IntoIterator<Item = (MetricKey, Option<f64>)>,
     ) -> Vec<usize> {
-        let old = std::mem::take(&mut self.metrics);
+        let mut old: HashMap<MetricKey, MetricSlot> =
+            std::mem::take(&mut self.metrics).into_iter().map(|slot| (slot.key.clone(), slot)).collect();
         let mut added = Vec::new();
+        self.slot_of.clear();
         for (key, value_threshold) in metrics {
-            let kept = old.iter().find(|slot| slot.key == key);
+            let kept = old.remove(&key);
             if kept.is_none() {
                 added.push(self.metrics.len());
             }
-            let (last, fresh) = kept.map_or((None, false), |slot| (slot.last.clone(), slot.fresh));
+            let (last, fresh) = kept.map_or((None, false), |slot| (slot.last, slot.fresh));
+            self.slot_of.insert(key.clone(), self.metrics.len());
             self.metrics.push(MetricSlot { key, value_threshold, last, fresh });
         }
         self.epoch += 1;
@@ -125,7 +132,7 @@ impl GroupState {
     }
 
     pub fn index_of(&self, key: &MetricKey) -> Option<usize> {
-        self.metrics.iter().position(|slot| slot.key == *key)
+        self.slot_of.get(key).copied()
     }
 
     /// The value last collected for metric `index`.

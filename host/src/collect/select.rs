@@ -8,6 +8,7 @@
 //! string there, as in gmond. `\` followed by anything but `1`..`9` is refused (gmond
 //! exits on it); a lone trailing `\` is dropped, as gmond does.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -186,13 +187,14 @@ pub struct GroupSelection {
 /// A metric selected by two entries of one group is collected once, by the first.
 pub fn select_group(spec: &GroupSpec, catalog: &[MetricKey]) -> GroupSelection {
     let mut metrics: Vec<Selected> = Vec::new();
+    let mut taken: HashSet<&MetricKey> = HashSet::new();
     let mut unmatched_entries = Vec::new();
     for (entry_index, entry) in spec.entries.iter().enumerate() {
         let mut matched = false;
         for key in catalog {
             let Some(title) = entry.selector.select(&key.metric) else { continue };
             matched = true;
-            if metrics.iter().any(|selected| selected.key == *key) {
+            if !taken.insert(key) {
                 continue;
             }
             metrics.push(Selected {
@@ -211,10 +213,8 @@ pub fn select_group(spec: &GroupSpec, catalog: &[MetricKey]) -> GroupSelection {
 
 /// The catalog's metrics that no group collects (gmond ignores them silently).
 pub fn uncollected<'a>(catalog: &'a [MetricKey], groups: &[GroupSelection]) -> Vec<&'a MetricKey> {
-    catalog
-        .iter()
-        .filter(|key| !groups.iter().any(|group| group.metrics.iter().any(|m| m.key == **key)))
-        .collect()
+    let collected: HashSet<&MetricKey> = groups.iter().flat_map(|group| group.metrics.iter().map(|m| &m.key)).collect();
+    catalog.iter().filter(|key| !collected.contains(key)).collect()
 }
 
 #[cfg(test)]
