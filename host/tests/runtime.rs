@@ -311,6 +311,31 @@ fn a_memory_bomb_hits_the_memory_cap() {
 }
 
 #[test]
+fn the_instance_cap_refuses_a_component_that_needs_more() {
+    let host = host();
+    let limits = Limits {
+        max_instances: 1,
+        ..Limits::default()
+    };
+    let error = start_hostile(
+        &host,
+        Sandbox {
+            limits,
+            ..Sandbox::default()
+        },
+        &[],
+    )
+    .err()
+    .unwrap();
+    assert_eq!(error.callback, Callback::Init);
+    assert!(
+        matches!(&error.kind, ErrorKind::Trap { code: None, message } if message.contains("resource limit exceeded")),
+        "{error}"
+    );
+    assert_serves_example(&host);
+}
+
+#[test]
 fn runaway_recursion_overflows_the_stack() {
     let host = host();
     let mut instance =
@@ -336,11 +361,13 @@ fn a_panic_is_a_trap_and_the_next_call_gets_a_fresh_instance() {
     let error = instance.handle("attack").unwrap_err();
     assert!(
         matches!(
-            error.kind,
+            &error.kind,
             ErrorKind::Trap {
                 code: Some(wasmtime::Trap::UnreachableCodeReached),
-                ..
-            }
+                message,
+            } if message.contains("; stderr: thread '<unnamed>'")
+                && message.contains(" panicked at ")
+                && message.ends_with(": the hostile module panics on purpose")
         ),
         "{error}"
     );

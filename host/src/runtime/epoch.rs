@@ -4,6 +4,8 @@
 //! Every loaded module and instance holds the ticker (through an `Arc`), so it keeps
 //! ticking while any of them can still run code; it stops when the last one goes.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
@@ -14,39 +16,65 @@ pub const DEFAULT_EPOCH_TICK: Duration = Duration::from_millis(10);
 
 #[derive(Debug)]
 pub(crate) struct EpochTicker {
-    tick: Duration,
+    clock: Arc<TickClock>,
     /// Dropping the sender disconnects the channel, which ends the thread.
     _stop: Sender<()>,
 }
 
+/// What the ticker and the stores setting deadlines share.
+#[derive(Debug)]
+struct TickClock {
+    started: Instant,
+    tick: Duration,
+    /// Ticks applied to the engine so far.
+    applied: AtomicU64,
+}
+
+impl TickClock {
+    /// Ticks that should have been applied by `now`.
+    fn due(&self, now: Instant) -> u64 {
+        let elapsed = now.saturating_duration_since(self.started).as_nanos();
+        u64::try_from(elapsed / self.tick.as_nanos().max(1)).unwrap_or(u64::MAX)
+    }
+}
+
 impl EpochTicker {
     pub(crate) fn start(engine: Engine, tick: Duration) -> std::io::Result<EpochTicker> {
+        let clock = Arc::new(TickClock {
+            started: Instant::now(),
+            tick,
+            applied: AtomicU64::new(0),
+        });
         let (stop, stopped) = mpsc::channel::<()>();
+        let shared = clock.clone();
         std::thread::Builder::new()
             .name("wasmond-epoch".into())
             .spawn(move || {
                 // The epoch follows the clock, not the count of wake-ups: on a busy
                 // machine a late wake-up catches up instead of stretching every deadline.
-                let started = Instant::now();
-                let mut epoch: u128 = 0;
                 while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(tick) {
-                    let due = started.elapsed().as_nanos() / tick.as_nanos().max(1);
-                    while epoch < due {
+                    let due = shared.due(Instant::now());
+                    while shared.applied.load(Ordering::Relaxed) < due {
                         engine.increment_epoch();
-                        epoch += 1;
+                        shared.applied.fetch_add(1, Ordering::Relaxed);
                     }
                 }
             })?;
-        Ok(EpochTicker { tick, _stop: stop })
+        Ok(EpochTicker { clock, _stop: stop })
     }
 
-    /// Epoch ticks to allow for `deadline`: rounded up, plus one because the first
-    /// tick may come at any moment after the deadline is set. A loop is therefore
-    /// stopped after `deadline` and before `deadline` + 2 ticks.
-    pub(crate) fn ticks_for(&self, deadline: Duration) -> u64 {
-        let tick = self.tick.as_nanos().max(1);
-        let ticks = deadline.as_nanos().div_ceil(tick);
-        u64::try_from(ticks).unwrap_or(u64::MAX - 1).max(1) + 1
+    /// Epoch ticks to allow, from `now`, for `deadline`: rounded up, plus one
+    /// because the next tick may come at any moment, plus the ticks the ticker is
+    /// late with (it catches up at its next wake-up). A loop is therefore stopped
+    /// after `deadline` and before `deadline` + 2 ticks plus the ticker's wake-up delay.
+    pub(crate) fn ticks_for(&self, deadline: Duration, now: Instant) -> u64 {
+        let tick = self.clock.tick.as_nanos().max(1);
+        let ticks = u64::try_from(deadline.as_nanos().div_ceil(tick)).unwrap_or(u64::MAX);
+        let late = self
+            .clock
+            .due(now)
+            .saturating_sub(self.clock.applied.load(Ordering::Relaxed));
+        ticks.max(1).saturating_add(1).saturating_add(late)
     }
 }
 
@@ -56,11 +84,19 @@ mod tests {
 
     #[test]
     fn deadlines_round_up_and_add_one_tick() {
-        let engine = Engine::default();
-        let ticker = EpochTicker::start(engine, Duration::from_millis(10)).unwrap();
-        assert_eq!(ticker.ticks_for(Duration::from_millis(100)), 11);
-        assert_eq!(ticker.ticks_for(Duration::from_millis(101)), 12);
-        assert_eq!(ticker.ticks_for(Duration::ZERO), 2);
-        assert_eq!(ticker.ticks_for(Duration::MAX), u64::MAX);
+        let ticker = EpochTicker::start(Engine::default(), Duration::from_secs(3600)).unwrap();
+        let now = ticker.clock.started;
+        assert_eq!(ticker.ticks_for(Duration::from_secs(3600), now), 2);
+        assert_eq!(ticker.ticks_for(Duration::from_secs(3601), now), 3);
+        assert_eq!(ticker.ticks_for(Duration::ZERO, now), 2);
+        assert!(ticker.ticks_for(Duration::MAX, now) > 1 << 50, "no overflow");
+    }
+
+    #[test]
+    fn a_late_ticker_is_allowed_for() {
+        let ticker = EpochTicker::start(Engine::default(), Duration::from_secs(3600)).unwrap();
+        // Two hours in, the ticker (asleep for an hour per tick) has applied nothing yet.
+        let later = ticker.clock.started + Duration::from_secs(7200);
+        assert_eq!(ticker.ticks_for(Duration::from_secs(3600), later), 2 + 2);
     }
 }

@@ -218,8 +218,9 @@ fn arm(store: &mut Store<HostState>, module: &LoadedModule, budget: Budget) -> I
     store
         .set_fuel(budget.fuel)
         .expect("the engine consumes fuel");
-    store.set_epoch_deadline(module.inner.shared.ticker.ticks_for(budget.deadline));
     let started = Instant::now();
+    let ticker = &module.inner.shared.ticker;
+    store.set_epoch_deadline(ticker.ticks_for(budget.deadline, started));
     store.data_mut().deadline = started
         .checked_add(budget.deadline)
         .unwrap_or_else(|| started + FAR_FUTURE);
@@ -270,13 +271,16 @@ fn classify(store: &Store<HostState>, budget: Budget, error: &wasmtime::Error) -
         Some(wasmtime::Trap::Interrupt) => ErrorKind::Deadline {
             deadline: budget.deadline,
         },
-        Some(&code) => ErrorKind::Trap {
-            code: Some(code),
-            message: code.to_string(),
-        },
-        None => ErrorKind::Trap {
-            code: None,
-            message: format!("{error:#}"),
-        },
+        Some(&code) => trap(store, Some(code), code.to_string()),
+        None => trap(store, None, format!("{error:#}")),
     }
+}
+
+/// Any other trap, with what the module last wrote to stderr (a panic message).
+fn trap(store: &Store<HostState>, code: Option<wasmtime::Trap>, message: String) -> ErrorKind {
+    let message = match store.data().stderr.take_summary() {
+        Some(stderr) => format!("{message}; stderr: {stderr}"),
+        None => message,
+    };
+    ErrorKind::Trap { code, message }
 }

@@ -32,6 +32,7 @@ mod instance;
 pub mod limits;
 mod state;
 mod stats;
+mod stderr;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -54,6 +55,7 @@ pub use error::{Callback, ErrorKind, InvalidOutput, LimitHit, LoadError, ModuleE
 pub use instance::ModuleInstance;
 pub use limits::Limits;
 pub use stats::{CallStats, ErrorCounts, ModuleStats};
+pub use stderr::MAX_STDERR_TAIL_BYTES;
 
 /// The largest `.wasm` file the runtime reads (a Python guest is about 20 MB).
 pub const MAX_WASM_FILE_BYTES: u64 = 256 << 20;
@@ -91,7 +93,8 @@ pub struct Grants {
     pub read_only_dirs: Vec<PathBuf>,
     /// Environment variables the module sees.
     pub env: Vec<(String, String)>,
-    /// Whether the module's stdout and stderr go to the host's (else discarded).
+    /// Whether the module's stdout and stderr go to the host's. If not, stdout is
+    /// discarded and the tail of stderr explains traps (a panic's message).
     pub inherit_stdio: bool,
 }
 

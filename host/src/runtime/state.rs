@@ -10,6 +10,7 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use super::Grants;
 use super::error::{LoadError, truncate_to};
 use super::limits::{LOG_BURST_LINES, LOG_LINES_PER_SECOND, Limiter, Limits, MAX_LOG_LINE_BYTES};
+use super::stderr::StderrTail;
 
 /// The data of one module instance's store.
 pub(crate) struct HostState {
@@ -18,6 +19,7 @@ pub(crate) struct HostState {
     pub(crate) limiter: Limiter,
     /// When the running callback's deadline passes; host waits give up then.
     pub(crate) deadline: Instant,
+    pub(crate) stderr: StderrTail,
     pub(crate) log: ModuleLog,
 }
 
@@ -27,11 +29,13 @@ impl HostState {
         limits: &Limits,
         grants: &Grants,
     ) -> Result<HostState, LoadError> {
+        let stderr = StderrTail::default();
         Ok(HostState {
-            wasi: wasi_context(grants)?,
+            wasi: wasi_context(grants, &stderr)?,
             table: ResourceTable::new(),
             limiter: Limiter::new(limits),
             deadline: Instant::now(),
+            stderr,
             log: ModuleLog::new(module),
         })
     }
@@ -47,8 +51,9 @@ impl WasiView for HostState {
 }
 
 /// A WASI context that grants nothing but what `grants` lists: no preopens, no
-/// environment, no arguments, no network, stdin closed and output discarded.
-fn wasi_context(grants: &Grants) -> Result<WasiCtx, LoadError> {
+/// environment, no arguments, no network, stdin closed, stdout discarded and
+/// stderr kept in `stderr` to explain traps.
+fn wasi_context(grants: &Grants, stderr: &StderrTail) -> Result<WasiCtx, LoadError> {
     let mut builder = WasiCtxBuilder::new();
     builder
         .allow_tcp(false)
@@ -67,6 +72,8 @@ fn wasi_context(grants: &Grants) -> Result<WasiCtx, LoadError> {
     builder.envs(&grants.env);
     if grants.inherit_stdio {
         builder.inherit_stdout().inherit_stderr();
+    } else {
+        builder.stderr(stderr.clone());
     }
     Ok(builder.build())
 }
