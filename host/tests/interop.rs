@@ -698,8 +698,9 @@ fn guest_metrics_in(xml: &str) -> Option<usize> {
 }
 
 /// The real `wasmond run` with the example guest (one metric of every type): its XML
-/// holds the guest's metrics (and what real gmetric sent it) and is DTD-valid, a real
-/// gmond shows what it sends, a real gmetad keeps RRDs of it, and SIGTERM stops it.
+/// holds the guest's metrics (and what real gmetric sent it) and is DTD-valid, real gstat
+/// lists its host, a real gmond shows what it sends, a real gmetad keeps RRDs of it, and
+/// SIGTERM stops it.
 #[test]
 fn the_daemon_with_a_real_guest_talks_to_real_ganglia() {
     if !require_ganglia("the_daemon_with_a_real_guest_talks_to_real_ganglia") {
@@ -736,6 +737,15 @@ fn the_daemon_with_a_real_guest_talks_to_real_ganglia() {
     }
     let lint = TempDir::new("xmllint-run");
     xmllint_valid(&lint, &ours).unwrap_or_else(|complaints| panic!("{complaints}\n{ours}"));
+
+    // Real gstat reads the same XML and counts our host up.
+    let listing = ganglia::gstat(wasmond.xml_addr);
+    assert!(listing.contains(&format!("Name: {CLUSTER}")), "{listing}");
+    assert!(listing.contains("Dead Hosts: 0"), "{listing}");
+    let host_line = listing
+        .lines()
+        .find(|line| line.starts_with(&format!("{our_host_name} ")));
+    assert!(host_line.is_some(), "our host is listed:\n{listing}");
 
     // What real gmetric sends to wasmond's receive channel shows in its XML too.
     gmetric(

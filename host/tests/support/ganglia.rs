@@ -20,11 +20,12 @@ pub const GMOND: &str = "/usr/sbin/gmond";
 pub const GMETAD: &str = "/usr/sbin/gmetad";
 pub const GMETRIC: &str = "/usr/bin/gmetric";
 pub const XMLLINT: &str = "/usr/bin/xmllint";
+pub const GSTAT: &str = "/usr/bin/gstat";
 
 /// Whether the real Ganglia tools are here. When they are not, prints that `test`
 /// skipped and returns false, or panics under `WASMOND_REQUIRE_INTEROP=1`.
 pub fn require_ganglia(test: &str) -> bool {
-    let missing: Vec<&str> = [GMOND, GMETAD, GMETRIC, XMLLINT]
+    let missing: Vec<&str> = [GMOND, GMETAD, GMETRIC, GSTAT, XMLLINT]
         .into_iter()
         .filter(|tool| !Path::new(tool).exists())
         .collect();
@@ -342,6 +343,23 @@ pub fn gmetric(dir: &TempDir, target: SocketAddr, args: &[&str]) -> Output {
         String::from_utf8_lossy(&output.stderr)
     );
     output
+}
+
+/// What `gstat --all` prints about the gmond-style XML server at `addr`.
+pub fn gstat(addr: SocketAddr) -> String {
+    let output = Command::new(GSTAT)
+        .args(["--all", "--single_line", "-i"])
+        .arg(addr.ip().to_string())
+        .arg("-p")
+        .arg(addr.port().to_string())
+        .output()
+        .expect("run gstat");
+    assert!(
+        output.status.success(),
+        "gstat failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// Validates `xml` against its internal DTD with `xmllint --valid`; returns its complaints.
