@@ -169,6 +169,19 @@ fn handle(instance: &mut ModuleInstance, metric: &str) -> MetricValue {
     instance.handle(metric).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// Calls every metric in turn `calls` times in all, as a long-running daemon would,
+/// and checks the module never failed nor had to be restarted (e.g. for outgrowing
+/// the memory cap of its `.pyconf`).
+fn sustain(instance: &mut ModuleInstance, calls: usize) {
+    let metrics: Vec<String> = names(instance).into_iter().map(str::to_string).collect();
+    for (call, metric) in metrics.iter().cycle().take(calls).enumerate() {
+        instance.handle(metric).unwrap_or_else(|e| panic!("call {call}: {e}"));
+    }
+    let stats = instance.stats();
+    assert_eq!((stats.restarts, stats.errors.total()), (0, 0), "{stats:?}");
+    eprintln!("{}: {calls} calls, peak memory {} bytes", instance.name(), stats.peak_memory_bytes);
+}
+
 /// The init error a module reports when it is started with nothing granted.
 fn init_error_without_grants(module: &ModuleConfig) -> String {
     let wasm = module.wasm_path().unwrap();
@@ -242,6 +255,7 @@ fn c_module_reports_the_kernels_tcp_and_udp_counters() {
             other => panic!("{name}: unexpected {other:?}"),
         }
     }
+    sustain(&mut instance, 100_000);
     instance.cleanup().unwrap();
 
     let denied = init_error_without_grants(&module);
@@ -303,6 +317,7 @@ fn python_gmond_module_runs_unchanged_through_the_helper() {
         }
     }
 
+    sustain(&mut instance, 100_000);
     let error = instance.handle("diskstat_nosuchdevice_reads").unwrap_err();
     assert!(matches!(error.kind(), ErrorKind::UnknownMetric), "{error}");
     instance.cleanup().unwrap();
@@ -355,6 +370,8 @@ fn javascript_module_reads_pressure_stall_information() {
             assert!((0.0..=100.0).contains(&percent), "{name} = {percent}");
         }
     }
+    // SpiderMonkey's heap levels off near 90 MB only after some 200 000 calls.
+    sustain(&mut instance, 300_000);
     let error = instance.handle("psi_disk_some_avg10").unwrap_err();
     assert!(matches!(error.kind(), ErrorKind::UnknownMetric), "{error}");
     instance.cleanup().unwrap();
