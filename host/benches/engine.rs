@@ -13,7 +13,8 @@
 //! - `handler alone`: one module's handler called in a tight loop, no engine: the floor
 //!   the engine adds to.
 //!
-//! `WASMOND_BENCH_SECONDS` sets the measured window (default 10 s).
+//! `WASMOND_BENCH_SECONDS` sets the measured window (default 10 s);
+//! `WASMOND_BENCH_ONLY=send|collect` runs one engine scenario (for profiling).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,11 +22,11 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use wasmond::collect::SendRequest;
 use wasmond::collect::conversion::{call_bounds, sandbox};
 use wasmond::collect::engine::{EngineConfig, HostIdentity, ModuleSpec, ModuleState, Outputs};
 use wasmond::collect::host_module::HostFacts;
 use wasmond::collect::select::{Collect, EntrySpec, GroupSpec, Selector};
-use wasmond::collect::SendRequest;
 use wasmond::collect::wasm::WasmDriver;
 use wasmond::config::SandboxConfig;
 use wasmond::runtime::{Runtime, RuntimeConfig, Sandbox};
@@ -33,17 +34,37 @@ use wasmond::store::{ClusterInfo, Store, StoreConfig};
 
 /// The `bench` guest as host/build.rs builds it (looked up by path rather than through
 /// `wasmond::guests`, whose constants only list the guests present at the last build).
-const BENCH_WASM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/guests/wasm32-wasip2/release/bench.wasm");
+const BENCH_WASM: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../target/guests/wasm32-wasip2/release/bench.wasm"
+);
 
 const MODULES: usize = 100;
 const METRICS: usize = 100;
 
 fn main() {
-    let seconds: u64 = std::env::var("WASMOND_BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
+    let seconds: u64 = std::env::var("WASMOND_BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
     let runtime = Runtime::new(RuntimeConfig::default()).expect("runtime");
-    let tokio = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    println!("engine bench: {MODULES} modules x {METRICS} metrics, collect_every 1 s, {seconds} s measured");
-    for (label, time_threshold) in [("collect+send", 1), ("collect only", 3600)] {
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    println!(
+        "engine bench: {MODULES} modules x {METRICS} metrics, collect_every 1 s, {seconds} s measured"
+    );
+    let only = std::env::var("WASMOND_BENCH_ONLY").ok();
+    let scenarios = [
+        ("collect+send", "send", 1),
+        ("collect only", "collect", 3600),
+    ];
+    for (label, _, time_threshold) in scenarios
+        .into_iter()
+        .filter(|(_, key, _)| only.as_deref().is_none_or(|o| o == *key))
+    {
         let (per_metric, calls, cpu) = tokio.block_on(measure(&runtime, time_threshold, seconds));
         println!(
             "{label:>13}: {:.3} us CPU per metric per cycle ({calls} handler calls, {:.3} s CPU)",
@@ -52,19 +73,36 @@ fn main() {
         );
     }
     let (per_call, calls) = handler_alone(&runtime);
-    println!("{:>13}: {:.3} us CPU per call ({calls} calls, one thread)", "handler alone", per_call.as_secs_f64() * 1e6);
+    println!(
+        "{:>13}: {:.3} us CPU per call ({calls} calls, one thread)",
+        "handler alone",
+        per_call.as_secs_f64() * 1e6
+    );
 }
 
 /// Runs the engine, waits for every module, then measures CPU over `seconds`.
-async fn measure(runtime: &Runtime, time_threshold: u64, seconds: u64) -> (Duration, u64, Duration) {
+async fn measure(
+    runtime: &Runtime,
+    time_threshold: u64,
+    seconds: u64,
+) -> (Duration, u64, Duration) {
     let modules = (0..MODULES).map(|i| bench_module(runtime, i)).collect();
     let config = EngineConfig {
-        host: HostIdentity { name: "bench".into(), ip: "127.0.0.1".into() },
-        facts: HostFacts { started: SystemTime::now(), location: "bench".into() },
+        host: HostIdentity {
+            name: "bench".into(),
+            ip: "127.0.0.1".into(),
+        },
+        facts: HostFacts {
+            started: SystemTime::now(),
+            location: "bench".into(),
+        },
         groups: vec![GroupSpec {
             collect: Collect::Every(Duration::from_secs(1)),
             time_threshold: Duration::from_secs(time_threshold),
-            entries: vec![EntrySpec { selector: Selector::name_match("^m[0-9]+_", None).unwrap(), value_threshold: None }],
+            entries: vec![EntrySpec {
+                selector: Selector::name_match("^m[0-9]+_", None).unwrap(),
+                value_threshold: None,
+            }],
         }],
         modules,
         send_metadata_interval: None,
@@ -79,10 +117,21 @@ async fn measure(runtime: &Runtime, time_threshold: u64, seconds: u64) -> (Durat
         sent
     });
     let stop = CancellationToken::new();
-    let (handle, task) = wasmond::collect::spawn(config, Outputs { store: store(), sink: Some(sink) }, stop.clone());
+    let (handle, task) = wasmond::collect::spawn(
+        config,
+        Outputs {
+            store: store(),
+            sink: Some(sink),
+        },
+        stop.clone(),
+    );
     loop {
         let status = handle.status().await.unwrap();
-        let running = status.modules.values().filter(|s| matches!(s, ModuleState::Running { .. })).count();
+        let running = status
+            .modules
+            .values()
+            .filter(|s| matches!(s, ModuleState::Running { .. }))
+            .count();
         if running == MODULES + 1 {
             break;
         }
@@ -103,17 +152,31 @@ async fn measure(runtime: &Runtime, time_threshold: u64, seconds: u64) -> (Durat
 
 async fn total_calls(handle: &wasmond::collect::EngineHandle) -> u64 {
     let status = handle.status().await.unwrap();
-    status.accounts.iter().filter(|(name, _)| name.starts_with('m')).map(|(_, account)| account.calls).sum()
+    status
+        .accounts
+        .iter()
+        .filter(|(name, _)| name.starts_with('m'))
+        .map(|(_, account)| account.calls)
+        .sum()
 }
 
 fn bench_module(runtime: &Runtime, index: usize) -> ModuleSpec {
     let sandbox = sandbox(&SandboxConfig::default());
     let name = format!("m{index}");
-    let params = vec![("prefix".to_string(), format!("m{index}_")), ("count".to_string(), METRICS.to_string())];
+    let params = vec![
+        ("prefix".to_string(), format!("m{index}_")),
+        ("count".to_string(), METRICS.to_string()),
+    ];
     ModuleSpec {
         fingerprint: name.clone(),
         bounds: call_bounds(&sandbox),
-        driver: Box::new(WasmDriver::new(runtime.clone(), &name, PathBuf::from(BENCH_WASM), sandbox, params)),
+        driver: Box::new(WasmDriver::new(
+            runtime.clone(),
+            &name,
+            PathBuf::from(BENCH_WASM),
+            sandbox,
+            params,
+        )),
         name,
         inline: false,
     }
@@ -121,7 +184,12 @@ fn bench_module(runtime: &Runtime, index: usize) -> ModuleSpec {
 
 fn store() -> Arc<Store> {
     Arc::new(Store::new(StoreConfig {
-        cluster: ClusterInfo { name: "c".into(), owner: "o".into(), latlong: "l".into(), url: "u".into() },
+        cluster: ClusterInfo {
+            name: "c".into(),
+            owner: "o".into(),
+            latlong: "l".into(),
+            url: "u".into(),
+        },
         host_tmax: 20,
         host_dmax: 0,
     }))
@@ -129,8 +197,13 @@ fn store() -> Arc<Store> {
 
 /// One module's handler in a loop on this thread: the wasm call and its checks alone.
 fn handler_alone(runtime: &Runtime) -> (Duration, u64) {
-    let params = vec![("prefix".to_string(), "h_".to_string()), ("count".to_string(), METRICS.to_string())];
-    let loaded = runtime.load("alone", BENCH_WASM.as_ref(), Sandbox::default()).unwrap();
+    let params = vec![
+        ("prefix".to_string(), "h_".to_string()),
+        ("count".to_string(), METRICS.to_string()),
+    ];
+    let loaded = runtime
+        .load("alone", BENCH_WASM.as_ref(), Sandbox::default())
+        .unwrap();
     let mut instance = loaded.start(params).unwrap();
     let names: Vec<String> = (0..METRICS).map(|i| format!("h_{i}")).collect();
     let rounds = 1000u64;

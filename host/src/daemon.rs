@@ -54,10 +54,14 @@ impl ConfigSource {
     }
 
     pub fn load(&self) -> Result<Loaded, ConfigErrors> {
-        let options = LoadOptions { module_dir: default_module_dir() };
+        let options = LoadOptions {
+            module_dir: default_module_dir(),
+        };
         match self {
             ConfigSource::File(path) => config::load_with(path, &options, &RealFs),
-            ConfigSource::Bundled => config::load_with(Path::new(BUNDLED_CONFIG_NAME), &options, &Bundled),
+            ConfigSource::Bundled => {
+                config::load_with(Path::new(BUNDLED_CONFIG_NAME), &options, &Bundled)
+            }
         }
     }
 
@@ -75,7 +79,9 @@ pub fn default_module_dir() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("WASMOND_MODULE_DIR") {
         return Some(PathBuf::from(dir));
     }
-    Path::new(crate::guests::CORE_METRICS).parent().map(Path::to_path_buf)
+    Path::new(crate::guests::CORE_METRICS)
+        .parent()
+        .map(Path::to_path_buf)
 }
 
 /// The real file system, plus the bundled configuration at its made-up path.
@@ -83,7 +89,11 @@ struct Bundled;
 
 impl FileSource for Bundled {
     fn read(&self, path: &Path) -> std::io::Result<String> {
-        if path == Path::new(BUNDLED_CONFIG_NAME) { Ok(BUNDLED_CONFIG.to_string()) } else { RealFs.read(path) }
+        if path == Path::new(BUNDLED_CONFIG_NAME) {
+            Ok(BUNDLED_CONFIG.to_string())
+        } else {
+            RealFs.read(path)
+        }
     }
     fn glob(&self, pattern: &str) -> Result<Vec<PathBuf>, String> {
         RealFs.glob(pattern)
@@ -92,7 +102,11 @@ impl FileSource for Bundled {
         path == Path::new(BUNDLED_CONFIG_NAME) || RealFs.is_file(path)
     }
     fn identity(&self, path: &Path) -> PathBuf {
-        if path == Path::new(BUNDLED_CONFIG_NAME) { path.to_path_buf() } else { RealFs.identity(path) }
+        if path == Path::new(BUNDLED_CONFIG_NAME) {
+            path.to_path_buf()
+        } else {
+            RealFs.identity(path)
+        }
     }
 }
 
@@ -114,22 +128,34 @@ pub async fn run(
     stop: CancellationToken,
     started: Option<oneshot::Sender<Started>>,
 ) -> anyhow::Result<()> {
-    let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     log_warnings(&loaded);
     let mut config = loaded.config;
     let runtime = Runtime::new(RuntimeConfig::default())?;
-    let facts = HostFacts { started: SystemTime::now(), location: config.host.location.clone() };
+    let facts = HostFacts {
+        started: SystemTime::now(),
+        location: config.host.location.clone(),
+    };
     let hostname = local_hostname();
     let identity = host_identity(&config, &hostname);
     let store = Arc::new(Store::new(store_config(&config)));
     let network_stop = CancellationToken::new();
-    let setup = NetworkSetup { hostname, store: store.clone(), shutdown: network_stop.clone() };
+    let setup = NetworkSetup {
+        hostname,
+        store: store.clone(),
+        shutdown: network_stop.clone(),
+    };
     let mut network = Network::start(&config, setup).await?;
-    let engine_config = engine_config(&config, &runtime, &facts, &identity).map_err(|e| anyhow!("{e}"))?;
+    let engine_config =
+        engine_config(&config, &runtime, &facts, &identity).map_err(|e| anyhow!("{e}"))?;
     let engine_stop = CancellationToken::new();
-    let outputs = Outputs { store: store.clone(), sink: network.take_sink() };
+    let outputs = Outputs {
+        store: store.clone(),
+        sink: network.take_sink(),
+    };
     let (engine, engine_task) = crate::collect::spawn(engine_config, outputs, engine_stop.clone());
     if let Some(mut requests) = network.take_metadata_requests() {
         let engine = engine.clone();
@@ -189,7 +215,10 @@ async fn shut_down(
         }
     }
     network_stop.cancel();
-    if tokio::time::timeout(NETWORK_BUDGET, network.wait()).await.is_err() {
+    if tokio::time::timeout(NETWORK_BUDGET, network.wait())
+        .await
+        .is_err()
+    {
         warn!("the network tasks did not end within {NETWORK_BUDGET:?}");
     }
     info!("wasmond stopped");
@@ -211,13 +240,19 @@ fn reload(
             for err in &errors.0 {
                 error!("{err}");
             }
-            error!("the new configuration has {} errors; the running one is kept", errors.0.len());
+            error!(
+                "the new configuration has {} errors; the running one is kept",
+                errors.0.len()
+            );
             return None;
         }
     };
     log_warnings(&loaded);
     let config = loaded.config;
-    let facts = HostFacts { location: config.host.location.clone(), ..facts.clone() };
+    let facts = HostFacts {
+        location: config.host.location.clone(),
+        ..facts.clone()
+    };
     let engine_config = match engine_config(&config, runtime, &facts, identity) {
         Ok(engine_config) => engine_config,
         Err(err) => {
@@ -226,7 +261,9 @@ fn reload(
         }
     };
     if network_changed(running, &config) {
-        warn!("channel (udp_send, udp_recv, tcp_accept) or mute/deaf changes take effect at the next restart");
+        warn!(
+            "channel (udp_send, udp_recv, tcp_accept) or mute/deaf changes take effect at the next restart"
+        );
     }
     store.set_config(store_config(&config));
     engine.reload(engine_config);
@@ -249,10 +286,22 @@ pub fn engine_config(
     facts: &HostFacts,
     identity: &HostIdentity,
 ) -> Result<EngineConfig, String> {
-    let groups = group_specs(config)
-        .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))?;
-    if let Some(module) = config.modules.iter().find(|m| m.name == HOST_MODULE && m.wasm_path().is_some()) {
-        return Err(format!("{}: module name {HOST_MODULE:?} is reserved for the daemon's own metrics", module.declared_at));
+    let groups = group_specs(config).map_err(|errors| {
+        errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    })?;
+    if let Some(module) = config
+        .modules
+        .iter()
+        .find(|m| m.name == HOST_MODULE && m.wasm_path().is_some())
+    {
+        return Err(format!(
+            "{}: module name {HOST_MODULE:?} is reserved for the daemon's own metrics",
+            module.declared_at
+        ));
     }
     let send_metadata_interval = config.globals.send_metadata_interval;
     Ok(EngineConfig {
@@ -289,8 +338,14 @@ fn log_warnings(loaded: &Loaded) {
 /// host name and the first address it resolves to (127.0.0.1 when it resolves to none).
 fn host_identity(config: &Config, hostname: &str) -> HostIdentity {
     let globals = &config.globals;
-    let name = globals.override_hostname.clone().unwrap_or_else(|| hostname.to_string());
-    let ip = globals.override_ip.clone().unwrap_or_else(|| resolve(hostname));
+    let name = globals
+        .override_hostname
+        .clone()
+        .unwrap_or_else(|| hostname.to_string());
+    let ip = globals
+        .override_ip
+        .clone()
+        .unwrap_or_else(|| resolve(hostname));
     HostIdentity { name, ip }
 }
 
@@ -318,9 +373,20 @@ mod tests {
 
     #[test]
     fn bundled_config_loads_and_finds_its_module() {
-        let loaded = ConfigSource::Bundled.load().unwrap_or_else(|errors| panic!("{errors}"));
-        let core = loaded.config.modules.iter().find(|m| m.name == "core_metrics").expect("core_metrics");
-        assert!(core.wasm_path().is_some_and(Path::exists), "{:?}", core.source);
+        let loaded = ConfigSource::Bundled
+            .load()
+            .unwrap_or_else(|errors| panic!("{errors}"));
+        let core = loaded
+            .config
+            .modules
+            .iter()
+            .find(|m| m.name == "core_metrics")
+            .expect("core_metrics");
+        assert!(
+            core.wasm_path().is_some_and(Path::exists),
+            "{:?}",
+            core.source
+        );
         assert!(group_specs(&loaded.config).is_ok());
     }
 }

@@ -13,7 +13,9 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use wasmond::collect::conversion::{call_bounds, sandbox};
-use wasmond::collect::engine::{EngineConfig, HostIdentity, ModuleSpec, ModuleState, Outputs, Status};
+use wasmond::collect::engine::{
+    EngineConfig, HostIdentity, ModuleSpec, ModuleState, Outputs, Status,
+};
 use wasmond::collect::host_module::HostFacts;
 use wasmond::collect::select::{Collect, EntrySpec, GroupSpec, Selector};
 use wasmond::collect::wasm::WasmDriver;
@@ -31,30 +33,54 @@ const SCHEDULE_TOLERANCE: Duration = Duration::from_millis(50);
 static TIMING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn runtime() -> Runtime {
-    Runtime::new(RuntimeConfig { cache_dir: None, ..RuntimeConfig::default() }).unwrap()
+    Runtime::new(RuntimeConfig {
+        cache_dir: None,
+        ..RuntimeConfig::default()
+    })
+    .unwrap()
 }
 
 /// A module spec for a real guest, with a handler deadline in milliseconds.
-fn wasm_module(runtime: &Runtime, name: &str, wasm: &str, params: &[(&str, &str)], deadline_ms: u64) -> ModuleSpec {
+fn wasm_module(
+    runtime: &Runtime,
+    name: &str,
+    wasm: &str,
+    params: &[(&str, &str)],
+    deadline_ms: u64,
+) -> ModuleSpec {
     let config = SandboxConfig {
         deadline_handler_ms: Some(deadline_ms),
         deadline_cleanup_ms: Some(deadline_ms),
         ..SandboxConfig::default()
     };
     let sandbox = sandbox(&config);
-    let params = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let params = params
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     ModuleSpec {
         name: name.into(),
         fingerprint: "test".into(),
         bounds: call_bounds(&sandbox),
-        driver: Box::new(WasmDriver::new(runtime.clone(), name, PathBuf::from(wasm), sandbox, params)),
+        driver: Box::new(WasmDriver::new(
+            runtime.clone(),
+            name,
+            PathBuf::from(wasm),
+            sandbox,
+            params,
+        )),
         inline: false,
     }
 }
 
 fn store() -> Arc<Store> {
     Arc::new(Store::new(StoreConfig {
-        cluster: ClusterInfo { name: "c".into(), owner: "o".into(), latlong: "l".into(), url: "u".into() },
+        cluster: ClusterInfo {
+            name: "c".into(),
+            owner: "o".into(),
+            latlong: "l".into(),
+            url: "u".into(),
+        },
         host_tmax: 20,
         host_dmax: 0,
     }))
@@ -65,7 +91,10 @@ fn every_second(pattern: &str) -> GroupSpec {
     GroupSpec {
         collect: Collect::Every(Duration::from_secs(1)),
         time_threshold: Duration::from_secs(1),
-        entries: vec![EntrySpec { selector: Selector::name_match(pattern, None).unwrap(), value_threshold: None }],
+        entries: vec![EntrySpec {
+            selector: Selector::name_match(pattern, None).unwrap(),
+            value_threshold: None,
+        }],
     }
 }
 
@@ -80,8 +109,14 @@ struct Running {
 
 fn start(modules: Vec<ModuleSpec>, pattern: &str) -> Running {
     let config = EngineConfig {
-        host: HostIdentity { name: "testhost".into(), ip: "127.0.0.1".into() },
-        facts: HostFacts { started: SystemTime::now(), location: "here".into() },
+        host: HostIdentity {
+            name: "testhost".into(),
+            ip: "127.0.0.1".into(),
+        },
+        facts: HostFacts {
+            started: SystemTime::now(),
+            location: "here".into(),
+        },
         groups: vec![every_second(pattern)],
         modules,
         send_metadata_interval: None,
@@ -89,20 +124,39 @@ fn start(modules: Vec<ModuleSpec>, pattern: &str) -> Running {
     let (sink, sends) = mpsc::channel(4096);
     let stop = CancellationToken::new();
     let origin = Instant::now();
-    let (handle, task) = wasmond::collect::spawn(config, Outputs { store: store(), sink: Some(sink) }, stop.clone());
-    Running { handle, sends, stop, task, origin }
+    let (handle, task) = wasmond::collect::spawn(
+        config,
+        Outputs {
+            store: store(),
+            sink: Some(sink),
+        },
+        stop.clone(),
+    );
+    Running {
+        handle,
+        sends,
+        stop,
+        task,
+        origin,
+    }
 }
 
 impl Running {
     async fn wait_running(&self, modules: &[&str]) -> Status {
         for _ in 0..200 {
             let status = self.handle.status().await.unwrap();
-            if modules.iter().all(|m| matches!(status.modules.get(*m), Some(ModuleState::Running { .. }))) {
+            if modules
+                .iter()
+                .all(|m| matches!(status.modules.get(*m), Some(ModuleState::Running { .. })))
+            {
                 return status;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("modules not running: {:?}", self.handle.status().await.unwrap().modules);
+        panic!(
+            "modules not running: {:?}",
+            self.handle.status().await.unwrap().modules
+        );
     }
 
     /// For `seconds` whole cycles from the next one: the lateness of every send whose
@@ -136,23 +190,52 @@ async fn healthy_modules_stay_on_schedule_next_to_a_module_hitting_its_deadline(
     let _alone = TIMING.lock().await;
     let runtime = runtime();
     let modules = vec![
-        wasm_module(&runtime, "healthy_a", guests::EXAMPLE, &[("prefix", "a_")], 1000),
-        wasm_module(&runtime, "hostile", guests::HOSTILE, &[("attack", "loop-handler")], 300),
-        wasm_module(&runtime, "healthy_b", guests::EXAMPLE, &[("prefix", "b_")], 1000),
+        wasm_module(
+            &runtime,
+            "healthy_a",
+            guests::EXAMPLE,
+            &[("prefix", "a_")],
+            1000,
+        ),
+        wasm_module(
+            &runtime,
+            "hostile",
+            guests::HOSTILE,
+            &[("attack", "loop-handler")],
+            300,
+        ),
+        wasm_module(
+            &runtime,
+            "healthy_b",
+            guests::EXAMPLE,
+            &[("prefix", "b_")],
+            1000,
+        ),
     ];
     let mut engine = start(modules, "^(a_|b_|attack|calls)");
-    engine.wait_running(&["healthy_a", "hostile", "healthy_b"]).await;
+    engine
+        .wait_running(&["healthy_a", "hostile", "healthy_b"])
+        .await;
     let late_a = engine.lateness("a_", 6).await;
     let status = engine.handle.status().await.unwrap();
     let traps = status.accounts["hostile"].traps;
-    assert!(traps >= 2, "the hostile module hit its deadline {traps} times");
+    assert!(
+        traps >= 2,
+        "the hostile module hit its deadline {traps} times"
+    );
     assert!(late_a.len() >= 5, "a collection per cycle: {late_a:?}");
     let worst = late_a.iter().max().unwrap();
-    assert!(*worst <= SCHEDULE_TOLERANCE, "healthy_a was {worst:?} late: {late_a:?}");
+    assert!(
+        *worst <= SCHEDULE_TOLERANCE,
+        "healthy_a was {worst:?} late: {late_a:?}"
+    );
     println!("hostile traps: {traps}; healthy_a lateness: {late_a:?}");
     engine.stop.cancel();
     let report = engine.task.await.unwrap();
-    assert_eq!(report.cleaned_up, ["healthy_a", "healthy_b", "hostile", "wasmond"]);
+    assert_eq!(
+        report.cleaned_up,
+        ["healthy_a", "healthy_b", "hostile", "wasmond"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -162,8 +245,20 @@ async fn a_module_sleeping_in_a_host_call_is_stopped_at_its_deadline() {
     let _alone = TIMING.lock().await;
     let runtime = runtime();
     let modules = vec![
-        wasm_module(&runtime, "healthy", guests::EXAMPLE, &[("prefix", "a_")], 1000),
-        wasm_module(&runtime, "sleeper", guests::HOSTILE, &[("attack", "sleep")], 200),
+        wasm_module(
+            &runtime,
+            "healthy",
+            guests::EXAMPLE,
+            &[("prefix", "a_")],
+            1000,
+        ),
+        wasm_module(
+            &runtime,
+            "sleeper",
+            guests::HOSTILE,
+            &[("attack", "sleep")],
+            200,
+        ),
     ];
     let mut engine = start(modules, "^(a_|attack|calls)");
     engine.wait_running(&["healthy", "sleeper"]).await;
@@ -171,20 +266,40 @@ async fn a_module_sleeping_in_a_host_call_is_stopped_at_its_deadline() {
     let worst = late.iter().max().unwrap();
     assert!(late.len() >= 3 && *worst <= SCHEDULE_TOLERANCE, "{late:?}");
     let status = engine.handle.status().await.unwrap();
-    assert!(status.accounts["sleeper"].traps >= 1, "{:?}", status.accounts["sleeper"]);
+    assert!(
+        status.accounts["sleeper"].traps >= 1,
+        "{:?}",
+        status.accounts["sleeper"]
+    );
     let asked = Instant::now();
     engine.stop.cancel();
     let report = engine.task.await.unwrap();
     assert_eq!(report.cleaned_up, ["healthy", "sleeper", "wasmond"]);
-    assert!(asked.elapsed() < Duration::from_secs(3), "shutdown took {:?}", asked.elapsed());
+    assert!(
+        asked.elapsed() < Duration::from_secs(3),
+        "shutdown took {:?}",
+        asked.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_real_modules_claiming_one_name_the_second_is_rejected() {
     let runtime = runtime();
     let modules = vec![
-        wasm_module(&runtime, "first", guests::EXAMPLE, &[("prefix", "x_")], 1000),
-        wasm_module(&runtime, "second", guests::EXAMPLE, &[("prefix", "x_")], 1000),
+        wasm_module(
+            &runtime,
+            "first",
+            guests::EXAMPLE,
+            &[("prefix", "x_")],
+            1000,
+        ),
+        wasm_module(
+            &runtime,
+            "second",
+            guests::EXAMPLE,
+            &[("prefix", "x_")],
+            1000,
+        ),
     ];
     let engine = start(modules, "^x_");
     engine.wait_running(&["first"]).await;
@@ -196,10 +311,13 @@ async fn two_real_modules_claiming_one_name_the_second_is_rejected() {
         tokio::time::sleep(Duration::from_millis(50)).await;
         status = engine.handle.status().await.unwrap();
     }
-    let ModuleState::Rejected { errors } = &status.modules["second"] else { panic!("{:?}", status.modules) };
+    let ModuleState::Rejected { errors } = &status.modules["second"] else {
+        panic!("{:?}", status.modules)
+    };
     // Whichever finished its init first, the module declared first keeps the names.
     let taken = errors.len() == 9 && errors[0].contains("is already published by module first");
-    let evicted = errors == &["module second: its metrics clash with those of module first, declared before it"];
+    let evicted = errors
+        == &["module second: its metrics clash with those of module first, declared before it"];
     assert!(taken || evicted, "{errors:?}");
     engine.stop.cancel();
     engine.task.await.unwrap();
@@ -213,8 +331,10 @@ fn port(offset: u16) -> u16 {
 }
 
 fn module_block(name: &str, wasm: &str, params: &[(&str, &str)], sandbox: &str) -> String {
-    let params: String =
-        params.iter().map(|(k, v)| format!("    param {k} {{ value = \"{v}\" }}\n")).collect();
+    let params: String = params
+        .iter()
+        .map(|(k, v)| format!("    param {k} {{ value = \"{v}\" }}\n"))
+        .collect();
     format!(
         "modules {{\n  module {{\n    name = \"{name}\"\n    language = \"wasm\"\n    path = \"{wasm}\"\n{params}    sandbox {{ {sandbox} }}\n  }}\n}}\n"
     )
@@ -270,7 +390,10 @@ impl Daemon {
     }
 
     fn signal(&self, signal: &str) {
-        let status = Command::new("kill").args(["-s", signal, &self.child.id().to_string()]).status().unwrap();
+        let status = Command::new("kill")
+            .args(["-s", signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
         assert!(status.success());
     }
 
@@ -315,7 +438,10 @@ impl Daemon {
             std::thread::sleep(Duration::from_millis(20));
         }
         let _ = self.child.kill();
-        panic!("the daemon did not exit within {within:?}; log:\n{}", self.log());
+        panic!(
+            "the daemon did not exit within {within:?}; log:\n{}",
+            self.log()
+        );
     }
 }
 
@@ -353,7 +479,11 @@ fn sighup_reloads_the_config_and_refuses_a_bad_one() {
     daemon.wait_log("stopping module a");
     let log = daemon.log();
     assert!(log.contains("module b started with 9 metrics"), "{log}");
-    assert_eq!(log.matches("module a started").count(), 1, "a is not restarted: {log}");
+    assert_eq!(
+        log.matches("module a started").count(),
+        1,
+        "a is not restarted: {log}"
+    );
 }
 
 #[test]
@@ -361,8 +491,12 @@ fn sigterm_exits_zero_in_bounded_time_with_a_module_looping_in_cleanup() {
     let dir = temp_dir("shutdown");
     let config = dir.join("gmond.conf");
     let xml_port = port(2);
-    let modules = module_block("looper", guests::HOSTILE, &[("attack", "loop-cleanup")], "deadline_cleanup_ms = 300 fuel_cleanup = 1000000000000")
-        + &module_block("a", guests::EXAMPLE, &[("prefix", "a_")], "");
+    let modules = module_block(
+        "looper",
+        guests::HOSTILE,
+        &[("attack", "loop-cleanup")],
+        "deadline_cleanup_ms = 300 fuel_cleanup = 1000000000000",
+    ) + &module_block("a", guests::EXAMPLE, &[("prefix", "a_")], "");
     std::fs::write(&config, daemon_config(xml_port, &modules)).unwrap();
     let mut daemon = Daemon::start(&config);
     daemon.wait_xml(xml_port, "a_double");
@@ -372,7 +506,10 @@ fn sigterm_exits_zero_in_bounded_time_with_a_module_looping_in_cleanup() {
     assert!(status.success(), "{status}: {}", daemon.log());
     assert!(took < Duration::from_secs(5), "took {took:?}");
     let log = daemon.log();
-    assert!(log.contains("module looper: cleanup: deadline"), "the loop was stopped by its deadline: {log}");
+    assert!(
+        log.contains("module looper: cleanup: deadline"),
+        "the loop was stopped by its deadline: {log}"
+    );
     println!("SIGTERM to exit: {took:?}");
 }
 
@@ -384,18 +521,44 @@ fn check_explains_the_config_and_fails_on_a_clash() {
     let text = daemon_config(port(3), &module_a)
         + "collection_group {\n  collect_every = 60\n  metric { name = \"nothing_here\" }\n}\n";
     std::fs::write(&config, text).unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_wasmond")).args(["check", "-c"]).arg(&config).output().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_wasmond"))
+        .args(["check", "-c"])
+        .arg(&config)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    assert!(stdout.contains("a_double (double, ratio, tmax 60 s): group 1 (every 1 s, sent at least every 1 s)"), "{stdout}");
-    assert!(stdout.contains("heartbeat (uint32, tmax 20 s): collected by no group"), "{stdout}");
-    assert!(stdout.contains("entry name \"nothing_here\" matches no metric"), "{stdout}");
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains(
+            "a_double (double, ratio, tmax 60 s): group 1 (every 1 s, sent at least every 1 s)"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("heartbeat (uint32, tmax 20 s): collected by no group"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("entry name \"nothing_here\" matches no metric"),
+        "{stdout}"
+    );
 
     let clash = module_block("a", guests::EXAMPLE, &[("prefix", "a_")], "")
         + &module_block("b", guests::EXAMPLE, &[("prefix", "a_")], "");
     std::fs::write(&config, daemon_config(port(3), &clash)).unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_wasmond")).args(["check", "-c"]).arg(&config).output().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_wasmond"))
+        .args(["check", "-c"])
+        .arg(&config)
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
-    assert!(stderr.contains("module b: metric \"a_string\" is already published by module a"), "{stderr}");
+    assert!(
+        stderr.contains("module b: metric \"a_string\" is already published by module a"),
+        "{stderr}"
+    );
 }

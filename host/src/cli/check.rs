@@ -35,7 +35,11 @@ pub fn check(args: CheckArgs) -> anyhow::Result<()> {
             for error in &errors.0 {
                 eprintln!("{error}");
             }
-            anyhow::bail!("{}: {} errors in the configuration", source.describe(), errors.0.len());
+            anyhow::bail!(
+                "{}: {} errors in the configuration",
+                source.describe(),
+                errors.0.len()
+            );
         }
     };
     for warning in &loaded.warnings {
@@ -76,7 +80,8 @@ pub fn explain(config: &Config, runtime: &Runtime) -> (String, Vec<String>) {
     for module in &config.modules {
         match &module.source {
             ModuleSource::Wasm { path } if module.enabled => {
-                let checked = start_module(runtime, &module.name, path, &module.params, &module.sandbox);
+                let checked =
+                    start_module(runtime, &module.name, path, &module.params, &module.sandbox);
                 match checked {
                     Ok(metrics) => modules.push(Checked {
                         name: module.name.clone(),
@@ -87,7 +92,12 @@ pub fn explain(config: &Config, runtime: &Runtime) -> (String, Vec<String>) {
                 }
             }
             ModuleSource::Wasm { path } => {
-                let _ = writeln!(notes, "module {}: disabled ({})", module.name, path.display());
+                let _ = writeln!(
+                    notes,
+                    "module {}: disabled ({})",
+                    module.name,
+                    path.display()
+                );
             }
             ModuleSource::Native { reason, .. } => {
                 let _ = writeln!(notes, "module {}: not loaded: {reason}", module.name);
@@ -97,26 +107,50 @@ pub fn explain(config: &Config, runtime: &Runtime) -> (String, Vec<String>) {
             }
         }
     }
-    modules.retain(|module| match owners.claim(&module.name, module.metrics.iter().map(|m| m.name.as_str())) {
-        Ok(()) => true,
-        Err(clashes) => {
-            errors.extend(clashes.iter().map(|clash| format!("{clash}; the module would not be loaded")));
-            false
+    modules.retain(|module| {
+        match owners.claim(&module.name, module.metrics.iter().map(|m| m.name.as_str())) {
+            Ok(()) => true,
+            Err(clashes) => {
+                errors.extend(
+                    clashes
+                        .iter()
+                        .map(|clash| format!("{clash}; the module would not be loaded")),
+                );
+                false
+            }
         }
     });
     let catalog: Vec<MetricKey> = modules
         .iter()
-        .flat_map(|module| module.metrics.iter().map(|m| MetricKey::new(&module.name, &m.name)))
+        .flat_map(|module| {
+            module
+                .metrics
+                .iter()
+                .map(|m| MetricKey::new(&module.name, &m.name))
+        })
         .collect();
-    let selections: Vec<GroupSelection> = groups.iter().map(|group| select_group(group, &catalog)).collect();
+    let selections: Vec<GroupSelection> = groups
+        .iter()
+        .map(|group| select_group(group, &catalog))
+        .collect();
     notes.push_str(&render(config, &groups, &selections, &modules));
     (notes, errors)
 }
 
 fn host_module(config: &Config) -> Checked {
-    let facts = HostFacts { started: SystemTime::now(), location: config.host.location.clone() };
-    let names = config.modules.iter().filter(|m| m.wasm_path().is_some()).map(|m| m.name.clone()).collect();
-    let metrics = HostModule::new(facts, names, Accounts::default()).start().unwrap_or_default();
+    let facts = HostFacts {
+        started: SystemTime::now(),
+        location: config.host.location.clone(),
+    };
+    let names = config
+        .modules
+        .iter()
+        .filter(|m| m.wasm_path().is_some())
+        .map(|m| m.name.clone())
+        .collect();
+    let metrics = HostModule::new(facts, names, Accounts::default())
+        .start()
+        .unwrap_or_default();
     Checked {
         name: HOST_MODULE.into(),
         what: "the daemon's own metrics".into(),
@@ -132,7 +166,9 @@ fn start_module(
     config: &crate::config::SandboxConfig,
 ) -> Result<Vec<MetricDescriptor>, String> {
     let sandbox = sandbox(config);
-    let loaded = runtime.load(name, path, sandbox).map_err(|e| e.to_string())?;
+    let loaded = runtime
+        .load(name, path, sandbox)
+        .map_err(|e| e.to_string())?;
     let instance = loaded.start(params.to_vec()).map_err(|e| e.to_string())?;
     let metrics = instance.descriptors().to_vec();
     if let Err(error) = instance.cleanup() {
@@ -141,7 +177,12 @@ fn start_module(
     Ok(metrics)
 }
 
-fn render(config: &Config, groups: &[GroupSpec], selections: &[GroupSelection], modules: &[Checked]) -> String {
+fn render(
+    config: &Config,
+    groups: &[GroupSpec],
+    selections: &[GroupSelection],
+    modules: &[Checked],
+) -> String {
     let mut out = String::new();
     for module in modules {
         let _ = writeln!(out, "module {}: {}", module.name, module.what);
@@ -152,7 +193,11 @@ fn render(config: &Config, groups: &[GroupSpec], selections: &[GroupSelection], 
                 "  {} ({}{}, tmax {} s)",
                 metric.name,
                 metric.value_type,
-                if metric.units.is_empty() { String::new() } else { format!(", {}", metric.units) },
+                if metric.units.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {}", metric.units)
+                },
                 metric.time_max
             );
             let collectors: Vec<String> = selections
@@ -161,14 +206,29 @@ fn render(config: &Config, groups: &[GroupSpec], selections: &[GroupSelection], 
                 .enumerate()
                 .filter_map(|(index, (selection, group))| {
                     let selected = selection.metrics.iter().find(|m| m.key == key)?;
-                    let threshold =
-                        selected.value_threshold.map_or(String::new(), |t| format!(", value_threshold {t}"));
-                    let title = if selected.title == metric.name { String::new() } else { format!(", title {:?}", selected.title) };
-                    Some(format!("group {} ({}{threshold}{title})", index + 1, describe_group(group)))
+                    let threshold = selected
+                        .value_threshold
+                        .map_or(String::new(), |t| format!(", value_threshold {t}"));
+                    let title = if selected.title == metric.name {
+                        String::new()
+                    } else {
+                        format!(", title {:?}", selected.title)
+                    };
+                    Some(format!(
+                        "group {} ({}{threshold}{title})",
+                        index + 1,
+                        describe_group(group)
+                    ))
                 })
                 .collect();
-            if collectors.is_empty() && metric.name.starts_with(HOST_PREFIX) && module.name == HOST_MODULE {
-                let _ = writeln!(out, ": the built-in accounting group (every 20 s, sent at least every 60 s)");
+            if collectors.is_empty()
+                && metric.name.starts_with(HOST_PREFIX)
+                && module.name == HOST_MODULE
+            {
+                let _ = writeln!(
+                    out,
+                    ": the built-in accounting group (every 20 s, sent at least every 60 s)"
+                );
             } else if collectors.is_empty() {
                 let _ = writeln!(out, ": collected by no group");
             } else {
@@ -195,7 +255,10 @@ fn describe_group(group: &GroupSpec) -> String {
         Collect::Once => "collected once".to_string(),
         Collect::Every(every) => format!("every {}", seconds(every)),
     };
-    format!("{collect}, sent at least every {}", seconds(group.time_threshold))
+    format!(
+        "{collect}, sent at least every {}",
+        seconds(group.time_threshold)
+    )
 }
 
 fn seconds(duration: Duration) -> String {

@@ -23,7 +23,9 @@ pub struct RunArgs {
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let source = ConfigSource::new(args.config);
-    let loaded = source.load().with_context(|| format!("{}: the configuration has errors", source.describe()))?;
+    let loaded = source
+        .load()
+        .with_context(|| format!("{}: the configuration has errors", source.describe()))?;
     init_logging(args.debug.unwrap_or(loaded.config.globals.debug_level));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -46,5 +48,8 @@ fn init_logging(debug_level: u32) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level_filter(debug_level)));
     // A subscriber already set (a test harness) keeps logging where it does.
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

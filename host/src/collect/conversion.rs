@@ -11,7 +11,9 @@ use sha2::{Digest, Sha256};
 use super::engine::{CallBounds, ModuleSpec};
 use super::select::{Collect, EntrySpec, GroupSpec, Selector, SelectorError};
 use super::wasm::WasmDriver;
-use crate::config::{CollectionGroup, Config, EnvGrant, Location, MetricSelector, ModuleConfig, SandboxConfig};
+use crate::config::{
+    CollectionGroup, Config, EnvGrant, Location, MetricSelector, ModuleConfig, SandboxConfig,
+};
 use crate::runtime::{Grants, Limits, Runtime, Sandbox};
 
 /// The shortest period accepted for `collect_every` and `time_threshold`: gmond never
@@ -29,8 +31,16 @@ pub struct EntryError {
 /// Every `collection_group` of the config, or every entry that cannot be used.
 pub fn group_specs(config: &Config) -> Result<Vec<GroupSpec>, Vec<EntryError>> {
     let mut errors = Vec::new();
-    let specs = config.collection_groups.iter().map(|group| group_spec(group, &mut errors)).collect();
-    if errors.is_empty() { Ok(specs) } else { Err(errors) }
+    let specs = config
+        .collection_groups
+        .iter()
+        .map(|group| group_spec(group, &mut errors))
+        .collect();
+    if errors.is_empty() {
+        Ok(specs)
+    } else {
+        Err(errors)
+    }
 }
 
 fn group_spec(group: &CollectionGroup, errors: &mut Vec<EntryError>) -> GroupSpec {
@@ -45,12 +55,22 @@ fn group_spec(group: &CollectionGroup, errors: &mut Vec<EntryError>) -> GroupSpe
         .filter_map(|metric| {
             let selector = match &metric.selector {
                 MetricSelector::Name(name) => Ok(Selector::name(name, metric.title.clone())),
-                MetricSelector::NameMatch(pattern) => Selector::name_match(pattern, metric.title.as_deref()),
+                MetricSelector::NameMatch(pattern) => {
+                    Selector::name_match(pattern, metric.title.as_deref())
+                }
             };
             selector
-                .map_err(|source| errors.push(EntryError { at: metric.declared_at.clone(), source }))
+                .map_err(|source| {
+                    errors.push(EntryError {
+                        at: metric.declared_at.clone(),
+                        source,
+                    })
+                })
                 .ok()
-                .map(|selector| EntrySpec { selector, value_threshold: metric.value_threshold })
+                .map(|selector| EntrySpec {
+                    selector,
+                    value_threshold: metric.value_threshold,
+                })
         })
         .collect();
     GroupSpec {
@@ -72,7 +92,9 @@ pub fn sandbox(config: &SandboxConfig) -> Sandbox {
         deadline_init: ms(config.deadline_init_ms, defaults.deadline_init),
         deadline_handler: ms(config.deadline_handler_ms, defaults.deadline_handler),
         deadline_cleanup: ms(config.deadline_cleanup_ms, defaults.deadline_cleanup),
-        memory_bytes: config.memory_mb.map_or(defaults.memory_bytes, |mb| (mb as usize) << 20),
+        memory_bytes: config
+            .memory_mb
+            .map_or(defaults.memory_bytes, |mb| (mb as usize) << 20),
         ..defaults
     };
     let env = config
@@ -83,7 +105,11 @@ pub fn sandbox(config: &SandboxConfig) -> Sandbox {
             EnvGrant::Set { name, value } => Some((name.clone(), value.clone())),
         })
         .collect();
-    let grants = Grants { read_only_dirs: config.allow_read.clone(), env, inherit_stdio: false };
+    let grants = Grants {
+        read_only_dirs: config.allow_read.clone(),
+        env,
+        inherit_stdio: false,
+    };
     Sandbox { limits, grants }
 }
 
@@ -129,7 +155,13 @@ pub fn fingerprint(module: &ModuleConfig, path: &Path, sandbox: &Sandbox) -> Str
         Ok(bytes) => hex::encode(Sha256::digest(&bytes)),
         Err(err) => format!("unreadable: {err}"),
     };
-    let _ = write!(text, "|{}|{:?}|{:?}", path.display(), module.params, sandbox);
+    let _ = write!(
+        text,
+        "|{}|{:?}|{:?}",
+        path.display(),
+        module.params,
+        sandbox
+    );
     text
 }
 
@@ -142,15 +174,24 @@ mod tests {
         let config = SandboxConfig {
             deadline_handler_ms: Some(250),
             memory_mb: Some(16),
-            allow_env: vec![EnvGrant::Set { name: "MODE".into(), value: "fast".into() }],
+            allow_env: vec![EnvGrant::Set {
+                name: "MODE".into(),
+                value: "fast".into(),
+            }],
             ..SandboxConfig::default()
         };
         let sandbox = sandbox(&config);
         assert_eq!(sandbox.limits.deadline_handler, Duration::from_millis(250));
         assert_eq!(sandbox.limits.memory_bytes, 16 << 20);
         assert_eq!(sandbox.limits.fuel_handler, Limits::default().fuel_handler);
-        assert_eq!(sandbox.grants.env, [("MODE".to_string(), "fast".to_string())]);
+        assert_eq!(
+            sandbox.grants.env,
+            [("MODE".to_string(), "fast".to_string())]
+        );
         assert_eq!(call_bounds(&sandbox).handler, Duration::from_millis(250));
-        assert_eq!(super::sandbox(&SandboxConfig::default()), Sandbox::default());
+        assert_eq!(
+            super::sandbox(&SandboxConfig::default()),
+            Sandbox::default()
+        );
     }
 }

@@ -39,11 +39,17 @@ pub struct Failure {
 
 impl Failure {
     pub fn trap(message: impl Into<String>) -> Failure {
-        Failure { trap: true, message: message.into() }
+        Failure {
+            trap: true,
+            message: message.into(),
+        }
     }
 
     pub fn error(message: impl Into<String>) -> Failure {
-        Failure { trap: false, message: message.into() }
+        Failure {
+            trap: false,
+            message: message.into(),
+        }
     }
 }
 

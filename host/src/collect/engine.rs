@@ -31,8 +31,12 @@ use super::host_module::{Accounts, HOST_MODULE, HOST_PREFIX, HostFacts, HostModu
 use super::names::{ClaimError, MetricOwners};
 use super::ratelimit::{LOG_WINDOW, RateLimiter};
 use super::schedule::GroupState;
-use super::select::{Collect, EntrySpec, GroupSelection, GroupSpec, MetricKey, Selector, select_group};
-use super::worker::{Account, Collected, Job, ModuleId, Refused, Report, ReportKind, Slice, Worker};
+use super::select::{
+    Collect, EntrySpec, GroupSelection, GroupSpec, MetricKey, Selector, select_group,
+};
+use super::worker::{
+    Account, Collected, Job, ModuleId, Refused, Report, ReportKind, Slice, Worker,
+};
 use super::{OutgoingMetric, SendRequest};
 use crate::metric::{MetricDescriptor, MetricValue};
 use crate::store::{HostRef, MetricMeta, Store};
@@ -96,11 +100,18 @@ pub struct Outputs {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ModuleState {
     Starting,
-    Running { metrics: Vec<MetricDescriptor> },
+    Running {
+        metrics: Vec<MetricDescriptor>,
+    },
     /// Its init failed; it is retried with backoff.
-    Failed { error: String, retry_in: Duration },
+    Failed {
+        error: String,
+        retry_in: Duration,
+    },
     /// Refused for good (until a reload): its metric names clash or are invalid.
-    Rejected { errors: Vec<String> },
+    Rejected {
+        errors: Vec<String>,
+    },
 }
 
 /// A snapshot of the engine.
@@ -271,13 +282,20 @@ impl Engine {
     }
 
     fn next_wake(&self) -> Instant {
-        let groups = self.groups.iter().filter(|g| !g.state.is_empty()).map(|g| g.state.next_event());
+        let groups = self
+            .groups
+            .iter()
+            .filter(|g| !g.state.is_empty())
+            .map(|g| g.state.next_event());
         let retries = self.modules.values().filter_map(|slot| match slot.state {
             SlotState::Failed { .. } => slot.backoff.until(),
             _ => None,
         });
         // Nothing scheduled: wake now and then anyway; it costs nothing.
-        groups.chain(retries).min().unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))
+        groups
+            .chain(retries)
+            .min()
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))
     }
 
     fn on_control(&mut self, message: Control, now: Instant) {
@@ -297,7 +315,9 @@ impl Engine {
         let retry: Vec<ModuleId> = self
             .modules
             .iter()
-            .filter(|(_, slot)| matches!(slot.state, SlotState::Failed { .. }) && slot.backoff.ready(now))
+            .filter(|(_, slot)| {
+                matches!(slot.state, SlotState::Failed { .. }) && slot.backoff.ready(now)
+            })
             .map(|(id, _)| *id)
             .collect();
         for id in retry {
@@ -312,8 +332,11 @@ impl Engine {
                 self.send(index, &tick.send, now);
             }
             if tick.collect {
-                let slices: Vec<(ModuleId, Slice)> =
-                    self.groups[index].slices.iter().map(|(id, slice)| (*id, slice.clone())).collect();
+                let slices: Vec<(ModuleId, Slice)> = self.groups[index]
+                    .slices
+                    .iter()
+                    .map(|(id, slice)| (*id, slice.clone()))
+                    .collect();
                 for (id, slice) in slices {
                     self.collect_slice(index, id, slice, now);
                 }
@@ -325,14 +348,25 @@ impl Engine {
     /// no values this time.
     fn collect_slice(&mut self, index: usize, id: ModuleId, slice: Slice, now: Instant) {
         let epoch = self.groups[index].state.epoch();
-        let Some(slot) = self.modules.get_mut(&id) else { return };
+        let Some(slot) = self.modules.get_mut(&id) else {
+            return;
+        };
         let skipped = if slot.busy.contains(&index) {
             Some(slot.unanswered_reason(now))
         } else if !slot.backoff.ready(now) {
             None
         } else {
-            let bound = slot.bounds.handler * u32::try_from(slice.len()).unwrap_or(u32::MAX) + JOB_MARGIN;
-            match slot.submit(Job::Collect { group: index, epoch, metrics: slice.clone() }, bound, now) {
+            let bound =
+                slot.bounds.handler * u32::try_from(slice.len()).unwrap_or(u32::MAX) + JOB_MARGIN;
+            match slot.submit(
+                Job::Collect {
+                    group: index,
+                    epoch,
+                    metrics: slice.clone(),
+                },
+                bound,
+                now,
+            ) {
                 Ok(()) => {
                     slot.busy.insert(index);
                     return;
@@ -368,11 +402,15 @@ impl Engine {
             return;
         }
         match report.kind {
-            ReportKind::Started(Ok(descriptors)) => self.on_started(report.module, descriptors, now),
+            ReportKind::Started(Ok(descriptors)) => {
+                self.on_started(report.module, descriptors, now)
+            }
             ReportKind::Started(Err(failure)) => {
                 let delay = slot.backoff.failed(now);
                 error!(module = %slot.name, "{}; retrying in {delay:?}", failure.message);
-                slot.state = SlotState::Failed { error: failure.message };
+                slot.state = SlotState::Failed {
+                    error: failure.message,
+                };
             }
             ReportKind::Collected(collected) => self.on_collected(report.module, collected, now),
             ReportKind::CleanedUp => {}
@@ -421,7 +459,9 @@ impl Engine {
         let mine = position(&id)?;
         let mut owners = Vec::new();
         for error in errors {
-            let ClaimError::Taken { owner, .. } = error else { return None };
+            let ClaimError::Taken { owner, .. } = error else {
+                return None;
+            };
             let (owner_id, _) = self.modules.iter().find(|(_, slot)| slot.name == *owner)?;
             if position(owner_id)? <= mine {
                 return None;
@@ -435,7 +475,9 @@ impl Engine {
 
     /// Refuses a running module whose names an earlier module claims; it is cleaned up.
     fn evict(&mut self, id: ModuleId, winner: &str, now: Instant) {
-        let Some(slot) = self.modules.get_mut(&id) else { return };
+        let Some(slot) = self.modules.get_mut(&id) else {
+            return;
+        };
         let message = format!(
             "module {}: its metrics clash with those of module {winner}, declared before it",
             slot.name
@@ -462,7 +504,9 @@ impl Engine {
                 warn!(module = %name, metric = %metric, "{}{suppressed}", failure.message)
             });
         }
-        let Some(group) = self.groups.get_mut(collected.group) else { return };
+        let Some(group) = self.groups.get_mut(collected.group) else {
+            return;
+        };
         let same_layout = collected.epoch == group.state.epoch();
         let module: Arc<str> = Arc::from(name.as_str());
         let values: Vec<(usize, Option<MetricValue>)> = collected
@@ -474,7 +518,10 @@ impl Engine {
                     return Some((*slot, value));
                 }
                 // The group was re-planned meanwhile: find the metric's new slot.
-                let key = MetricKey { module: module.clone(), metric: metric.clone() };
+                let key = MetricKey {
+                    module: module.clone(),
+                    metric: metric.clone(),
+                };
                 Some((group.state.index_of(&key)?, value))
             })
             .collect();
@@ -489,7 +536,10 @@ impl Engine {
             return;
         }
         let wall_now = SystemTime::now();
-        let host = HostRef { name: &self.host.name, ip: &self.host.ip };
+        let host = HostRef {
+            name: &self.host.name,
+            ip: &self.host.ip,
+        };
         let group = &self.groups[index];
         let mut outgoing = Vec::with_capacity(slots.len());
         for &slot in slots {
@@ -498,17 +548,26 @@ impl Engine {
                 continue;
             };
             let due = info.metadata_sent.is_none_or(|sent| {
-                self.send_metadata_interval.is_some_and(|interval| sent + interval <= now)
+                self.send_metadata_interval
+                    .is_some_and(|interval| sent + interval <= now)
             });
             if due {
                 info.metadata_sent = Some(now);
-                if let Err(err) = self.outputs.store.update_metadata(host, (*info.meta).clone(), wall_now) {
+                if let Err(err) =
+                    self.outputs
+                        .store
+                        .update_metadata(host, (*info.meta).clone(), wall_now)
+                {
                     warn!("store: {err}");
                 }
             }
-            if let Err(err) =
-                self.outputs.store.update_value(host, &info.descriptor.name, value.clone(), &info.format, wall_now)
-            {
+            if let Err(err) = self.outputs.store.update_value(
+                host,
+                &info.descriptor.name,
+                value.clone(),
+                &info.format,
+                wall_now,
+            ) {
                 warn!("store: {err}");
             }
             outgoing.push(OutgoingMetric {
@@ -523,10 +582,14 @@ impl Engine {
             && let Err(err) = sink.try_send(SendRequest { metrics: outgoing })
         {
             let dropped = match err {
-                mpsc::error::TrySendError::Full(request) | mpsc::error::TrySendError::Closed(request) => request,
+                mpsc::error::TrySendError::Full(request)
+                | mpsc::error::TrySendError::Closed(request) => request,
             };
             self.log_limited("", "sender", now, |suppressed| {
-                warn!("the sender is not keeping up: {} values dropped{suppressed}", dropped.metrics.len())
+                warn!(
+                    "the sender is not keeping up: {} values dropped{suppressed}",
+                    dropped.metrics.len()
+                )
             });
         }
     }
@@ -538,7 +601,8 @@ impl Engine {
             }
         }
         for group in &mut self.groups {
-            let wanted = (0..group.state.len()).any(|i| metric.is_none_or(|name| *group.state.key(i).metric == *name));
+            let wanted = (0..group.state.len())
+                .any(|i| metric.is_none_or(|name| *group.state.key(i).metric == *name));
             if wanted {
                 group.state.send_soon(now);
             }
@@ -548,11 +612,19 @@ impl Engine {
     /// Applies a configuration: the first one, or a reload.
     fn apply(&mut self, config: EngineConfig, now: Instant) {
         self.send_metadata_interval = config.send_metadata_interval;
-        let names: Vec<String> = config.modules.iter().map(|spec| spec.name.clone()).collect();
+        let names: Vec<String> = config
+            .modules
+            .iter()
+            .map(|spec| spec.name.clone())
+            .collect();
         let host = ModuleSpec {
             name: HOST_MODULE.into(),
             fingerprint: format!("{:?}|{}", config.facts, names.join("\n")),
-            bounds: CallBounds { init: Duration::ZERO, handler: Duration::ZERO, cleanup: Duration::ZERO },
+            bounds: CallBounds {
+                init: Duration::ZERO,
+                handler: Duration::ZERO,
+                cleanup: Duration::ZERO,
+            },
             driver: Box::new(HostModule::new(config.facts, names, self.accounts.clone())),
             inline: true,
         };
@@ -567,7 +639,10 @@ impl Engine {
                 state: GroupState::new(spec.collect, spec.time_threshold, now),
                 spec,
                 builtin,
-                selection: GroupSelection { metrics: Vec::new(), unmatched_entries: Vec::new() },
+                selection: GroupSelection {
+                    metrics: Vec::new(),
+                    unmatched_entries: Vec::new(),
+                },
                 slices: BTreeMap::new(),
                 info: Vec::new(),
             })
@@ -587,7 +662,12 @@ impl Engine {
             })
             .map(|(id, slot)| (slot.name.clone(), *id))
             .collect();
-        let retire: Vec<ModuleId> = self.modules.keys().filter(|id| !keep.values().any(|k| k == *id)).copied().collect();
+        let retire: Vec<ModuleId> = self
+            .modules
+            .keys()
+            .filter(|id| !keep.values().any(|k| k == *id))
+            .copied()
+            .collect();
         for id in retire {
             self.retire(id, now);
         }
@@ -638,12 +718,16 @@ impl Engine {
     }
 
     fn start_module(&mut self, id: ModuleId, now: Instant) {
-        let Some(slot) = self.modules.get_mut(&id) else { return };
+        let Some(slot) = self.modules.get_mut(&id) else {
+            return;
+        };
         slot.state = SlotState::Starting;
         let bound = slot.bounds.init + JOB_MARGIN;
         if let Err(refused) = slot.submit(Job::Start, bound, now) {
             let delay = slot.backoff.failed(now);
-            slot.state = SlotState::Failed { error: format!("its worker refused to start it ({refused:?})") };
+            slot.state = SlotState::Failed {
+                error: format!("its worker refused to start it ({refused:?})"),
+            };
             warn!(module = %slot.name, "module {}: cannot start now; retrying in {delay:?}", slot.name);
         }
     }
@@ -651,7 +735,9 @@ impl Engine {
     /// Stops a module: its cleanup is queued behind its current job, and its metrics
     /// leave the groups. Its last values stay in the store until TMAX/DMAX.
     fn retire(&mut self, id: ModuleId, now: Instant) {
-        let Some(mut slot) = self.modules.remove(&id) else { return };
+        let Some(mut slot) = self.modules.remove(&id) else {
+            return;
+        };
         info!(module = %slot.name, "stopping module {}", slot.name);
         self.owners.release(&slot.name);
         slot.retiring = true;
@@ -671,19 +757,27 @@ impl Engine {
                 _ => None,
             })
             .flat_map(|(id, slot, descriptors)| {
-                descriptors.iter().map(move |d| (id, MetricKey::new(&slot.name, &d.name), d))
+                descriptors
+                    .iter()
+                    .map(move |d| (id, MetricKey::new(&slot.name, &d.name), d))
             })
             .collect();
         let keys: Vec<MetricKey> = catalog.iter().map(|(_, key, _)| key.clone()).collect();
-        let mut selections: Vec<GroupSelection> =
-            self.groups.iter().map(|group| select_group(&group.spec, &keys)).collect();
+        let mut selections: Vec<GroupSelection> = self
+            .groups
+            .iter()
+            .map(|group| select_group(&group.spec, &keys))
+            .collect();
         leave_builtin_only_the_unselected(&self.groups, &mut selections);
 
         let mut titles: HashMap<&MetricKey, &str> = HashMap::new();
         for selected in selections.iter().flat_map(|s| &s.metrics) {
             titles.entry(&selected.key).or_insert(&selected.title);
         }
-        let mut previous: Vec<Option<MetricInfo>> = std::mem::take(&mut self.infos).into_iter().map(Some).collect();
+        let mut previous: Vec<Option<MetricInfo>> = std::mem::take(&mut self.infos)
+            .into_iter()
+            .map(Some)
+            .collect();
         let previous_of = std::mem::take(&mut self.info_of);
         for (_, key, descriptor) in &catalog {
             let title = titles.get(key).copied();
@@ -702,27 +796,46 @@ impl Engine {
             self.info_of.insert(key.clone(), self.infos.len());
             self.infos.push(info);
         }
-        let module_of: HashMap<&MetricKey, ModuleId> = catalog.iter().map(|(id, key, _)| (key, *id)).collect();
+        let module_of: HashMap<&MetricKey, ModuleId> =
+            catalog.iter().map(|(id, key, _)| (key, *id)).collect();
 
         let mut fresh_work = Vec::new();
         for (index, (group, selection)) in self.groups.iter_mut().zip(selections).enumerate() {
-            let added = group.state.set_metrics(selection.metrics.iter().map(|m| (m.key.clone(), m.value_threshold)));
+            let added = group.state.set_metrics(
+                selection
+                    .metrics
+                    .iter()
+                    .map(|m| (m.key.clone(), m.value_threshold)),
+            );
             let mut slices: BTreeMap<ModuleId, Vec<(usize, Arc<str>)>> = BTreeMap::new();
             for (slot, selected) in selection.metrics.iter().enumerate() {
                 if let Some(id) = module_of.get(&selected.key) {
-                    slices.entry(*id).or_default().push((slot, selected.key.metric.clone()));
+                    slices
+                        .entry(*id)
+                        .or_default()
+                        .push((slot, selected.key.metric.clone()));
                 }
             }
-            group.slices = slices.into_iter().map(|(id, slice)| (id, Slice::from(slice))).collect();
-            group.info = selection.metrics.iter().map(|m| self.info_of[&m.key]).collect();
+            group.slices = slices
+                .into_iter()
+                .map(|(id, slice)| (id, Slice::from(slice)))
+                .collect();
+            group.info = selection
+                .metrics
+                .iter()
+                .map(|m| self.info_of[&m.key])
+                .collect();
             group.selection = selection;
             // A group that has collected before collects its new metrics at once; one
             // that has not is about to collect everything anyway.
             if !added.is_empty() && group.state.next_event() > now {
                 let added: HashSet<usize> = added.into_iter().collect();
                 for (id, slice) in &group.slices {
-                    let fresh: Vec<(usize, Arc<str>)> =
-                        slice.iter().filter(|(slot, _)| added.contains(slot)).cloned().collect();
+                    let fresh: Vec<(usize, Arc<str>)> = slice
+                        .iter()
+                        .filter(|(slot, _)| added.contains(slot))
+                        .cloned()
+                        .collect();
                     if !fresh.is_empty() {
                         fresh_work.push((index, *id, Slice::from(fresh)));
                     }
@@ -735,33 +848,53 @@ impl Engine {
     }
 
     fn status(&self, now: Instant) -> Status {
-        let modules = self
-            .order
-            .iter()
-            .filter_map(|id| self.modules.get(id))
-            .map(|slot| {
-                let state = match &slot.state {
-                    SlotState::Starting => ModuleState::Starting,
-                    SlotState::Running(metrics) => ModuleState::Running { metrics: metrics.clone() },
-                    SlotState::Failed { error } => ModuleState::Failed {
-                        error: error.clone(),
-                        retry_in: slot.backoff.until().map_or(Duration::ZERO, |until| until.saturating_duration_since(now)),
-                    },
-                    SlotState::Rejected(errors) => ModuleState::Rejected { errors: errors.clone() },
-                };
-                (slot.name.clone(), state)
-            })
-            .collect();
-        let accounts = self.accounts.lock().unwrap_or_else(PoisonError::into_inner).clone();
-        Status { modules, groups: self.groups.iter().map(|g| g.selection.clone()).collect(), accounts }
+        let modules =
+            self.order
+                .iter()
+                .filter_map(|id| self.modules.get(id))
+                .map(|slot| {
+                    let state = match &slot.state {
+                        SlotState::Starting => ModuleState::Starting,
+                        SlotState::Running(metrics) => ModuleState::Running {
+                            metrics: metrics.clone(),
+                        },
+                        SlotState::Failed { error } => ModuleState::Failed {
+                            error: error.clone(),
+                            retry_in: slot.backoff.until().map_or(Duration::ZERO, |until| {
+                                until.saturating_duration_since(now)
+                            }),
+                        },
+                        SlotState::Rejected(errors) => ModuleState::Rejected {
+                            errors: errors.clone(),
+                        },
+                    };
+                    (slot.name.clone(), state)
+                })
+                .collect();
+        let accounts = self
+            .accounts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        Status {
+            modules,
+            groups: self.groups.iter().map(|g| g.selection.clone()).collect(),
+            accounts,
+        }
     }
 
     /// Logs through the rate limit of (module, metric); `log` gets the suffix that says
     /// how many lines were suppressed before this one.
     fn log_limited(&mut self, module: &str, metric: &str, now: Instant, log: impl FnOnce(String)) {
-        if let Some(suppressed) = self.log_limit.allow(&(module.to_string(), metric.to_string()), now) {
-            let suffix =
-                if suppressed > 0 { format!(" ({suppressed} similar lines suppressed)") } else { String::new() };
+        if let Some(suppressed) = self
+            .log_limit
+            .allow(&(module.to_string(), metric.to_string()), now)
+        {
+            let suffix = if suppressed > 0 {
+                format!(" ({suppressed} similar lines suppressed)")
+            } else {
+                String::new()
+            };
             log(suffix);
         }
     }
@@ -770,7 +903,11 @@ impl Engine {
     /// bound.
     async fn shut_down(mut self, reports: &mut UnboundedReceiver<Report>) -> ShutdownReport {
         info!("shutting down: finishing the collections in flight");
-        let finish_by = self.modules.values().filter_map(|slot| slot.answer_by).max();
+        let finish_by = self
+            .modules
+            .values()
+            .filter_map(|slot| slot.answer_by)
+            .max();
         if let Some(finish_by) = finish_by {
             while self.modules.values().any(|slot| !slot.busy.is_empty()) {
                 tokio::select! {
@@ -856,7 +993,10 @@ fn accounting_group() -> GroupSpec {
     GroupSpec {
         collect: Collect::Every(ACCOUNTING_EVERY),
         time_threshold: ACCOUNTING_THRESHOLD,
-        entries: vec![EntrySpec { selector, value_threshold: None }],
+        entries: vec![EntrySpec {
+            selector,
+            value_threshold: None,
+        }],
     }
 }
 

@@ -40,12 +40,42 @@ pub struct HostFacts {
 
 /// The accounting counters, as metric-name suffixes.
 const COUNTERS: [(&str, &str, Slope, &str); 6] = [
-    ("calls", "calls", Slope::Positive, "Calls into the module (init, handler, cleanup)"),
-    ("errors", "errors", Slope::Positive, "Calls that returned an error or an invalid value"),
-    ("traps", "traps", Slope::Positive, "Calls stopped by a trap: fuel, deadline, memory or crash"),
-    ("fuel", "fuel", Slope::Positive, "Fuel burnt by the module (about one unit per wasm instruction)"),
-    ("busy", "s", Slope::Positive, "Seconds spent in the module's calls"),
-    ("memory", "bytes", Slope::Both, "Largest linear memory the module has had"),
+    (
+        "calls",
+        "calls",
+        Slope::Positive,
+        "Calls into the module (init, handler, cleanup)",
+    ),
+    (
+        "errors",
+        "errors",
+        Slope::Positive,
+        "Calls that returned an error or an invalid value",
+    ),
+    (
+        "traps",
+        "traps",
+        Slope::Positive,
+        "Calls stopped by a trap: fuel, deadline, memory or crash",
+    ),
+    (
+        "fuel",
+        "fuel",
+        Slope::Positive,
+        "Fuel burnt by the module (about one unit per wasm instruction)",
+    ),
+    (
+        "busy",
+        "s",
+        Slope::Positive,
+        "Seconds spent in the module's calls",
+    ),
+    (
+        "memory",
+        "bytes",
+        Slope::Both,
+        "Largest linear memory the module has had",
+    ),
 ];
 
 /// The host module's driver: runs inline in the scheduler and only reads counters.
@@ -58,15 +88,21 @@ pub struct HostModule {
 impl HostModule {
     /// `modules`: the configured modules, whose accounting metrics it declares.
     pub fn new(facts: HostFacts, modules: Vec<String>, accounts: Accounts) -> HostModule {
-        HostModule { facts, modules, accounts }
+        HostModule {
+            facts,
+            modules,
+            accounts,
+        }
     }
 
     fn account_value(&self, metric: &str) -> Option<MetricValue> {
         let rest = metric.strip_prefix(HOST_PREFIX)?;
-        let (module, counter) = self
-            .modules
-            .iter()
-            .find_map(|module| Some((module, rest.strip_prefix(&metric_safe(module))?.strip_prefix('_')?)))?;
+        let (module, counter) = self.modules.iter().find_map(|module| {
+            Some((
+                module,
+                rest.strip_prefix(&metric_safe(module))?.strip_prefix('_')?,
+            ))
+        })?;
         let account = self
             .accounts
             .lock()
@@ -123,12 +159,26 @@ impl ModuleDriver for HostModule {
 
 /// gmond core module's `heartbeat`, as it sends it.
 fn heartbeat() -> MetricDescriptor {
-    core_metric("heartbeat", ValueType::UInt32, "", "%u", 20, "Last heartbeat")
+    core_metric(
+        "heartbeat",
+        ValueType::UInt32,
+        "",
+        "%u",
+        20,
+        "Last heartbeat",
+    )
 }
 
 /// gmond core module's `location`, as it sends it.
 fn location() -> MetricDescriptor {
-    core_metric("location", ValueType::String, "(x,y,z)", "%s", 1200, "Location of the machine")
+    core_metric(
+        "location",
+        ValueType::String,
+        "(x,y,z)",
+        "%s",
+        1200,
+        "Location of the machine",
+    )
 }
 
 fn core_metric(
@@ -156,12 +206,20 @@ fn core_metric(
 pub fn metric_safe(module: &str) -> String {
     module
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
 fn unix_seconds(time: SystemTime) -> u32 {
-    let seconds = time.duration_since(UNIX_EPOCH).map_or(0, |since| since.as_secs());
+    let seconds = time
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
     u32::try_from(seconds).unwrap_or(u32::MAX)
 }
 
@@ -171,8 +229,15 @@ mod tests {
     use std::time::Duration;
 
     fn host(accounts: &Accounts) -> HostModule {
-        let facts = HostFacts { started: UNIX_EPOCH + Duration::from_secs(1_795_447_229), location: "rack1".into() };
-        HostModule::new(facts, vec!["disk io".into(), "cpu".into()], accounts.clone())
+        let facts = HostFacts {
+            started: UNIX_EPOCH + Duration::from_secs(1_795_447_229),
+            location: "rack1".into(),
+        };
+        HostModule::new(
+            facts,
+            vec!["disk io".into(), "cpu".into()],
+            accounts.clone(),
+        )
     }
 
     #[test]
@@ -180,27 +245,62 @@ mod tests {
         let accounts = Accounts::default();
         let descriptors = host(&accounts).start().unwrap();
         let names: Vec<_> = descriptors.iter().map(|d| d.name.as_str()).collect();
-        assert_eq!(&names[..4], ["heartbeat", "location", "wasmond_disk_io_calls", "wasmond_disk_io_errors"]);
+        assert_eq!(
+            &names[..4],
+            [
+                "heartbeat",
+                "location",
+                "wasmond_disk_io_calls",
+                "wasmond_disk_io_errors"
+            ]
+        );
         assert_eq!(names.len(), 2 + 2 * COUNTERS.len());
         for name in names {
             crate::collect::names::validate_metric_name(name).unwrap();
         }
         let heartbeat = &descriptors[0];
-        assert_eq!((heartbeat.value_type, heartbeat.time_max, heartbeat.slope), (ValueType::UInt32, 20, Slope::Unspecified));
+        assert_eq!(
+            (heartbeat.value_type, heartbeat.time_max, heartbeat.slope),
+            (ValueType::UInt32, 20, Slope::Unspecified)
+        );
     }
 
     #[test]
     fn reads_heartbeat_location_and_accounts() {
         let accounts = Accounts::default();
         let mut module = host(&accounts);
-        assert_eq!(module.handle("heartbeat"), Ok(MetricValue::UInt32(1_795_447_229)));
-        assert_eq!(module.handle("location"), Ok(MetricValue::String("rack1".into())));
-        assert_eq!(module.handle("wasmond_cpu_calls"), Ok(MetricValue::Double(0.0)), "no account yet");
-        let account = Account { calls: 7, traps: 2, busy: Duration::from_millis(1500), ..Account::default() };
+        assert_eq!(
+            module.handle("heartbeat"),
+            Ok(MetricValue::UInt32(1_795_447_229))
+        );
+        assert_eq!(
+            module.handle("location"),
+            Ok(MetricValue::String("rack1".into()))
+        );
+        assert_eq!(
+            module.handle("wasmond_cpu_calls"),
+            Ok(MetricValue::Double(0.0)),
+            "no account yet"
+        );
+        let account = Account {
+            calls: 7,
+            traps: 2,
+            busy: Duration::from_millis(1500),
+            ..Account::default()
+        };
         accounts.lock().unwrap().insert("cpu".into(), account);
-        assert_eq!(module.handle("wasmond_cpu_calls"), Ok(MetricValue::Double(7.0)));
-        assert_eq!(module.handle("wasmond_cpu_traps"), Ok(MetricValue::Double(2.0)));
-        assert_eq!(module.handle("wasmond_cpu_busy"), Ok(MetricValue::Double(1.5)));
+        assert_eq!(
+            module.handle("wasmond_cpu_calls"),
+            Ok(MetricValue::Double(7.0))
+        );
+        assert_eq!(
+            module.handle("wasmond_cpu_traps"),
+            Ok(MetricValue::Double(2.0))
+        );
+        assert_eq!(
+            module.handle("wasmond_cpu_busy"),
+            Ok(MetricValue::Double(1.5))
+        );
         assert!(module.handle("wasmond_cpu_nothing").is_err());
         assert!(module.handle("wasmond_gpu_calls").is_err());
     }

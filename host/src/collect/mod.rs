@@ -15,6 +15,23 @@
 //! - [`engine`]: the scheduler task, reload and shutdown; [`conversion`] turns a typed
 //!   config into what the engine runs.
 //!
+//! # gmond's semantics, and where wasmond differs
+//!
+//! As gmond 3.7.2 (`gmond.c`): a group collects at start and then every `collect_every`
+//! (`collect_once`: at start only) and is sent whole at start, every `time_threshold`, and
+//! whenever a collected number moved by `value_threshold` or more (`>=`, as gmond's code,
+//! where gmond.conf(5) says "greater than") since the *previous collection*. `name_match`
+//! is an unanchored search and `title` takes `\1`..`\9`. Metric metadata goes out with a
+//! metric's first value, every `send_metadata_interval`, and after a peer's request.
+//! Differences: a changed string also sends its group (gmond never compares strings);
+//! `collect_every` and `time_threshold` below 1 s count as 1 s; gmond's fallback of a
+//! `name` that matches no metric to a case-insensitive prefix match is not kept; a
+//! module's slice of a group is sent as soon as that module answers, so one slow module
+//! never holds back the others' values; the metrics of a module that failed this cycle
+//! are not re-sent with their old values. A reload restarts every group's rhythm (gmond
+//! re-executes itself on SIGHUP). Metric names belong to the module declared first in
+//! the configuration, whichever finished its `init` first.
+//!
 //! # The seam to the sender
 //!
 //! The engine writes every value it sends (and its metadata, when due) into the
@@ -49,7 +66,9 @@ use std::sync::Arc;
 use crate::metric::MetricValue;
 use crate::store::MetricMeta;
 
-pub use engine::{EngineConfig, EngineHandle, HostIdentity, ModuleSpec, Outputs, ShutdownReport, spawn};
+pub use engine::{
+    EngineConfig, EngineHandle, HostIdentity, ModuleSpec, Outputs, ShutdownReport, spawn,
+};
 
 /// Values due to be sent together (one collection group's), in send order.
 #[derive(Debug, Clone, PartialEq)]

@@ -22,7 +22,11 @@ pub enum NameError {
     #[error(
         "metric name {name:?} has {found:?} at byte {at}; only ASCII letters, digits, '_', '-' and '.' are allowed"
     )]
-    BadChar { name: String, found: char, at: usize },
+    BadChar {
+        name: String,
+        found: char,
+        at: usize,
+    },
 }
 
 /// Checks a metric name: 1 to 128 bytes of ASCII letters, digits, `_`, `-`, `.`.
@@ -32,11 +36,18 @@ pub fn validate_metric_name(name: &str) -> Result<(), NameError> {
     }
     if name.len() > MAX_METRIC_NAME_LEN {
         let shown: String = name.chars().take(40).collect();
-        return Err(NameError::TooLong { name: format!("{shown}..."), len: name.len() });
+        return Err(NameError::TooLong {
+            name: format!("{shown}..."),
+            len: name.len(),
+        });
     }
     let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
     match name.char_indices().find(|&(_, c)| !allowed(c)) {
-        Some((at, found)) => Err(NameError::BadChar { name: name.to_string(), found, at }),
+        Some((at, found)) => Err(NameError::BadChar {
+            name: name.to_string(),
+            found,
+            at,
+        }),
         None => Ok(()),
     }
 }
@@ -47,11 +58,22 @@ pub enum ClaimError {
     #[error("module {module}: {source}")]
     Invalid { module: String, source: NameError },
     #[error("module {module}: metric {metric:?} is already published by module {owner}")]
-    Taken { module: String, metric: String, owner: String },
+    Taken {
+        module: String,
+        metric: String,
+        owner: String,
+    },
     #[error("module {module}: metric {metric:?} is declared twice")]
     Duplicate { module: String, metric: String },
-    #[error("module {module}: metric {metric:?} starts with {prefix:?}, which is reserved for module {owner}")]
-    Reserved { module: String, metric: String, prefix: String, owner: String },
+    #[error(
+        "module {module}: metric {metric:?} starts with {prefix:?}, which is reserved for module {owner}"
+    )]
+    Reserved {
+        module: String,
+        metric: String,
+        prefix: String,
+        owner: String,
+    },
 }
 
 /// Which module owns each metric name on this host.
@@ -84,9 +106,14 @@ impl MetricOwners {
         let mut names = Vec::new();
         for metric in metrics {
             if let Err(source) = validate_metric_name(metric) {
-                errors.push(ClaimError::Invalid { module: module.to_string(), source });
-            } else if let Some((prefix, owner)) =
-                self.reserved.iter().find(|(prefix, owner)| metric.starts_with(prefix.as_str()) && owner != module)
+                errors.push(ClaimError::Invalid {
+                    module: module.to_string(),
+                    source,
+                });
+            } else if let Some((prefix, owner)) = self
+                .reserved
+                .iter()
+                .find(|(prefix, owner)| metric.starts_with(prefix.as_str()) && owner != module)
             {
                 errors.push(ClaimError::Reserved {
                     module: module.into(),
@@ -95,7 +122,10 @@ impl MetricOwners {
                     owner: owner.clone(),
                 });
             } else if !seen.insert(metric) {
-                errors.push(ClaimError::Duplicate { module: module.into(), metric: metric.into() });
+                errors.push(ClaimError::Duplicate {
+                    module: module.into(),
+                    metric: metric.into(),
+                });
             } else if let Some(owner) = self.owner_of.get(metric).filter(|owner| *owner != module) {
                 errors.push(ClaimError::Taken {
                     module: module.into(),
@@ -131,7 +161,13 @@ mod tests {
 
     #[test]
     fn accepts_gmond_style_names() {
-        for name in ["cpu_user", "load-one", "disk.sda.reads", "a", &"x".repeat(128)] {
+        for name in [
+            "cpu_user",
+            "load-one",
+            "disk.sda.reads",
+            "a",
+            &"x".repeat(128),
+        ] {
             assert_eq!(validate_metric_name(name), Ok(()), "{name}");
         }
     }
@@ -139,27 +175,53 @@ mod tests {
     #[test]
     fn refuses_empty_long_and_odd_names() {
         assert_eq!(validate_metric_name(""), Err(NameError::Empty));
-        assert!(matches!(validate_metric_name(&"x".repeat(129)), Err(NameError::TooLong { len: 129, .. })));
+        assert!(matches!(
+            validate_metric_name(&"x".repeat(129)),
+            Err(NameError::TooLong { len: 129, .. })
+        ));
         let err = validate_metric_name("cpu user").unwrap_err();
-        assert_eq!(err, NameError::BadChar { name: "cpu user".into(), found: ' ', at: 3 });
-        assert!(matches!(validate_metric_name("a<b"), Err(NameError::BadChar { found: '<', .. })));
-        assert!(matches!(validate_metric_name("naïve"), Err(NameError::BadChar { found: 'ï', .. })));
+        assert_eq!(
+            err,
+            NameError::BadChar {
+                name: "cpu user".into(),
+                found: ' ',
+                at: 3
+            }
+        );
+        assert!(matches!(
+            validate_metric_name("a<b"),
+            Err(NameError::BadChar { found: '<', .. })
+        ));
+        assert!(matches!(
+            validate_metric_name("naïve"),
+            Err(NameError::BadChar { found: 'ï', .. })
+        ));
     }
 
     #[test]
     fn first_module_wins_and_second_is_refused_whole() {
         let mut owners = MetricOwners::new();
         owners.claim("cpu", ["cpu_user", "cpu_idle"]).unwrap();
-        let errors = owners.claim("rogue", ["rogue_only", "cpu_idle"]).unwrap_err();
+        let errors = owners
+            .claim("rogue", ["rogue_only", "cpu_idle"])
+            .unwrap_err();
         assert_eq!(
             errors,
-            vec![ClaimError::Taken { module: "rogue".into(), metric: "cpu_idle".into(), owner: "cpu".into() }]
+            vec![ClaimError::Taken {
+                module: "rogue".into(),
+                metric: "cpu_idle".into(),
+                owner: "cpu".into()
+            }]
         );
         assert_eq!(
             errors[0].to_string(),
             "module rogue: metric \"cpu_idle\" is already published by module cpu"
         );
-        assert_eq!(owners.owner("rogue_only"), None, "nothing is claimed on error");
+        assert_eq!(
+            owners.owner("rogue_only"),
+            None,
+            "nothing is claimed on error"
+        );
         assert_eq!(owners.owner("cpu_idle"), Some("cpu"));
     }
 

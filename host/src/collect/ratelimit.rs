@@ -29,7 +29,10 @@ struct Window {
 
 impl<K: Hash + Eq + Clone> RateLimiter<K> {
     pub fn new(window: Duration) -> RateLimiter<K> {
-        RateLimiter { window, keys: HashMap::new() }
+        RateLimiter {
+            window,
+            keys: HashMap::new(),
+        }
     }
 
     /// `Some(suppressed)` when a line for `key` may be logged now, with the number of
@@ -41,15 +44,25 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
                 return None;
             }
             let suppressed = window.suppressed;
-            *window = Window { opened: now, suppressed: 0 };
+            *window = Window {
+                opened: now,
+                suppressed: 0,
+            };
             return Some(suppressed);
         }
         if self.keys.len() >= MAX_KEYS {
             let window = self.window;
-            self.keys.retain(|_, w| now.duration_since(w.opened) < window);
+            self.keys
+                .retain(|_, w| now.duration_since(w.opened) < window);
         }
         if self.keys.len() < MAX_KEYS {
-            self.keys.insert(key.clone(), Window { opened: now, suppressed: 0 });
+            self.keys.insert(
+                key.clone(),
+                Window {
+                    opened: now,
+                    suppressed: 0,
+                },
+            );
         }
         Some(0)
     }

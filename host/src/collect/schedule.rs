@@ -89,8 +89,10 @@ impl GroupState {
         &mut self,
         metrics: impl IntoIterator<Item = (MetricKey, Option<f64>)>,
     ) -> Vec<usize> {
-        let mut old: HashMap<MetricKey, MetricSlot> =
-            std::mem::take(&mut self.metrics).into_iter().map(|slot| (slot.key.clone(), slot)).collect();
+        let mut old: HashMap<MetricKey, MetricSlot> = std::mem::take(&mut self.metrics)
+            .into_iter()
+            .map(|slot| (slot.key.clone(), slot))
+            .collect();
         let mut added = Vec::new();
         self.slot_of.clear();
         for (key, value_threshold) in metrics {
@@ -100,11 +102,19 @@ impl GroupState {
             }
             let (last, fresh) = kept.map_or((None, false), |slot| (slot.last, slot.fresh));
             self.slot_of.insert(key.clone(), self.metrics.len());
-            self.metrics.push(MetricSlot { key, value_threshold, last, fresh });
+            self.metrics.push(MetricSlot {
+                key,
+                value_threshold,
+                last,
+                fresh,
+            });
         }
         self.epoch += 1;
         // Held slots are numbered in the old layout.
-        self.cycle = Cycle { sending: self.cycle.sending || !added.is_empty(), held: Vec::new() };
+        self.cycle = Cycle {
+            sending: self.cycle.sending || !added.is_empty(),
+            held: Vec::new(),
+        };
         added
     }
 
@@ -142,7 +152,8 @@ impl GroupState {
 
     /// When the group next has something to do.
     pub fn next_event(&self) -> Instant {
-        self.next_collect.map_or(self.next_send, |collect| collect.min(self.next_send))
+        self.next_collect
+            .map_or(self.next_send, |collect| collect.min(self.next_send))
     }
 
     /// Advances the clock to `now`: starts a collection and/or sends cached values.
@@ -152,19 +163,35 @@ impl GroupState {
         if collect_due {
             let planned = self.next_collect.unwrap_or(now);
             self.next_collect = self.following_collection(now);
-            self.cycle = Cycle { sending: send_due, held: Vec::new() };
+            self.cycle = Cycle {
+                sending: send_due,
+                held: Vec::new(),
+            };
             if send_due {
                 // Counted from the planned collection, so that a late first collection
                 // (its module was still starting) does not put the sends out of step
                 // with the collections for good.
-                self.next_send = later_than(planned + self.time_threshold, now, self.time_threshold);
+                self.next_send =
+                    later_than(planned + self.time_threshold, now, self.time_threshold);
             }
-            return Tick { collect: true, send: Vec::new() };
+            return Tick {
+                collect: true,
+                send: Vec::new(),
+            };
         }
         if send_due {
-            self.next_send = later_than(self.next_send + self.time_threshold, now, self.time_threshold);
-            let fresh = (0..self.metrics.len()).filter(|&i| self.metrics[i].fresh).collect();
-            return Tick { collect: false, send: fresh };
+            self.next_send = later_than(
+                self.next_send + self.time_threshold,
+                now,
+                self.time_threshold,
+            );
+            let fresh = (0..self.metrics.len())
+                .filter(|&i| self.metrics[i].fresh)
+                .collect();
+            return Tick {
+                collect: false,
+                send: fresh,
+            };
         }
         Tick::default()
     }
@@ -174,7 +201,8 @@ impl GroupState {
     fn following_collection(&self, now: Instant) -> Option<Instant> {
         match (self.collect, self.next_collect) {
             (Collect::Every(every), Some(planned)) => {
-                let behind = now.saturating_duration_since(planned).as_nanos() / every.as_nanos().max(1);
+                let behind =
+                    now.saturating_duration_since(planned).as_nanos() / every.as_nanos().max(1);
                 let steps = u32::try_from(behind + 1).unwrap_or(u32::MAX);
                 Some(planned + every * steps)
             }
@@ -193,10 +221,15 @@ impl GroupState {
         let mut arrived = Vec::new();
         let mut crossed = false;
         for (index, value) in results {
-            let Some(slot) = self.metrics.get_mut(index) else { continue };
+            let Some(slot) = self.metrics.get_mut(index) else {
+                continue;
+            };
             match value {
                 Some(value) => {
-                    crossed |= slot.last.as_ref().is_some_and(|last| moved(slot.value_threshold, last, &value));
+                    crossed |= slot
+                        .last
+                        .as_ref()
+                        .is_some_and(|last| moved(slot.value_threshold, last, &value));
                     slot.last = Some(value);
                     slot.fresh = true;
                     arrived.push(index);
@@ -227,7 +260,9 @@ fn later_than(at: Instant, now: Instant, period: Duration) -> Instant {
 /// Whether a value moved enough since the previous collection to send its group.
 fn moved(value_threshold: Option<f64>, last: &MetricValue, now: &MetricValue) -> bool {
     match (last.as_f64(), now.as_f64()) {
-        (Some(last), Some(now)) => value_threshold.is_some_and(|t| t >= 0.0 && (last - now).abs() >= t),
+        (Some(last), Some(now)) => {
+            value_threshold.is_some_and(|t| t >= 0.0 && (last - now).abs() >= t)
+        }
         _ => last != now,
     }
 }
@@ -269,31 +304,62 @@ mod tests {
     #[tokio::test]
     async fn collect_every_collects_on_its_period_without_drift() {
         pause();
-        let mut state = group(Collect::Every(Duration::from_secs(20)), 3600, &[("a", None)]);
+        let mut state = group(
+            Collect::Every(Duration::from_secs(20)),
+            3600,
+            &[("a", None)],
+        );
         let start = Instant::now();
-        assert_eq!(step(&mut state, &[double(1.0)]), (true, vec![0]), "collect and send at start");
+        assert_eq!(
+            step(&mut state, &[double(1.0)]),
+            (true, vec![0]),
+            "collect and send at start"
+        );
         assert_eq!(state.next_event(), start + Duration::from_secs(20));
         advance(Duration::from_secs(19)).await;
         assert_eq!(state.tick(Instant::now()), Tick::default());
         advance(SEC + Duration::from_millis(300)).await;
-        assert_eq!(step(&mut state, &[double(1.0)]), (true, vec![]), "collected, not sent");
-        assert_eq!(state.next_event(), start + Duration::from_secs(40), "late tick does not shift the rhythm");
+        assert_eq!(
+            step(&mut state, &[double(1.0)]),
+            (true, vec![]),
+            "collected, not sent"
+        );
+        assert_eq!(
+            state.next_event(),
+            start + Duration::from_secs(40),
+            "late tick does not shift the rhythm"
+        );
         advance(Duration::from_secs(100)).await;
-        assert!(state.tick(Instant::now()).collect, "at 120.3 s, for the one due at 40 s");
-        assert_eq!(state.next_event(), start + Duration::from_secs(140), "no burst, same grid");
+        assert!(
+            state.tick(Instant::now()).collect,
+            "at 120.3 s, for the one due at 40 s"
+        );
+        assert_eq!(
+            state.next_event(),
+            start + Duration::from_secs(140),
+            "no burst, same grid"
+        );
     }
 
     #[tokio::test]
     async fn a_late_first_collection_keeps_sends_in_step_with_collections() {
         pause();
         let start = Instant::now();
-        let mut state = GroupState::new(Collect::Every(Duration::from_secs(1)), Duration::from_secs(1), start);
+        let mut state = GroupState::new(
+            Collect::Every(Duration::from_secs(1)),
+            Duration::from_secs(1),
+            start,
+        );
         state.set_metrics([(key("a"), None)]);
         advance(Duration::from_millis(620)).await;
         assert_eq!(step(&mut state, &[double(1.0)]), (true, vec![0]));
         for _ in 0..3 {
             advance(Duration::from_millis(380)).await;
-            assert_eq!(step(&mut state, &[double(1.0)]), (true, vec![0]), "sent with each collection");
+            assert_eq!(
+                step(&mut state, &[double(1.0)]),
+                (true, vec![0]),
+                "sent with each collection"
+            );
             advance(Duration::from_millis(620)).await;
             assert_eq!(state.tick(Instant::now()), Tick::default());
         }
@@ -303,21 +369,43 @@ mod tests {
     async fn collect_once_collects_at_start_then_only_resends_on_time_threshold() {
         pause();
         let mut state = group(Collect::Once, 1800, &[("cpu_num", None)]);
-        assert_eq!(step(&mut state, &[Some(MetricValue::UInt16(4))]), (true, vec![0]));
+        assert_eq!(
+            step(&mut state, &[Some(MetricValue::UInt16(4))]),
+            (true, vec![0])
+        );
         advance(Duration::from_secs(1799)).await;
         assert_eq!(state.tick(Instant::now()), Tick::default());
         advance(SEC).await;
-        assert_eq!(state.tick(Instant::now()), Tick { collect: false, send: vec![0] });
+        assert_eq!(
+            state.tick(Instant::now()),
+            Tick {
+                collect: false,
+                send: vec![0]
+            }
+        );
         assert_eq!(state.value(0), Some(&MetricValue::UInt16(4)));
         advance(Duration::from_secs(1800)).await;
-        assert_eq!(state.tick(Instant::now()), Tick { collect: false, send: vec![0] });
+        assert_eq!(
+            state.tick(Instant::now()),
+            Tick {
+                collect: false,
+                send: vec![0]
+            }
+        );
     }
 
     #[tokio::test]
     async fn time_threshold_sends_the_whole_group() {
         pause();
-        let mut state = group(Collect::Every(Duration::from_secs(10)), 30, &[("a", Some(100.0)), ("b", None)]);
-        assert_eq!(step(&mut state, &[double(1.0), double(2.0)]), (true, vec![0, 1]));
+        let mut state = group(
+            Collect::Every(Duration::from_secs(10)),
+            30,
+            &[("a", Some(100.0)), ("b", None)],
+        );
+        assert_eq!(
+            step(&mut state, &[double(1.0), double(2.0)]),
+            (true, vec![0, 1])
+        );
         let mut sends = Vec::new();
         for second in (10..=60).step_by(10) {
             advance(Duration::from_secs(10)).await;
@@ -332,7 +420,11 @@ mod tests {
     #[tokio::test]
     async fn value_threshold_compares_with_the_previous_collection_and_sends_the_group() {
         pause();
-        let mut state = group(Collect::Every(SEC), 3600, &[("cpu_user", Some(5.0)), ("cpu_idle", None)]);
+        let mut state = group(
+            Collect::Every(SEC),
+            3600,
+            &[("cpu_user", Some(5.0)), ("cpu_idle", None)],
+        );
         step(&mut state, &[double(10.0), double(90.0)]);
         let mut sends = Vec::new();
         // 10 -> 14 (4, no) -> 18 (4 since the last collection, no: not since the last
@@ -348,12 +440,20 @@ mod tests {
     #[tokio::test]
     async fn a_threshold_send_restarts_the_time_threshold() {
         pause();
-        let mut state = group(Collect::Every(Duration::from_secs(10)), 30, &[("a", Some(1.0))]);
+        let mut state = group(
+            Collect::Every(Duration::from_secs(10)),
+            30,
+            &[("a", Some(1.0))],
+        );
         step(&mut state, &[double(0.0)]);
         advance(Duration::from_secs(20)).await;
         assert_eq!(step(&mut state, &[double(5.0)]).1, [0], "threshold at 20 s");
         advance(Duration::from_secs(10)).await;
-        assert_eq!(step(&mut state, &[double(5.0)]).1, Vec::<usize>::new(), "not at 30 s");
+        assert_eq!(
+            step(&mut state, &[double(5.0)]).1,
+            Vec::<usize>::new(),
+            "not at 30 s"
+        );
         advance(Duration::from_secs(20)).await;
         assert_eq!(step(&mut state, &[double(5.0)]).1, [0], "at 50 s = 20 + 30");
     }
@@ -365,7 +465,10 @@ mod tests {
         let text = |s: &str| Some(MetricValue::String(s.into()));
         step(&mut state, &[double(0.0), text("a")]);
         advance(SEC).await;
-        assert_eq!(step(&mut state, &[double(1e9), text("a")]).1, Vec::<usize>::new());
+        assert_eq!(
+            step(&mut state, &[double(1e9), text("a")]).1,
+            Vec::<usize>::new()
+        );
         advance(SEC).await;
         assert_eq!(step(&mut state, &[double(1e9), text("b")]).1, [0, 1]);
     }
@@ -373,12 +476,20 @@ mod tests {
     #[tokio::test]
     async fn slices_are_sent_as_they_arrive_once_the_cycle_sends() {
         pause();
-        let mut state = group(Collect::Every(SEC), 3600, &[("fast", Some(1.0)), ("slow", Some(1.0))]);
+        let mut state = group(
+            Collect::Every(SEC),
+            3600,
+            &[("fast", Some(1.0)), ("slow", Some(1.0))],
+        );
         step(&mut state, &[double(0.0), double(0.0)]);
         advance(SEC).await;
         let now = Instant::now();
         assert!(state.tick(now).collect);
-        assert_eq!(state.collected(now, [(0, double(0.5))]), Vec::<usize>::new(), "held");
+        assert_eq!(
+            state.collected(now, [(0, double(0.5))]),
+            Vec::<usize>::new(),
+            "held"
+        );
         // The slow module's slice crosses its threshold: the held slice goes with it.
         assert_eq!(state.collected(now, [(1, double(7.0))]), [0, 1]);
     }
@@ -386,10 +497,20 @@ mod tests {
     #[tokio::test]
     async fn failed_metrics_are_not_resent_with_stale_values() {
         pause();
-        let mut state = group(Collect::Every(Duration::from_secs(100)), 10, &[("ok", None), ("dead", None)]);
+        let mut state = group(
+            Collect::Every(Duration::from_secs(100)),
+            10,
+            &[("ok", None), ("dead", None)],
+        );
         step(&mut state, &[double(1.0), None]);
         advance(Duration::from_secs(10)).await;
-        assert_eq!(state.tick(Instant::now()), Tick { collect: false, send: vec![0] });
+        assert_eq!(
+            state.tick(Instant::now()),
+            Tick {
+                collect: false,
+                send: vec![0]
+            }
+        );
         assert_eq!(state.value(1), None);
     }
 
@@ -406,14 +527,22 @@ mod tests {
         assert_ne!(state.epoch(), epoch);
         assert_eq!(state.value(1), Some(&MetricValue::Double(1.0)));
         assert_eq!(state.index_of(&key("a")), Some(1));
-        assert_eq!(state.collected(now, [(0, double(2.0))]), [0], "the new module's slice goes out");
+        assert_eq!(
+            state.collected(now, [(0, double(2.0))]),
+            [0],
+            "the new module's slice goes out"
+        );
         assert_eq!(state.tick(now), Tick::default(), "nothing else is due");
     }
 
     #[tokio::test]
     async fn send_soon_sends_the_group_with_the_next_collection() {
         pause();
-        let mut state = group(Collect::Every(Duration::from_secs(10)), 3600, &[("a", None)]);
+        let mut state = group(
+            Collect::Every(Duration::from_secs(10)),
+            3600,
+            &[("a", None)],
+        );
         step(&mut state, &[double(1.0)]);
         advance(Duration::from_secs(10)).await;
         assert_eq!(step(&mut state, &[double(1.0)]).1, Vec::<usize>::new());

@@ -46,7 +46,10 @@ pub enum Selector {
     /// `name = "..."`, with its optional literal `title`.
     Name { name: String, title: Option<String> },
     /// `name_match = "..."`, with its optional `title` template.
-    Match { pattern: Regex, title: Option<TitleTemplate> },
+    Match {
+        pattern: Regex,
+        title: Option<TitleTemplate>,
+    },
 }
 
 /// Why a group entry cannot be used.
@@ -60,7 +63,10 @@ pub enum SelectorError {
 
 impl Selector {
     pub fn name(name: impl Into<String>, title: Option<String>) -> Selector {
-        Selector::Name { name: name.into(), title }
+        Selector::Name {
+            name: name.into(),
+            title,
+        }
     }
 
     /// A `name_match` entry; the pattern and the title template are checked here.
@@ -70,7 +76,10 @@ impl Selector {
             reason: err.to_string(),
         })?;
         let title = title.map(TitleTemplate::parse).transpose()?;
-        Ok(Selector::Match { pattern: regex, title })
+        Ok(Selector::Match {
+            pattern: regex,
+            title,
+        })
     }
 
     /// The entry as written, for messages: `name "x"` or `name_match "x"`.
@@ -129,7 +138,10 @@ impl TitleTemplate {
                     pieces.push(Piece::Group(digit as usize - '0' as usize));
                 }
                 Some(found) => {
-                    return Err(SelectorError::BadReference { template: template.to_string(), found });
+                    return Err(SelectorError::BadReference {
+                        template: template.to_string(),
+                        found,
+                    });
                 }
             }
         }
@@ -162,7 +174,10 @@ pub struct MetricKey {
 
 impl MetricKey {
     pub fn new(module: &str, metric: &str) -> MetricKey {
-        MetricKey { module: Arc::from(module), metric: Arc::from(metric) }
+        MetricKey {
+            module: Arc::from(module),
+            metric: Arc::from(metric),
+        }
     }
 }
 
@@ -192,7 +207,9 @@ pub fn select_group(spec: &GroupSpec, catalog: &[MetricKey]) -> GroupSelection {
     for (entry_index, entry) in spec.entries.iter().enumerate() {
         let mut matched = false;
         for key in catalog {
-            let Some(title) = entry.selector.select(&key.metric) else { continue };
+            let Some(title) = entry.selector.select(&key.metric) else {
+                continue;
+            };
             matched = true;
             if !taken.insert(key) {
                 continue;
@@ -208,13 +225,22 @@ pub fn select_group(spec: &GroupSpec, catalog: &[MetricKey]) -> GroupSelection {
             unmatched_entries.push(entry_index);
         }
     }
-    GroupSelection { metrics, unmatched_entries }
+    GroupSelection {
+        metrics,
+        unmatched_entries,
+    }
 }
 
 /// The catalog's metrics that no group collects (gmond ignores them silently).
 pub fn uncollected<'a>(catalog: &'a [MetricKey], groups: &[GroupSelection]) -> Vec<&'a MetricKey> {
-    let collected: HashSet<&MetricKey> = groups.iter().flat_map(|group| group.metrics.iter().map(|m| &m.key)).collect();
-    catalog.iter().filter(|key| !collected.contains(key)).collect()
+    let collected: HashSet<&MetricKey> = groups
+        .iter()
+        .flat_map(|group| group.metrics.iter().map(|m| &m.key))
+        .collect();
+    catalog
+        .iter()
+        .filter(|key| !collected.contains(key))
+        .collect()
 }
 
 #[cfg(test)]
@@ -226,53 +252,93 @@ mod tests {
     }
 
     fn group(entries: Vec<EntrySpec>) -> GroupSpec {
-        GroupSpec { collect: Collect::Every(Duration::from_secs(20)), time_threshold: Duration::from_secs(90), entries }
+        GroupSpec {
+            collect: Collect::Every(Duration::from_secs(20)),
+            time_threshold: Duration::from_secs(90),
+            entries,
+        }
     }
 
     fn entry(selector: Selector, value_threshold: Option<f64>) -> EntrySpec {
-        EntrySpec { selector, value_threshold }
+        EntrySpec {
+            selector,
+            value_threshold,
+        }
     }
 
     #[test]
     fn name_match_title_quotes_groups_like_gmond() {
         // The example of gmond.conf(5): title = "CPU-\\2 \\1" in the file, CPU-\2 \1 parsed.
-        let selector = Selector::name_match("multicpu_([a-z]+)([0-9]+)", Some("CPU-\\2 \\1")).unwrap();
-        assert_eq!(selector.select("multicpu_idle3").as_deref(), Some("CPU-3 idle"));
-        assert_eq!(selector.select("multicpu_system12").as_deref(), Some("CPU-12 system"));
+        let selector =
+            Selector::name_match("multicpu_([a-z]+)([0-9]+)", Some("CPU-\\2 \\1")).unwrap();
+        assert_eq!(
+            selector.select("multicpu_idle3").as_deref(),
+            Some("CPU-3 idle")
+        );
+        assert_eq!(
+            selector.select("multicpu_system12").as_deref(),
+            Some("CPU-12 system")
+        );
         assert_eq!(selector.select("cpu_idle"), None);
     }
 
     #[test]
     fn name_match_searches_anywhere_like_pcre_exec() {
         let selector = Selector::name_match("cpu", None).unwrap();
-        assert_eq!(selector.select("multicpu_idle0").as_deref(), Some("multicpu_idle0"));
+        assert_eq!(
+            selector.select("multicpu_idle0").as_deref(),
+            Some("multicpu_idle0")
+        );
     }
 
     #[test]
     fn title_edge_cases() {
         let template = TitleTemplate::parse("a\\1b\\").unwrap();
         let regex = Regex::new("(x)?y").unwrap();
-        assert_eq!(template.expand(&regex.captures("y").unwrap()), "ab", "unset group is empty");
+        assert_eq!(
+            template.expand(&regex.captures("y").unwrap()),
+            "ab",
+            "unset group is empty"
+        );
         assert_eq!(template.expand(&regex.captures("xy").unwrap()), "axb");
         let three = TitleTemplate::parse("\\3").unwrap();
-        assert_eq!(three.expand(&regex.captures("xy").unwrap()), "", "group beyond the pattern");
+        assert_eq!(
+            three.expand(&regex.captures("xy").unwrap()),
+            "",
+            "group beyond the pattern"
+        );
         assert_eq!(
             TitleTemplate::parse("cpu \\n").unwrap_err(),
-            SelectorError::BadReference { template: "cpu \\n".into(), found: 'n' }
+            SelectorError::BadReference {
+                template: "cpu \\n".into(),
+                found: 'n'
+            }
         );
-        assert!(matches!(TitleTemplate::parse("\\0"), Err(SelectorError::BadReference { found: '0', .. })));
+        assert!(matches!(
+            TitleTemplate::parse("\\0"),
+            Err(SelectorError::BadReference { found: '0', .. })
+        ));
     }
 
     #[test]
     fn bad_pattern_is_an_error_not_a_panic() {
-        assert!(matches!(Selector::name_match("cpu_(", None), Err(SelectorError::BadPattern { .. })));
+        assert!(matches!(
+            Selector::name_match("cpu_(", None),
+            Err(SelectorError::BadPattern { .. })
+        ));
     }
 
     #[test]
     fn name_entry_uses_literal_title_or_the_name() {
         let with = Selector::name("cpu_num", Some("Number of CPUs \\1".into()));
-        assert_eq!(with.select("cpu_num").as_deref(), Some("Number of CPUs \\1"));
-        assert_eq!(Selector::name("cpu_num", None).select("cpu_num").as_deref(), Some("cpu_num"));
+        assert_eq!(
+            with.select("cpu_num").as_deref(),
+            Some("Number of CPUs \\1")
+        );
+        assert_eq!(
+            Selector::name("cpu_num", None).select("cpu_num").as_deref(),
+            Some("cpu_num")
+        );
         assert_eq!(Selector::name("cpu_num", None).select("cpu_num_x"), None);
     }
 
@@ -285,7 +351,11 @@ mod tests {
         ]);
         let catalog = catalog(&["cpu", "net_out", "net_in"]);
         let selection = select_group(&spec, &catalog);
-        let names: Vec<_> = selection.metrics.iter().map(|m| (&*m.key.metric, m.entry)).collect();
+        let names: Vec<_> = selection
+            .metrics
+            .iter()
+            .map(|m| (&*m.key.metric, m.entry))
+            .collect();
         assert_eq!(names, [("net_out", 0), ("net_in", 0)]);
         assert_eq!(selection.metrics[1].value_threshold, Some(4096.0));
         assert_eq!(selection.unmatched_entries, [2]);

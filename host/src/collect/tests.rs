@@ -10,7 +10,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::driver::{Failure, ModuleDriver};
-use super::engine::{CallBounds, EngineConfig, EngineHandle, HostIdentity, ModuleSpec, ModuleState, Outputs};
+use super::engine::{
+    CallBounds, EngineConfig, EngineHandle, HostIdentity, ModuleSpec, ModuleState, Outputs,
+};
 use super::host_module::HostFacts;
 use super::select::{Collect, EntrySpec, GroupSpec, Selector};
 use super::{SendRequest, ShutdownReport, spawn};
@@ -34,24 +36,39 @@ struct Scripted {
 
 impl ModuleDriver for Scripted {
     fn start(&mut self) -> Result<Vec<MetricDescriptor>, Failure> {
-        self.journal.lock().unwrap().push(format!("{}:start", self.name));
+        self.journal
+            .lock()
+            .unwrap()
+            .push(format!("{}:start", self.name));
         if self.fail_starts > 0 {
             self.fail_starts -= 1;
-            return Err(Failure::error(format!("module {}: init: not yet", self.name)));
+            return Err(Failure::error(format!(
+                "module {}: init: not yet",
+                self.name
+            )));
         }
         Ok(self.metrics.iter().map(|name| descriptor(name)).collect())
     }
 
     fn handle(&mut self, metric: &str) -> Result<MetricValue, Failure> {
-        self.journal.lock().unwrap().push(format!("{}:handle:{metric}", self.name));
+        self.journal
+            .lock()
+            .unwrap()
+            .push(format!("{}:handle:{metric}", self.name));
         match self.values.lock().unwrap().get(metric) {
             Some(value) => Ok(value.clone()),
-            None => Err(Failure::trap(format!("module {}: handler of metric {metric}: trap", self.name))),
+            None => Err(Failure::trap(format!(
+                "module {}: handler of metric {metric}: trap",
+                self.name
+            ))),
         }
     }
 
     fn cleanup(&mut self) {
-        self.journal.lock().unwrap().push(format!("{}:cleanup", self.name));
+        self.journal
+            .lock()
+            .unwrap()
+            .push(format!("{}:cleanup", self.name));
     }
 }
 
@@ -88,15 +105,27 @@ struct ModuleDef {
 }
 
 fn module(name: &'static str, metrics: &[&'static str]) -> ModuleDef {
-    ModuleDef { name, metrics: metrics.to_vec(), fail_starts: 0, fingerprint: "v1" }
+    ModuleDef {
+        name,
+        metrics: metrics.to_vec(),
+        fail_starts: 0,
+        fingerprint: "v1",
+    }
 }
 
 fn every(seconds: u32, time_threshold: u32, entries: Vec<EntrySpec>) -> GroupSpec {
-    GroupSpec { collect: Collect::Every(seconds * SEC), time_threshold: time_threshold * SEC, entries }
+    GroupSpec {
+        collect: Collect::Every(seconds * SEC),
+        time_threshold: time_threshold * SEC,
+        entries,
+    }
 }
 
 fn by_name(name: &str, value_threshold: Option<f64>) -> EntrySpec {
-    EntrySpec { selector: Selector::name(name, None), value_threshold }
+    EntrySpec {
+        selector: Selector::name(name, None),
+        value_threshold,
+    }
 }
 
 fn config(
@@ -110,7 +139,11 @@ fn config(
         .map(|def| ModuleSpec {
             name: def.name.into(),
             fingerprint: def.fingerprint.into(),
-            bounds: CallBounds { init: SEC, handler: SEC, cleanup: SEC },
+            bounds: CallBounds {
+                init: SEC,
+                handler: SEC,
+                cleanup: SEC,
+            },
             driver: Box::new(Scripted {
                 name: def.name.into(),
                 metrics: def.metrics,
@@ -122,8 +155,14 @@ fn config(
         })
         .collect();
     EngineConfig {
-        host: HostIdentity { name: "testhost".into(), ip: "127.0.0.1".into() },
-        facts: HostFacts { started: UNIX_EPOCH + Duration::from_secs(1_700_000_000), location: "rack9".into() },
+        host: HostIdentity {
+            name: "testhost".into(),
+            ip: "127.0.0.1".into(),
+        },
+        facts: HostFacts {
+            started: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            location: "rack9".into(),
+        },
         groups,
         modules,
         send_metadata_interval: None,
@@ -131,25 +170,51 @@ fn config(
 }
 
 fn harness(groups: Vec<GroupSpec>, modules: Vec<ModuleDef>, values: &[(&str, f64)]) -> Harness {
-    let values: HashMap<String, MetricValue> =
-        values.iter().map(|(name, v)| (name.to_string(), MetricValue::Double(*v))).collect();
+    let values: HashMap<String, MetricValue> = values
+        .iter()
+        .map(|(name, v)| (name.to_string(), MetricValue::Double(*v)))
+        .collect();
     let values = Arc::new(Mutex::new(values));
     let journal = Journal::default();
     let store = Arc::new(Store::new(StoreConfig {
-        cluster: ClusterInfo { name: "c".into(), owner: "o".into(), latlong: "l".into(), url: "u".into() },
+        cluster: ClusterInfo {
+            name: "c".into(),
+            owner: "o".into(),
+            latlong: "l".into(),
+            url: "u".into(),
+        },
         host_tmax: 20,
         host_dmax: 0,
     }));
     let (sink, sends) = mpsc::channel(1024);
     let shutdown = CancellationToken::new();
-    let outputs = Outputs { store: store.clone(), sink: Some(sink) };
-    let (handle, task) = spawn(config(groups, modules, &values, &journal), outputs, shutdown.clone());
-    Harness { values, journal, store, sends, handle, shutdown, task, start: Instant::now() }
+    let outputs = Outputs {
+        store: store.clone(),
+        sink: Some(sink),
+    };
+    let (handle, task) = spawn(
+        config(groups, modules, &values, &journal),
+        outputs,
+        shutdown.clone(),
+    );
+    Harness {
+        values,
+        journal,
+        store,
+        sends,
+        handle,
+        shutdown,
+        task,
+        start: Instant::now(),
+    }
 }
 
 impl Harness {
     fn set(&self, metric: &str, value: f64) {
-        self.values.lock().unwrap().insert(metric.into(), MetricValue::Double(value));
+        self.values
+            .lock()
+            .unwrap()
+            .insert(metric.into(), MetricValue::Double(value));
     }
 
     /// The next send of the test's own metrics (the accounting metrics are left out):
@@ -158,12 +223,20 @@ impl Harness {
         loop {
             let request = self.sends.recv().await.expect("the engine is running");
             let at = Instant::now().duration_since(self.start).as_secs();
-            let metrics: Vec<_> = request.metrics.iter().filter(|m| !m.name.starts_with("wasmond_")).collect();
+            let metrics: Vec<_> = request
+                .metrics
+                .iter()
+                .filter(|m| !m.name.starts_with("wasmond_"))
+                .collect();
             if metrics.is_empty() {
                 continue;
             }
             let names = metrics.iter().map(|m| m.name.to_string()).collect();
-            let with_meta = metrics.iter().filter(|m| m.metadata.is_some()).map(|m| m.name.to_string()).collect();
+            let with_meta = metrics
+                .iter()
+                .filter(|m| m.metadata.is_some())
+                .map(|m| m.name.to_string())
+                .collect();
             return (at, names, with_meta);
         }
     }
@@ -207,28 +280,61 @@ fn names(list: &[&str]) -> Vec<String> {
 #[tokio::test(start_paused = true)]
 async fn collect_every_and_time_threshold_drive_the_sends() {
     let groups = vec![every(10, 30, vec![by_name("a", None), by_name("b", None)])];
-    let mut h = harness(groups, vec![module("m", &["a", "b"])], &[("a", 1.0), ("b", 2.0)]);
-    assert_eq!(h.next_send().await, (0, names(&["a", "b"]), names(&["a", "b"])), "metadata first time");
-    assert_eq!(h.sends_until(65).await, [(30, names(&["a", "b"])), (60, names(&["a", "b"]))]);
-    let handles = h.journal().iter().filter(|line| *line == "m:handle:a").count();
+    let mut h = harness(
+        groups,
+        vec![module("m", &["a", "b"])],
+        &[("a", 1.0), ("b", 2.0)],
+    );
+    assert_eq!(
+        h.next_send().await,
+        (0, names(&["a", "b"]), names(&["a", "b"])),
+        "metadata first time"
+    );
+    assert_eq!(
+        h.sends_until(65).await,
+        [(30, names(&["a", "b"])), (60, names(&["a", "b"]))]
+    );
+    let handles = h
+        .journal()
+        .iter()
+        .filter(|line| *line == "m:handle:a")
+        .count();
     assert_eq!(handles, 7, "collected at 0, 10, ..., 60");
     h.stop().await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn value_threshold_sends_the_group_early_and_values_reach_the_store() {
-    let groups = vec![every(5, 3600, vec![by_name("load", Some(1.0)), by_name("other", None)])];
-    let mut h = harness(groups, vec![module("m", &["load", "other"])], &[("load", 0.5), ("other", 7.0)]);
+    let groups = vec![every(
+        5,
+        3600,
+        vec![by_name("load", Some(1.0)), by_name("other", None)],
+    )];
+    let mut h = harness(
+        groups,
+        vec![module("m", &["load", "other"])],
+        &[("load", 0.5), ("other", 7.0)],
+    );
     assert_eq!(h.next_send().await.0, 0);
     tokio::time::sleep(7 * SEC).await;
     h.set("load", 1.4);
     tokio::time::sleep(5 * SEC).await;
     h.set("load", 2.4);
     let (at, sent, with_meta) = h.next_send().await;
-    assert_eq!((at, sent, with_meta), (15, names(&["load", "other"]), vec![]), "0.9 at 10 s no, 1.0 at 15 s yes");
-    let host = h.store.host("testhost").expect("the engine writes its host");
+    assert_eq!(
+        (at, sent, with_meta),
+        (15, names(&["load", "other"]), vec![]),
+        "0.9 at 10 s no, 1.0 at 15 s yes"
+    );
+    let host = h
+        .store
+        .host("testhost")
+        .expect("the engine writes its host");
     let load = host.metrics.iter().find(|m| m.name == "load").unwrap();
-    assert_eq!(load.sample.as_ref().unwrap().value, MetricValue::Double(2.4));
+    assert_eq!(
+        load.sample.as_ref().unwrap().value,
+        MetricValue::Double(2.4)
+    );
     assert_eq!(load.meta.as_ref().unwrap().title(), Some("load"));
     h.stop().await;
 }
@@ -244,11 +350,21 @@ async fn collect_once_collects_once_and_resends_every_time_threshold() {
     let sends = h.sends_until(45).await;
     assert_eq!(
         sends,
-        [(0, names(&["heartbeat", "cpu_num"])), (20, names(&["heartbeat", "cpu_num"])), (40, names(&["heartbeat", "cpu_num"]))]
+        [
+            (0, names(&["heartbeat", "cpu_num"])),
+            (20, names(&["heartbeat", "cpu_num"])),
+            (40, names(&["heartbeat", "cpu_num"]))
+        ]
     );
-    assert_eq!(h.journal().iter().filter(|l| l.contains("handle")).count(), 1);
+    assert_eq!(
+        h.journal().iter().filter(|l| l.contains("handle")).count(),
+        1
+    );
     let host = h.store.host("testhost").unwrap();
-    assert_eq!(host.gmond_started, 1_700_000_000, "heartbeat sets GMOND_STARTED");
+    assert_eq!(
+        host.gmond_started, 1_700_000_000,
+        "heartbeat sets GMOND_STARTED"
+    );
     h.stop().await;
 }
 
@@ -264,22 +380,41 @@ async fn name_match_titles_reach_the_metadata() {
         &[("multicpu_idle0", 90.0), ("multicpu_user1", 3.0)],
     );
     let request = h.sends.recv().await.unwrap();
-    let titles: Vec<_> =
-        request.metrics.iter().map(|m| m.metadata.as_ref().unwrap().title().unwrap().to_string()).collect();
+    let titles: Vec<_> = request
+        .metrics
+        .iter()
+        .map(|m| m.metadata.as_ref().unwrap().title().unwrap().to_string())
+        .collect();
     assert_eq!(titles, ["CPU-0 idle", "CPU-1 user"]);
     h.stop().await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_second_module_publishing_a_taken_name_is_rejected_at_load() {
-    let groups = vec![every(10, 60, vec![by_name("shared", None), by_name("b_only", None)])];
-    let h = harness(groups, vec![module("a", &["shared"]), module("b", &["b_only", "shared"])], &[("shared", 1.0)]);
+    let groups = vec![every(
+        10,
+        60,
+        vec![by_name("shared", None), by_name("b_only", None)],
+    )];
+    let h = harness(
+        groups,
+        vec![module("a", &["shared"]), module("b", &["b_only", "shared"])],
+        &[("shared", 1.0)],
+    );
     tokio::time::sleep(SEC).await;
     let status = h.handle.status().await.unwrap();
     assert!(matches!(status.modules["a"], ModuleState::Running { .. }));
-    let ModuleState::Rejected { errors } = &status.modules["b"] else { panic!("{:?}", status.modules["b"]) };
-    assert_eq!(errors, &["module b: metric \"shared\" is already published by module a"]);
-    assert!(h.journal().contains(&"b:cleanup".to_string()), "a rejected module is cleaned up");
+    let ModuleState::Rejected { errors } = &status.modules["b"] else {
+        panic!("{:?}", status.modules["b"])
+    };
+    assert_eq!(
+        errors,
+        &["module b: metric \"shared\" is already published by module a"]
+    );
+    assert!(
+        h.journal().contains(&"b:cleanup".to_string()),
+        "a rejected module is cleaned up"
+    );
     assert!(!h.journal().iter().any(|l| l.starts_with("b:handle")));
     h.stop().await;
 }
@@ -287,25 +422,47 @@ async fn a_second_module_publishing_a_taken_name_is_rejected_at_load() {
 #[tokio::test(start_paused = true)]
 async fn the_module_declared_first_wins_even_when_it_starts_last() {
     let groups = vec![every(10, 60, vec![by_name("shared", None)])];
-    let late_first = ModuleDef { fail_starts: 1, ..module("a", &["shared"]) };
-    let h = harness(groups, vec![late_first, module("b", &["b_only", "shared"])], &[("shared", 1.0)]);
+    let late_first = ModuleDef {
+        fail_starts: 1,
+        ..module("a", &["shared"])
+    };
+    let h = harness(
+        groups,
+        vec![late_first, module("b", &["b_only", "shared"])],
+        &[("shared", 1.0)],
+    );
     tokio::time::sleep(SEC / 2).await;
     let status = h.handle.status().await.unwrap();
-    assert!(matches!(status.modules["b"], ModuleState::Running { .. }), "b holds the name meanwhile");
+    assert!(
+        matches!(status.modules["b"], ModuleState::Running { .. }),
+        "b holds the name meanwhile"
+    );
     tokio::time::sleep(SEC).await;
     let status = h.handle.status().await.unwrap();
     assert!(matches!(status.modules["a"], ModuleState::Running { .. }));
-    let ModuleState::Rejected { errors } = &status.modules["b"] else { panic!("{:?}", status.modules["b"]) };
-    assert_eq!(errors, &["module b: its metrics clash with those of module a, declared before it"]);
+    let ModuleState::Rejected { errors } = &status.modules["b"] else {
+        panic!("{:?}", status.modules["b"])
+    };
+    assert_eq!(
+        errors,
+        &["module b: its metrics clash with those of module a, declared before it"]
+    );
     assert!(h.journal().contains(&"b:cleanup".to_string()));
     let report = h.stop().await;
-    assert_eq!(report.cleaned_up, ["a", "wasmond"], "b is not cleaned up twice");
+    assert_eq!(
+        report.cleaned_up,
+        ["a", "wasmond"],
+        "b is not cleaned up twice"
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn failed_init_is_retried_with_backoff_then_collected() {
     let groups = vec![every(1, 3600, vec![by_name("late", None)])];
-    let slow = ModuleDef { fail_starts: 3, ..module("slow", &["late"]) };
+    let slow = ModuleDef {
+        fail_starts: 3,
+        ..module("slow", &["late"])
+    };
     let mut h = harness(groups, vec![slow], &[("late", 5.0)]);
     // Starts at 0 (fails), 1 (fails), 3 (fails), 7 (succeeds): 1 s, 2 s, 4 s backoff.
     let (at, sent, _) = h.next_send().await;
@@ -316,36 +473,82 @@ async fn failed_init_is_retried_with_backoff_then_collected() {
 
 #[tokio::test(start_paused = true)]
 async fn a_trapping_module_is_backed_off_and_the_others_go_on() {
-    let groups = vec![every(1, 3600, vec![by_name("good", Some(0.0)), by_name("bad", Some(0.0))])];
-    let mut h = harness(groups, vec![module("g", &["good"]), module("b", &["bad"])], &[("good", 1.0)]);
+    let groups = vec![every(
+        1,
+        3600,
+        vec![by_name("good", Some(0.0)), by_name("bad", Some(0.0))],
+    )];
+    let mut h = harness(
+        groups,
+        vec![module("g", &["good"]), module("b", &["bad"])],
+        &[("good", 1.0)],
+    );
     let sends = h.sends_until(10).await;
     assert_eq!(sends.len(), 10, "good is sent every second: {sends:?}");
     assert!(sends.iter().all(|(_, names)| names == &["good"]));
     // bad traps at 0, then is called again after 1, 2, 4 s of backoff: at 1, 3, 7.
-    let calls: Vec<String> = h.journal().into_iter().filter(|l| l == "b:handle:bad").collect();
+    let calls: Vec<String> = h
+        .journal()
+        .into_iter()
+        .filter(|l| l == "b:handle:bad")
+        .collect();
     assert_eq!(calls.len(), 4, "{:?}", h.journal());
     h.set("bad", 3.0);
     let sends = h.sends_until(30).await;
-    assert!(sends.iter().any(|(_, names)| names.contains(&"bad".to_string())), "back after its backoff");
+    assert!(
+        sends
+            .iter()
+            .any(|(_, names)| names.contains(&"bad".to_string())),
+        "back after its backoff"
+    );
     h.stop().await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn reload_starts_added_stops_removed_restarts_changed_keeps_the_rest() {
-    let groups = || vec![every(10, 60, vec![EntrySpec { selector: Selector::name_match(".", None).unwrap(), value_threshold: None }])];
+    let groups = || {
+        vec![every(
+            10,
+            60,
+            vec![EntrySpec {
+                selector: Selector::name_match(".", None).unwrap(),
+                value_threshold: None,
+            }],
+        )]
+    };
     let h = harness(
         groups(),
-        vec![module("keep", &["k"]), module("drop", &["d"]), module("change", &["c"])],
+        vec![
+            module("keep", &["k"]),
+            module("drop", &["d"]),
+            module("change", &["c"]),
+        ],
         &[("k", 1.0), ("d", 2.0), ("c", 3.0), ("n", 4.0)],
     );
     tokio::time::sleep(SEC).await;
     h.journal.lock().unwrap().clear();
-    let changed = ModuleDef { fingerprint: "v2", ..module("change", &["c"]) };
-    h.handle.reload(config(groups(), vec![module("keep", &["k"]), changed, module("new", &["n"])], &h.values, &h.journal));
+    let changed = ModuleDef {
+        fingerprint: "v2",
+        ..module("change", &["c"])
+    };
+    h.handle.reload(config(
+        groups(),
+        vec![module("keep", &["k"]), changed, module("new", &["n"])],
+        &h.values,
+        &h.journal,
+    ));
     tokio::time::sleep(SEC).await;
     let journal = h.journal();
     let lifecycle: Vec<&String> = journal.iter().filter(|l| !l.contains(":handle:")).collect();
-    assert_eq!(lifecycle, ["drop:cleanup", "change:cleanup", "change:start", "new:start"]);
+    assert_eq!(
+        lifecycle,
+        [
+            "drop:cleanup",
+            "change:cleanup",
+            "change:start",
+            "new:start"
+        ]
+    );
     let status = h.handle.status().await.unwrap();
     let running: Vec<&String> = status.modules.keys().collect();
     assert_eq!(running, ["change", "keep", "new", "wasmond"]);
@@ -355,13 +558,22 @@ async fn reload_starts_added_stops_removed_restarts_changed_keeps_the_rest() {
 #[tokio::test(start_paused = true)]
 async fn shutdown_cleans_every_module_up() {
     let groups = vec![every(10, 60, vec![by_name("a", None)])];
-    let h = harness(groups, vec![module("m1", &["a"]), module("m2", &["b"])], &[("a", 1.0)]);
+    let h = harness(
+        groups,
+        vec![module("m1", &["a"]), module("m2", &["b"])],
+        &[("a", 1.0)],
+    );
     tokio::time::sleep(SEC).await;
     let journal = h.journal.clone();
     let report = h.stop().await;
     assert_eq!(report.cleaned_up, ["m1", "m2", "wasmond"]);
     assert!(report.timed_out.is_empty());
-    assert!(journal.lock().unwrap().ends_with(&["m1:cleanup".to_string(), "m2:cleanup".to_string()]));
+    assert!(
+        journal
+            .lock()
+            .unwrap()
+            .ends_with(&["m1:cleanup".to_string(), "m2:cleanup".to_string()])
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -371,8 +583,16 @@ async fn a_metadata_request_resends_metadata_at_once() {
     assert_eq!(h.next_send().await.2, names(&["a"]));
     tokio::time::sleep(3 * SEC).await;
     h.handle.resend_metadata(Some("a".into()));
-    assert_eq!(h.next_send().await, (3, names(&["a"]), names(&["a"])), "the last value, with metadata");
-    assert_eq!(h.next_send().await, (3603, names(&["a"]), vec![]), "time_threshold counts from that send");
+    assert_eq!(
+        h.next_send().await,
+        (3, names(&["a"]), names(&["a"])),
+        "the last value, with metadata"
+    );
+    assert_eq!(
+        h.next_send().await,
+        (3603, names(&["a"]), vec![]),
+        "time_threshold counts from that send"
+    );
     h.stop().await;
 }
 
@@ -383,7 +603,14 @@ async fn accounting_metrics_are_published_by_the_builtin_group() {
     let sent: Vec<String> = request.metrics.iter().map(|m| m.name.to_string()).collect();
     assert_eq!(
         sent,
-        names(&["wasmond_m_calls", "wasmond_m_errors", "wasmond_m_traps", "wasmond_m_fuel", "wasmond_m_busy", "wasmond_m_memory"])
+        names(&[
+            "wasmond_m_calls",
+            "wasmond_m_errors",
+            "wasmond_m_traps",
+            "wasmond_m_fuel",
+            "wasmond_m_busy",
+            "wasmond_m_memory"
+        ])
     );
     h.stop().await;
 }
@@ -404,17 +631,29 @@ impl ModuleDriver for Wedged {
 
 #[tokio::test(start_paused = true)]
 async fn a_wedged_module_is_skipped_and_abandoned_at_shutdown_within_its_bound() {
-    let groups = vec![every(1, 3600, vec![by_name("good", Some(0.0)), by_name("stuck", None)])];
+    let groups = vec![every(
+        1,
+        3600,
+        vec![by_name("good", Some(0.0)), by_name("stuck", None)],
+    )];
     let mut h = harness(groups, vec![module("g", &["good"])], &[("good", 1.0)]);
     let wedged = ModuleSpec {
         name: "wedged".into(),
         fingerprint: "v1".into(),
-        bounds: CallBounds { init: SEC, handler: SEC, cleanup: SEC },
+        bounds: CallBounds {
+            init: SEC,
+            handler: SEC,
+            cleanup: SEC,
+        },
         driver: Box::new(Wedged),
         inline: false,
     };
     let mut next = config(
-        vec![every(1, 3600, vec![by_name("good", Some(0.0)), by_name("stuck", None)])],
+        vec![every(
+            1,
+            3600,
+            vec![by_name("good", Some(0.0)), by_name("stuck", None)],
+        )],
         vec![module("g", &["good"])],
         &h.values,
         &h.journal,
@@ -424,16 +663,26 @@ async fn a_wedged_module_is_skipped_and_abandoned_at_shutdown_within_its_bound()
     // The wedged thread starts for real; give it a moment of real time.
     for _ in 0..100 {
         let status = h.handle.status().await.unwrap();
-        if matches!(status.modules.get("wedged"), Some(ModuleState::Running { .. })) {
+        if matches!(
+            status.modules.get("wedged"),
+            Some(ModuleState::Running { .. })
+        ) {
             break;
         }
         std::thread::sleep(Duration::from_millis(5));
         tokio::task::yield_now().await;
     }
     let sends = h.sends_until(10).await;
-    assert!(sends.len() >= 8, "good goes on while wedged never answers: {sends:?}");
+    assert!(
+        sends.len() >= 8,
+        "good goes on while wedged never answers: {sends:?}"
+    );
     let asked = Instant::now();
     let report = h.stop().await;
     assert_eq!(report.timed_out, ["wedged"]);
-    assert!(Instant::now() - asked <= 3 * SEC, "bounded by its job: {:?}", Instant::now() - asked);
+    assert!(
+        Instant::now() - asked <= 3 * SEC,
+        "bounded by its job: {:?}",
+        Instant::now() - asked
+    );
 }

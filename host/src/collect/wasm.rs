@@ -46,7 +46,10 @@ impl WasmDriver {
         if let Some(loaded) = &self.loaded {
             return Ok(loaded.clone());
         }
-        let loaded = self.runtime.load(&self.name, &self.path, self.sandbox.clone()).map_err(failure)?;
+        let loaded = self
+            .runtime
+            .load(&self.name, &self.path, self.sandbox.clone())
+            .map_err(failure)?;
         self.loaded = Some(loaded.clone());
         Ok(loaded)
     }
@@ -54,14 +57,18 @@ impl WasmDriver {
     fn instance_usage(&self) -> Usage {
         self.instance.as_ref().map_or(Usage::default(), |instance| {
             let stats = instance.stats();
-            Usage { fuel: stats.fuel_consumed, peak_memory_bytes: stats.peak_memory_bytes as u64 }
+            Usage {
+                fuel: stats.fuel_consumed,
+                peak_memory_bytes: stats.peak_memory_bytes as u64,
+            }
         })
     }
 
     fn retire_instance(&mut self) -> Option<ModuleInstance> {
         let usage = self.instance_usage();
         self.retired.fuel += usage.fuel;
-        self.retired.peak_memory_bytes = self.retired.peak_memory_bytes.max(usage.peak_memory_bytes);
+        self.retired.peak_memory_bytes =
+            self.retired.peak_memory_bytes.max(usage.peak_memory_bytes);
         self.instance.take()
     }
 }
@@ -69,8 +76,8 @@ impl WasmDriver {
 impl ModuleDriver for WasmDriver {
     fn start(&mut self) -> Result<Vec<MetricDescriptor>, Failure> {
         let loaded = self.loaded()?;
-        // A start after a failed one replaces nothing; after a reload it replaces the
-        // instance, whose usage is kept.
+        // Starts only follow a failed start, so there is no live instance to clean up;
+        // the usage of any earlier one is kept.
         self.retire_instance();
         let instance = loaded.start(self.params.clone()).map_err(failure)?;
         let descriptors = instance.descriptors().to_vec();
@@ -79,10 +86,12 @@ impl ModuleDriver for WasmDriver {
     }
 
     fn handle(&mut self, metric: &str) -> Result<MetricValue, Failure> {
-        let instance = self
-            .instance
-            .as_mut()
-            .ok_or_else(|| Failure::error(format!("module {}: handler of metric {metric}: not started", self.name)))?;
+        let instance = self.instance.as_mut().ok_or_else(|| {
+            Failure::error(format!(
+                "module {}: handler of metric {metric}: not started",
+                self.name
+            ))
+        })?;
         instance.handle(metric).map_err(failure)
     }
 
@@ -98,11 +107,17 @@ impl ModuleDriver for WasmDriver {
         let current = self.instance_usage();
         Usage {
             fuel: self.retired.fuel + current.fuel,
-            peak_memory_bytes: self.retired.peak_memory_bytes.max(current.peak_memory_bytes),
+            peak_memory_bytes: self
+                .retired
+                .peak_memory_bytes
+                .max(current.peak_memory_bytes),
         }
     }
 }
 
 fn failure(err: ModuleError) -> Failure {
-    Failure { trap: err.is_trap(), message: err.to_string() }
+    Failure {
+        trap: err.is_trap(),
+        message: err.to_string(),
+    }
 }

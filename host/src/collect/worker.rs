@@ -27,7 +27,11 @@ pub type Slice = Arc<[(usize, Arc<str>)]>;
 #[derive(Debug)]
 pub enum Job {
     Start,
-    Collect { group: usize, epoch: u64, metrics: Slice },
+    Collect {
+        group: usize,
+        epoch: u64,
+        metrics: Slice,
+    },
     Cleanup,
 }
 
@@ -85,9 +89,14 @@ impl Runner {
     fn run(&mut self, job: Job) -> bool {
         let (kind, more) = match job {
             Job::Start => (ReportKind::Started(self.start()), true),
-            Job::Collect { group, epoch, metrics } => {
-                (ReportKind::Collected(self.collect(group, epoch, metrics)), true)
-            }
+            Job::Collect {
+                group,
+                epoch,
+                metrics,
+            } => (
+                ReportKind::Collected(self.collect(group, epoch, metrics)),
+                true,
+            ),
             Job::Cleanup => {
                 let _ = self.guarded("cleanup", |driver| {
                     driver.cleanup();
@@ -98,7 +107,11 @@ impl Runner {
         };
         self.account.usage = self.driver.usage();
         // The scheduler may be gone (shutdown): nobody is left to tell.
-        let _ = self.reports.send(Report { module: self.id, account: self.account, kind });
+        let _ = self.reports.send(Report {
+            module: self.id,
+            account: self.account,
+            kind,
+        });
         more
     }
 
@@ -149,7 +162,11 @@ impl Runner {
 
     /// A call that may panic (a bug in the host side of a driver): the panic becomes a
     /// trap of this module instead of the end of its thread.
-    fn guarded<T>(&mut self, what: &str, call: impl FnOnce(&mut dyn ModuleDriver) -> Result<T, Failure>) -> Result<T, Failure> {
+    fn guarded<T>(
+        &mut self,
+        what: &str,
+        call: impl FnOnce(&mut dyn ModuleDriver) -> Result<T, Failure>,
+    ) -> Result<T, Failure> {
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.timed(call)));
         outcome.unwrap_or_else(|panic| {
             let reason = panic
@@ -157,7 +174,9 @@ impl Runner {
                 .map(ToString::to_string)
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "a panic".to_string());
-            Err(Failure::trap(format!("{what}: the host panicked: {reason}")))
+            Err(Failure::trap(format!(
+                "{what}: the host panicked: {reason}"
+            )))
         })
     }
 
@@ -207,24 +226,40 @@ impl Worker {
         reports: UnboundedSender<Report>,
     ) -> std::io::Result<Worker> {
         let (jobs, queue) = mpsc::sync_channel::<Job>(QUEUE_DEPTH);
-        let mut runner = Runner { id, driver, account: Account::default(), reports };
+        let mut runner = Runner {
+            id,
+            driver,
+            account: Account::default(),
+            reports,
+        };
         // The runtime waits for WASI calls (a guest's sleep) on tokio timers, so the
         // thread runs in the scheduler's runtime context when there is one.
         let context = tokio::runtime::Handle::try_current().ok();
-        std::thread::Builder::new().name(format!("module {name}")).spawn(move || {
-            let _context = context.as_ref().map(tokio::runtime::Handle::enter);
-            while let Ok(job) = queue.recv() {
-                if !runner.run(job) {
-                    break;
+        std::thread::Builder::new()
+            .name(format!("module {name}"))
+            .spawn(move || {
+                let _context = context.as_ref().map(tokio::runtime::Handle::enter);
+                while let Ok(job) = queue.recv() {
+                    if !runner.run(job) {
+                        break;
+                    }
                 }
-            }
-        })?;
+            })?;
         Ok(Worker(Inner::Thread(jobs)))
     }
 
     /// A worker that runs each job at once, in the caller: for cheap, trusted drivers.
-    pub fn inline(id: ModuleId, driver: Box<dyn ModuleDriver>, reports: UnboundedSender<Report>) -> Worker {
-        Worker(Inner::Inline(Some(Runner { id, driver, account: Account::default(), reports })))
+    pub fn inline(
+        id: ModuleId,
+        driver: Box<dyn ModuleDriver>,
+        reports: UnboundedSender<Report>,
+    ) -> Worker {
+        Worker(Inner::Inline(Some(Runner {
+            id,
+            driver,
+            account: Account::default(),
+            reports,
+        })))
     }
 
     pub fn submit(&mut self, job: Job) -> Result<(), Refused> {
@@ -271,48 +306,103 @@ mod tests {
     }
 
     fn slice(names: &[&str]) -> Slice {
-        names.iter().enumerate().map(|(i, n)| (i, Arc::from(*n))).collect()
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (i, Arc::from(*n)))
+            .collect()
     }
 
     #[tokio::test]
     async fn stops_a_collection_at_the_first_trap_and_counts_everything() {
         let (tx, mut rx) = unbounded_channel();
-        let mut worker = Worker::spawn_thread(ModuleId(7), "s", Box::new(Scripted { calls: 0 }), tx).unwrap();
-        worker.submit(Job::Collect { group: 2, epoch: 5, metrics: slice(&["a", "err", "b", "trap", "c"]) }).unwrap();
+        let mut worker =
+            Worker::spawn_thread(ModuleId(7), "s", Box::new(Scripted { calls: 0 }), tx).unwrap();
+        worker
+            .submit(Job::Collect {
+                group: 2,
+                epoch: 5,
+                metrics: slice(&["a", "err", "b", "trap", "c"]),
+            })
+            .unwrap();
         let report = rx.recv().await.unwrap();
         assert_eq!(report.module, ModuleId(7));
-        let ReportKind::Collected(collected) = report.kind else { panic!("{:?}", report.kind) };
+        let ReportKind::Collected(collected) = report.kind else {
+            panic!("{:?}", report.kind)
+        };
         assert_eq!((collected.group, collected.epoch), (2, 5));
         assert_eq!(
             collected.values,
-            [Some(MetricValue::UInt32(1)), None, Some(MetricValue::UInt32(3)), None, None],
+            [
+                Some(MetricValue::UInt32(1)),
+                None,
+                Some(MetricValue::UInt32(3)),
+                None,
+                None
+            ],
             "c is not called after the trap"
         );
         assert!(collected.trapped);
         assert_eq!(collected.failures.len(), 2);
-        assert_eq!((report.account.calls, report.account.errors, report.account.traps), (4, 1, 1));
+        assert_eq!(
+            (
+                report.account.calls,
+                report.account.errors,
+                report.account.traps
+            ),
+            (4, 1, 1)
+        );
     }
 
     #[tokio::test]
     async fn a_panicking_driver_is_a_trap_not_a_dead_thread() {
         let (tx, mut rx) = unbounded_channel();
-        let mut worker = Worker::spawn_thread(ModuleId(2), "s", Box::new(Scripted { calls: 0 }), tx).unwrap();
-        worker.submit(Job::Collect { group: 0, epoch: 0, metrics: slice(&["panic"]) }).unwrap();
+        let mut worker =
+            Worker::spawn_thread(ModuleId(2), "s", Box::new(Scripted { calls: 0 }), tx).unwrap();
+        worker
+            .submit(Job::Collect {
+                group: 0,
+                epoch: 0,
+                metrics: slice(&["panic"]),
+            })
+            .unwrap();
         let report = rx.recv().await.unwrap();
-        let ReportKind::Collected(collected) = report.kind else { panic!("{:?}", report.kind) };
+        let ReportKind::Collected(collected) = report.kind else {
+            panic!("{:?}", report.kind)
+        };
         assert!(collected.trapped);
-        assert_eq!(collected.failures[0].1.message, "panic: the host panicked: driver bug");
-        worker.submit(Job::Collect { group: 0, epoch: 0, metrics: slice(&["a"]) }).unwrap();
-        assert!(matches!(rx.recv().await.unwrap().kind, ReportKind::Collected(_)), "the thread lives on");
+        assert_eq!(
+            collected.failures[0].1.message,
+            "panic: the host panicked: driver bug"
+        );
+        worker
+            .submit(Job::Collect {
+                group: 0,
+                epoch: 0,
+                metrics: slice(&["a"]),
+            })
+            .unwrap();
+        assert!(
+            matches!(rx.recv().await.unwrap().kind, ReportKind::Collected(_)),
+            "the thread lives on"
+        );
     }
 
     #[tokio::test]
     async fn thread_ends_after_cleanup() {
         let (tx, mut rx) = unbounded_channel();
-        let mut worker = Worker::spawn_thread(ModuleId(1), "s", Box::new(Scripted { calls: 0 }), tx).unwrap();
+        let mut worker =
+            Worker::spawn_thread(ModuleId(1), "s", Box::new(Scripted { calls: 0 }), tx).unwrap();
         worker.submit(Job::Cleanup).unwrap();
-        assert!(matches!(rx.recv().await.unwrap().kind, ReportKind::CleanedUp));
-        assert_eq!(rx.recv().await.map(|r| r.module), None, "the thread dropped its sender");
+        assert!(matches!(
+            rx.recv().await.unwrap().kind,
+            ReportKind::CleanedUp
+        ));
+        assert_eq!(
+            rx.recv().await.map(|r| r.module),
+            None,
+            "the thread dropped its sender"
+        );
         assert_eq!(worker.submit(Job::Start), Err(Refused::Gone));
     }
 
@@ -321,7 +411,10 @@ mod tests {
         let (tx, mut rx) = unbounded_channel();
         let mut worker = Worker::inline(ModuleId(3), Box::new(Scripted { calls: 0 }), tx);
         worker.submit(Job::Start).unwrap();
-        assert!(matches!(rx.try_recv().unwrap().kind, ReportKind::Started(Ok(_))));
+        assert!(matches!(
+            rx.try_recv().unwrap().kind,
+            ReportKind::Started(Ok(_))
+        ));
         worker.submit(Job::Cleanup).unwrap();
         assert_eq!(worker.submit(Job::Start), Err(Refused::Gone));
     }
