@@ -311,3 +311,19 @@ impl std::fmt::Debug for LoadedModule {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The scheduler shares the runtime and loaded modules across tasks and moves
+    /// instances onto blocking workers.
+    #[test]
+    fn handles_cross_threads() {
+        fn send_and_sync<T: Send + Sync>() {}
+        fn send<T: Send>() {}
+        send_and_sync::<Runtime>();
+        send_and_sync::<LoadedModule>();
+        send::<ModuleInstance>();
+    }
+}
