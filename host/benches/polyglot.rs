@@ -34,14 +34,19 @@ struct Subject {
 impl Subject {
     fn sandbox(&self) -> Sandbox {
         Sandbox {
-            grants: Grants { read_only_dirs: self.read_only_dirs.clone(), ..Grants::default() },
+            grants: Grants {
+                read_only_dirs: self.read_only_dirs.clone(),
+                ..Grants::default()
+            },
             ..Sandbox::default()
         }
     }
 }
 
 fn polyglot(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/polyglot").join(format!("{name}.wasm"))
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/polyglot")
+        .join(format!("{name}.wasm"))
 }
 
 fn first_block_device() -> Option<String> {
@@ -49,7 +54,11 @@ fn first_block_device() -> Option<String> {
         .ok()?
         .flatten()
         .map(|entry| entry.file_name().to_string_lossy().into_owned())
-        .filter(|name| !["loop", "ram", "zram"].iter().any(|prefix| name.starts_with(prefix)))
+        .filter(|name| {
+            !["loop", "ram", "zram"]
+                .iter()
+                .any(|prefix| name.starts_with(prefix))
+        })
         .collect();
     names.sort();
     names.into_iter().next()
@@ -91,7 +100,11 @@ fn subjects() -> Vec<Subject> {
     subjects.retain(|subject| {
         let present = subject.wasm.exists();
         if !present {
-            eprintln!("note: {} left out: {} not built", subject.language, subject.wasm.display());
+            eprintln!(
+                "note: {} left out: {} not built",
+                subject.language,
+                subject.wasm.display()
+            );
         }
         present
     });
@@ -130,32 +143,60 @@ fn runs_for(size: u64) -> usize {
 fn measure_loads(subject: &Subject, cache_dir: &Path) -> Figures {
     let size = fs::metadata(&subject.wasm).unwrap().len();
     let runs = runs_for(size);
-    let uncached = Runtime::new(RuntimeConfig { cache_dir: None, ..RuntimeConfig::default() }).unwrap();
+    let uncached = Runtime::new(RuntimeConfig {
+        cache_dir: None,
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
     let first_load = time(runs, || {
-        black_box(uncached.load("bench", &subject.wasm, subject.sandbox()).unwrap());
+        black_box(
+            uncached
+                .load("bench", &subject.wasm, subject.sandbox())
+                .unwrap(),
+        );
     });
-    let cached = Runtime::new(RuntimeConfig { cache_dir: Some(cache_dir.to_path_buf()), ..RuntimeConfig::default() })
+    let cached = Runtime::new(RuntimeConfig {
+        cache_dir: Some(cache_dir.to_path_buf()),
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let module = cached
+        .load("bench", &subject.wasm, subject.sandbox())
         .unwrap();
-    let module = cached.load("bench", &subject.wasm, subject.sandbox()).unwrap();
     let cached_load = time(10, || {
-        black_box(cached.load("bench", &subject.wasm, subject.sandbox()).unwrap());
+        black_box(
+            cached
+                .load("bench", &subject.wasm, subject.sandbox())
+                .unwrap(),
+        );
     });
     let start = time(runs.max(3), || {
         black_box(module.start(subject.params.clone()).unwrap());
     });
-    Figures { size, first_load, cached_load, start }
+    Figures {
+        size,
+        first_load,
+        cached_load,
+        start,
+    }
 }
 
 fn main() {
     let mut criterion = Criterion::default().configure_from_args();
-    let cache_dir = std::env::temp_dir().join(format!("wasmond-bench-polyglot-{}", std::process::id()));
+    let cache_dir =
+        std::env::temp_dir().join(format!("wasmond-bench-polyglot-{}", std::process::id()));
     let subjects = subjects();
     let mut rows = Vec::new();
     for subject in &subjects {
         let figures = measure_loads(subject, &cache_dir);
-        let runtime = Runtime::new(RuntimeConfig { cache_dir: Some(cache_dir.clone()), ..RuntimeConfig::default() })
+        let runtime = Runtime::new(RuntimeConfig {
+            cache_dir: Some(cache_dir.clone()),
+            ..RuntimeConfig::default()
+        })
+        .unwrap();
+        let module = runtime
+            .load("bench", &subject.wasm, subject.sandbox())
             .unwrap();
-        let module = runtime.load("bench", &subject.wasm, subject.sandbox()).unwrap();
         let mut instance = module.start(subject.params.clone()).unwrap();
         criterion.bench_function(&format!("handler/{}", subject.language), |b| {
             b.iter(|| black_box(instance.handle(&subject.metric).unwrap()))
@@ -166,7 +207,13 @@ fn main() {
         // Fuel is counted, not timed: it does not move with the machine's load.
         let stats = instance.stats();
         let fuel = stats.last_call.map_or(0, |call| call.fuel);
-        rows.push((subject.language, figures, handler, fuel, stats.peak_memory_bytes));
+        rows.push((
+            subject.language,
+            figures,
+            handler,
+            fuel,
+            stats.peak_memory_bytes,
+        ));
     }
     let _ = fs::remove_dir_all(&cache_dir);
     println!(

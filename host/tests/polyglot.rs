@@ -52,7 +52,10 @@ impl Language {
 }
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn wasm_dir() -> PathBuf {
@@ -60,7 +63,10 @@ fn wasm_dir() -> PathBuf {
 }
 
 fn runs(tool: &str, args: &[&str]) -> bool {
-    Command::new(tool).args(args).output().is_ok_and(|out| out.status.success())
+    Command::new(tool)
+        .args(args)
+        .output()
+        .is_ok_and(|out| out.status.success())
 }
 
 /// `Some` when every language's toolchain (and make) is there; else says what is
@@ -120,8 +126,19 @@ fn scratch_dir(label: &str) -> PathBuf {
 /// operator deploys it, and returns the `.pyconf`'s path.
 fn copy_module(dir: &Path, folder: &str, name: &str) -> PathBuf {
     let pyconf = dir.join(format!("{name}.pyconf"));
-    fs::copy(root().join("guest-modules").join(folder).join(format!("{name}.pyconf")), &pyconf).unwrap();
-    fs::copy(wasm_dir().join(format!("{name}.wasm")), dir.join(format!("{name}.wasm"))).unwrap();
+    fs::copy(
+        root()
+            .join("guest-modules")
+            .join(folder)
+            .join(format!("{name}.pyconf")),
+        &pyconf,
+    )
+    .unwrap();
+    fs::copy(
+        wasm_dir().join(format!("{name}.wasm")),
+        dir.join(format!("{name}.wasm")),
+    )
+    .unwrap();
     pyconf
 }
 
@@ -130,7 +147,12 @@ fn deploy(folder: &str, name: &str) -> (PathBuf, ModuleConfig) {
     let dir = scratch_dir(name);
     let pyconf = copy_module(&dir, folder, name);
     let loaded = config::load(&pyconf).unwrap_or_else(|errors| panic!("{name}.pyconf: {errors}"));
-    let module = loaded.config.modules.into_iter().find(|m| m.name == name).expect("module in its .pyconf");
+    let module = loaded
+        .config
+        .modules
+        .into_iter()
+        .find(|m| m.name == name)
+        .expect("module in its .pyconf");
     (dir, module)
 }
 
@@ -143,14 +165,22 @@ fn cache_home() -> PathBuf {
 
 fn runtime() -> Runtime {
     let cache_dir = Some(cache_home().join("wasmond"));
-    Runtime::new(RuntimeConfig { cache_dir, ..RuntimeConfig::default() }).unwrap()
+    Runtime::new(RuntimeConfig {
+        cache_dir,
+        ..RuntimeConfig::default()
+    })
+    .unwrap()
 }
 
 /// Loads and starts a deployed module under the sandbox its `.pyconf` declares.
 fn start(module: &ModuleConfig) -> ModuleInstance {
     let wasm = module.wasm_path().expect("an enabled wasm module");
-    let loaded = runtime().load(&module.name, wasm, sandbox_of(&module.sandbox)).unwrap_or_else(|e| panic!("{e}"));
-    loaded.start(module.params.clone()).unwrap_or_else(|e| panic!("{e}"))
+    let loaded = runtime()
+        .load(&module.name, wasm, sandbox_of(&module.sandbox))
+        .unwrap_or_else(|e| panic!("{e}"));
+    loaded
+        .start(module.params.clone())
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn descriptor<'a>(instance: &'a ModuleInstance, name: &str) -> &'a MetricDescriptor {
@@ -162,7 +192,11 @@ fn descriptor<'a>(instance: &'a ModuleInstance, name: &str) -> &'a MetricDescrip
 }
 
 fn names(instance: &ModuleInstance) -> Vec<&str> {
-    instance.descriptors().iter().map(|d| d.name.as_str()).collect()
+    instance
+        .descriptors()
+        .iter()
+        .map(|d| d.name.as_str())
+        .collect()
 }
 
 fn handle(instance: &mut ModuleInstance, metric: &str) -> MetricValue {
@@ -175,22 +209,37 @@ fn handle(instance: &mut ModuleInstance, metric: &str) -> MetricValue {
 fn sustain(instance: &mut ModuleInstance, calls: usize) {
     let metrics: Vec<String> = names(instance).into_iter().map(str::to_string).collect();
     for (call, metric) in metrics.iter().cycle().take(calls).enumerate() {
-        instance.handle(metric).unwrap_or_else(|e| panic!("call {call}: {e}"));
+        instance
+            .handle(metric)
+            .unwrap_or_else(|e| panic!("call {call}: {e}"));
     }
     let stats = instance.stats();
     assert_eq!((stats.restarts, stats.errors.total()), (0, 0), "{stats:?}");
-    eprintln!("{}: {calls} calls, peak memory {} bytes", instance.name(), stats.peak_memory_bytes);
+    eprintln!(
+        "{}: {calls} calls, peak memory {} bytes",
+        instance.name(),
+        stats.peak_memory_bytes
+    );
 }
 
 /// The init error a module reports when it is started with nothing granted.
 fn init_error_without_grants(module: &ModuleConfig) -> String {
     let wasm = module.wasm_path().unwrap();
-    let loaded = runtime().load(&module.name, wasm, Sandbox::default()).unwrap();
+    let loaded = runtime()
+        .load(&module.name, wasm, Sandbox::default())
+        .unwrap();
     match loaded.start(module.params.clone()) {
-        Ok(instance) => panic!("{} started with no grant: {:?}", module.name, names(&instance)),
+        Ok(instance) => panic!(
+            "{} started with no grant: {:?}",
+            module.name,
+            names(&instance)
+        ),
         Err(error) => match error.kind() {
             ErrorKind::ModuleReported(message) => message.clone(),
-            other => panic!("{}: expected an error reported by the module, got {other}", module.name),
+            other => panic!(
+                "{}: expected an error reported by the module, got {other}",
+                module.name
+            ),
         },
     }
 }
@@ -198,7 +247,10 @@ fn init_error_without_grants(module: &ModuleConfig) -> String {
 /// Runs `wasmond module run` on a deployed module and returns its stdout.
 fn module_run(module: &ModuleConfig) -> String {
     let mut command = Command::new(env!("CARGO_BIN_EXE_wasmond"));
-    command.args(["module", "run"]).arg(module.wasm_path().unwrap()).args(["--count", "2"]);
+    command
+        .args(["module", "run"])
+        .arg(module.wasm_path().unwrap())
+        .args(["--count", "2"]);
     command.env("XDG_CACHE_HOME", cache_home());
     for dir in &module.sandbox.allow_read {
         command.arg("--allow-read").arg(dir);
@@ -223,12 +275,24 @@ fn snmp_field(text: &str, section: &str, field: &str) -> u64 {
     let mut lines = text.lines().filter(|line| line.starts_with(&prefix));
     let header = lines.next().unwrap();
     let values = lines.next().unwrap();
-    let index = header.split_whitespace().position(|word| word == field).unwrap();
-    values.split_whitespace().nth(index).unwrap().parse().unwrap()
+    let index = header
+        .split_whitespace()
+        .position(|word| word == field)
+        .unwrap();
+    values
+        .split_whitespace()
+        .nth(index)
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 fn read_snmp(section: &str, field: &str) -> u64 {
-    snmp_field(&fs::read_to_string("/proc/net/snmp").unwrap(), section, field)
+    snmp_field(
+        &fs::read_to_string("/proc/net/snmp").unwrap(),
+        section,
+        field,
+    )
 }
 
 #[test]
@@ -241,17 +305,37 @@ fn c_module_reports_the_kernels_tcp_and_udp_counters() {
     // samples the table at init, then at most once per min_poll_ms).
     let before = read_snmp("Tcp", "InSegs") as u32;
     let mut instance = start(&module);
-    let MetricValue::UInt32(in_segs) = handle(&mut instance, "tcp_in_segs") else { panic!("tcp_in_segs type") };
+    let MetricValue::UInt32(in_segs) = handle(&mut instance, "tcp_in_segs") else {
+        panic!("tcp_in_segs type")
+    };
     let after = read_snmp("Tcp", "InSegs") as u32;
-    assert!(before <= in_segs && in_segs <= after, "tcp_in_segs {in_segs} not in [{before}, {after}]");
-    assert_eq!(descriptor(&instance, "tcp_in_segs").value_type, ValueType::UInt32);
-    assert_eq!(descriptor(&instance, "tcp_retrans_percent").value_type, ValueType::Float);
-    assert_eq!(descriptor(&instance, "udp_in_datagrams").groups, vec!["network".to_string()]);
+    assert!(
+        before <= in_segs && in_segs <= after,
+        "tcp_in_segs {in_segs} not in [{before}, {after}]"
+    );
+    assert_eq!(
+        descriptor(&instance, "tcp_in_segs").value_type,
+        ValueType::UInt32
+    );
+    assert_eq!(
+        descriptor(&instance, "tcp_retrans_percent").value_type,
+        ValueType::Float
+    );
+    assert_eq!(
+        descriptor(&instance, "udp_in_datagrams").groups,
+        vec!["network".to_string()]
+    );
 
-    for name in names(&instance).into_iter().map(str::to_string).collect::<Vec<_>>() {
+    for name in names(&instance)
+        .into_iter()
+        .map(str::to_string)
+        .collect::<Vec<_>>()
+    {
         match handle(&mut instance, &name) {
             MetricValue::UInt32(_) => {}
-            MetricValue::Float(percent) => assert!((0.0..=100.0).contains(&percent), "{name} = {percent}"),
+            MetricValue::Float(percent) => {
+                assert!((0.0..=100.0).contains(&percent), "{name} = {percent}")
+            }
             other => panic!("{name}: unexpected {other:?}"),
         }
     }
@@ -262,7 +346,10 @@ fn c_module_reports_the_kernels_tcp_and_udp_counters() {
     assert!(denied.contains("cannot read /proc/net/snmp"), "{denied}");
 
     let table = module_run(&module);
-    assert!(table.contains("tcp_established") && table.contains("udp_out_datagrams"), "{table}");
+    assert!(
+        table.contains("tcp_established") && table.contains("udp_out_datagrams"),
+        "{table}"
+    );
 }
 
 /// The block devices this process sees, as diskstats picks them by default.
@@ -271,7 +358,11 @@ fn physical_block_devices() -> Vec<String> {
         .unwrap()
         .flatten()
         .map(|entry| entry.file_name().to_string_lossy().into_owned())
-        .filter(|name| !["loop", "ram", "zram"].iter().any(|prefix| name.starts_with(prefix)))
+        .filter(|name| {
+            !["loop", "ram", "zram"]
+                .iter()
+                .any(|prefix| name.starts_with(prefix))
+        })
         .collect();
     devices.sort();
     devices
@@ -291,7 +382,12 @@ fn python_gmond_module_runs_unchanged_through_the_helper() {
     }
     let mut instance = start(&module);
     let device = &devices[0];
-    assert_eq!(instance.descriptors().len(), 7 * devices.len(), "{:?}", names(&instance));
+    assert_eq!(
+        instance.descriptors().len(),
+        7 * devices.len(),
+        "{:?}",
+        names(&instance)
+    );
 
     // What the helper made of gmond's descriptor dicts.
     let reads = descriptor(&instance, &format!("diskstat_{device}_reads")).clone();
@@ -300,16 +396,25 @@ fn python_gmond_module_runs_unchanged_through_the_helper() {
     assert_eq!(reads.format, "%.2f");
     assert_eq!(reads.groups, vec!["disk".to_string()]);
     assert_eq!(reads.extra, vec![("device".to_string(), device.clone())]);
-    assert_eq!(descriptor(&instance, &format!("diskstat_{device}_in_flight")).value_type, ValueType::UInt32);
+    assert_eq!(
+        descriptor(&instance, &format!("diskstat_{device}_in_flight")).value_type,
+        ValueType::UInt32
+    );
 
     // Two collections a little over min_poll_seconds apart: the second one has rates.
     for round in 0..2 {
         if round == 1 {
             thread::sleep(Duration::from_millis(1100));
         }
-        for name in names(&instance).into_iter().map(str::to_string).collect::<Vec<_>>() {
+        for name in names(&instance)
+            .into_iter()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+        {
             let value = handle(&mut instance, &name);
-            let number = value.as_f64().unwrap_or_else(|| panic!("{name}: {value:?}"));
+            let number = value
+                .as_f64()
+                .unwrap_or_else(|| panic!("{name}: {value:?}"));
             assert!(number.is_finite() && number >= 0.0, "{name} = {number}");
             if name.ends_with("_busy") {
                 assert!(number <= 100.0, "{name} = {number}");
@@ -323,10 +428,16 @@ fn python_gmond_module_runs_unchanged_through_the_helper() {
     instance.cleanup().unwrap();
 
     let denied = init_error_without_grants(&module);
-    assert!(denied.contains("metric_init failed") && denied.contains("/sys/block"), "{denied}");
+    assert!(
+        denied.contains("metric_init failed") && denied.contains("/sys/block"),
+        "{denied}"
+    );
 
     let table = module_run(&module);
-    assert!(table.contains(&format!("diskstat_{device}_read_bytes")), "{table}");
+    assert!(
+        table.contains(&format!("diskstat_{device}_read_bytes")),
+        "{table}"
+    );
 }
 
 /// The `some` line of a PSI file, read by this process: (avg10, avg60, avg300).
@@ -334,7 +445,10 @@ fn host_pressure(resource: &str) -> Option<[f64; 3]> {
     let text = fs::read_to_string(format!("/proc/pressure/{resource}")).ok()?;
     let some = text.lines().find(|line| line.starts_with("some "))?;
     let field = |key: &str| -> f64 {
-        let pair = some.split_whitespace().find(|pair| pair.starts_with(key)).unwrap();
+        let pair = some
+            .split_whitespace()
+            .find(|pair| pair.starts_with(key))
+            .unwrap();
         pair[key.len()..].parse().unwrap()
     };
     Some([field("avg10="), field("avg60="), field("avg300=")])
@@ -354,19 +468,33 @@ fn javascript_module_reads_pressure_stall_information() {
     };
     let mut instance = start(&module);
     let avg300 = descriptor(&instance, "psi_cpu_some_avg300");
-    assert_eq!((avg300.value_type, avg300.units.as_str()), (ValueType::Float, "%"));
+    assert_eq!(
+        (avg300.value_type, avg300.units.as_str()),
+        (ValueType::Float, "%")
+    );
 
     // The 300 s average moves slowly: the module's and this process's reads agree.
-    let MetricValue::Float(module_avg300) = handle(&mut instance, "psi_cpu_some_avg300") else { panic!("type") };
+    let MetricValue::Float(module_avg300) = handle(&mut instance, "psi_cpu_some_avg300") else {
+        panic!("type")
+    };
     let host_avg300 = host_pressure("cpu").unwrap()[2].max(host_cpu[2]);
-    assert!((f64::from(module_avg300) - host_avg300).abs() < 10.0, "module {module_avg300}, host {host_avg300}");
+    assert!(
+        (f64::from(module_avg300) - host_avg300).abs() < 10.0,
+        "module {module_avg300}, host {host_avg300}"
+    );
 
     for round in 0..2 {
         if round == 1 {
             thread::sleep(Duration::from_millis(200));
         }
-        for name in names(&instance).into_iter().map(str::to_string).collect::<Vec<_>>() {
-            let MetricValue::Float(percent) = handle(&mut instance, &name) else { panic!("{name} type") };
+        for name in names(&instance)
+            .into_iter()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+        {
+            let MetricValue::Float(percent) = handle(&mut instance, &name) else {
+                panic!("{name} type")
+            };
             assert!((0.0..=100.0).contains(&percent), "{name} = {percent}");
         }
     }
@@ -380,7 +508,10 @@ fn javascript_module_reads_pressure_stall_information() {
     assert!(denied.contains("no granted directory holds it"), "{denied}");
 
     let table = module_run(&module);
-    assert!(table.contains("psi_io_some_avg10") && table.contains("psi_memory_full_stall"), "{table}");
+    assert!(
+        table.contains("psi_io_some_avg10") && table.contains("psi_memory_full_stall"),
+        "{table}"
+    );
 }
 
 /// A `wasmond run` child process, stopped when dropped (also when a test fails).
@@ -400,7 +531,9 @@ fn xml_with_metrics(port: u16, names: &[String], deadline: Duration) -> Option<S
         if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
             let mut xml = String::new();
             if std::io::Read::read_to_string(&mut stream, &mut xml).is_ok()
-                && names.iter().all(|name| xml.contains(&format!("<METRIC NAME=\"{name}\"")))
+                && names
+                    .iter()
+                    .all(|name| xml.contains(&format!("<METRIC NAME=\"{name}\"")))
             {
                 return Some(xml);
             }
@@ -460,7 +593,9 @@ fn every_language_reaches_the_daemons_xml() {
     // The first start compiles the Python and JavaScript components (seconds each).
     let xml = xml_with_metrics(port, &expected, Duration::from_secs(240));
     let log = fs::read_to_string(dir.join("wasmond.log")).unwrap_or_default();
-    let xml = xml.unwrap_or_else(|| panic!("the XML on port {port} never held all of {expected:?}; log:\n{log}"));
+    let xml = xml.unwrap_or_else(|| {
+        panic!("the XML on port {port} never held all of {expected:?}; log:\n{log}")
+    });
     assert!(xml.contains(r#"TYPE="uint32" UNITS="segments""#), "{xml}");
 }
 
@@ -478,7 +613,13 @@ fn rust_example_module_runs_beside_the_others() {
     let wasm = Path::new(wasmond::guests::EXAMPLE);
     let loaded = runtime().load("example", wasm, Sandbox::default()).unwrap();
     let mut instance = loaded.start(vec![("step".into(), "3".into())]).unwrap();
-    assert_eq!(handle(&mut instance, "example_uint32"), MetricValue::UInt32(3));
-    assert_eq!(handle(&mut instance, "example_double"), MetricValue::Double(6.0 / 8.0));
+    assert_eq!(
+        handle(&mut instance, "example_uint32"),
+        MetricValue::UInt32(3)
+    );
+    assert_eq!(
+        handle(&mut instance, "example_double"),
+        MetricValue::Double(6.0 / 8.0)
+    );
     instance.cleanup().unwrap();
 }

@@ -38,7 +38,12 @@ fn main() {
 }
 
 fn run(args: &[String]) -> Result<()> {
-    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         ["c-bindings", wit, world, out] => c_bindings(Path::new(wit), world, Path::new(out)),
         ["componentize", core, out] => componentize(Path::new(core), Path::new(out)),
         ["imports", component] => print_interfaces(Path::new(component)),
@@ -71,14 +76,21 @@ fn c_bindings(wit: &Path, world: &str, out: &Path) -> Result<()> {
 fn componentize(core: &Path, out: &Path) -> Result<()> {
     let module = read(core)?;
     let mut encoder = ComponentEncoder::default();
-    encoder.module(&module).context("reading the core module's component type")?;
+    encoder
+        .module(&module)
+        .context("reading the core module's component type")?;
     encoder.validate(true);
     if imports_wasi_preview1(&module) {
         encoder
-            .adapter(WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME, WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER)
+            .adapter(
+                WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME,
+                WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
+            )
             .context("loading the WASI preview1 adapter")?;
     }
-    let component = encoder.encode().with_context(|| format!("componentizing {}", core.display()))?;
+    let component = encoder
+        .encode()
+        .with_context(|| format!("componentizing {}", core.display()))?;
     fs::write(out, component).with_context(|| format!("writing {}", out.display()))
 }
 
