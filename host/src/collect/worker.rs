@@ -87,6 +87,9 @@ struct Runner {
 impl Runner {
     /// Runs one job; returns false once the module is cleaned up and must not run again.
     fn run(&mut self, job: Job) -> bool {
+        // Timed per job, not per call: the runtime already reads the clock around each
+        // call, and reading it twice more is a visible share of a cheap handler.
+        let started = WallInstant::now();
         let (kind, more) = match job {
             Job::Start => (ReportKind::Started(self.start()), true),
             Job::Collect {
@@ -105,6 +108,7 @@ impl Runner {
                 (ReportKind::CleanedUp, false)
             }
         };
+        self.account.busy += started.elapsed();
         self.account.usage = self.driver.usage();
         // The scheduler may be gone (shutdown): nobody is left to tell.
         let _ = self.reports.send(Report {
@@ -152,14 +156,6 @@ impl Runner {
         collected
     }
 
-    fn timed<T>(&mut self, call: impl FnOnce(&mut dyn ModuleDriver) -> T) -> T {
-        let started = WallInstant::now();
-        let result = call(&mut *self.driver);
-        self.account.calls += 1;
-        self.account.busy += started.elapsed();
-        result
-    }
-
     /// A call that may panic (a bug in the host side of a driver): the panic becomes a
     /// trap of this module instead of the end of its thread.
     fn guarded<T>(
@@ -167,7 +163,9 @@ impl Runner {
         what: &str,
         call: impl FnOnce(&mut dyn ModuleDriver) -> Result<T, Failure>,
     ) -> Result<T, Failure> {
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.timed(call)));
+        self.account.calls += 1;
+        let driver = &mut *self.driver;
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| call(driver)));
         outcome.unwrap_or_else(|panic| {
             let reason = panic
                 .downcast_ref::<&str>()
