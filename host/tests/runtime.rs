@@ -763,11 +763,20 @@ fn compiled_components_are_cached_on_disk_and_damage_is_survived() {
             .ends_with(&format!("{}.cwasm", hex::encode(first.content_hash())))
     );
 
+    // A store writes a new file beside the old one and renames it over it, so the
+    // same inode after a second load means it came from the cache, not a compile.
+    let inode = || std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(artifact).unwrap());
+    let written = inode();
     let second = Runtime::new(config())
         .unwrap()
         .load("example", example, Sandbox::default())
         .unwrap();
     assert_eq!(second.content_hash(), first.content_hash());
+    assert_eq!(
+        inode(),
+        written,
+        "the second load compiled instead of using the cache"
+    );
     second.start(Vec::new()).unwrap().cleanup().unwrap();
 
     let mut damaged = std::fs::read(artifact).unwrap();
