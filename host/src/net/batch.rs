@@ -114,31 +114,25 @@ fn send_some(socket: &UdpSocket, destination: &SockAddr, datagrams: &[&[u8]]) ->
     socket.try_send_to(datagrams[0], destination).map(|_| 1)
 }
 
-/// Spaces sends out to at most `rate` datagrams a second, in bursts of at most `burst`.
+/// Spaces sends out to at most `rate` datagrams a second; the caller sends bursts and
+/// books each one before it goes.
 #[derive(Debug, Clone)]
 pub struct Pacer {
-    burst: usize,
     per_datagram: Duration,
     next: Option<Instant>,
 }
 
 impl Pacer {
-    /// A pacer for `rate` datagrams per second (0 = unpaced) in bursts of `burst`.
-    pub fn new(rate: u32, burst: usize) -> Pacer {
+    /// A pacer for `rate` datagrams per second (0 = unpaced).
+    pub fn new(rate: u32) -> Pacer {
         let per_datagram = match rate {
             0 => Duration::ZERO,
             rate => Duration::from_secs(1) / rate,
         };
         Pacer {
-            burst: burst.max(1),
             per_datagram,
             next: None,
         }
-    }
-
-    /// The largest burst to send before calling [`Pacer::wait`] again.
-    pub fn burst(&self) -> usize {
-        self.burst
     }
 
     /// Waits until `count` more datagrams may go, and books them.
@@ -213,7 +207,7 @@ mod tests {
 
     #[test]
     fn the_pacer_spaces_bursts_by_the_rate() {
-        let mut pacer = Pacer::new(1000, 100);
+        let mut pacer = Pacer::new(1000);
         let start = Instant::now();
         assert_eq!(pacer.book(start, 100), None, "the first burst goes at once");
         // Each later burst of 100 at 1000/s may go 100 ms after the one before.
@@ -225,7 +219,7 @@ mod tests {
 
     #[test]
     fn idle_time_earns_no_extra_credit() {
-        let mut pacer = Pacer::new(1000, 100);
+        let mut pacer = Pacer::new(1000);
         let start = Instant::now();
         pacer.book(start, 100);
         let later = start + Duration::from_secs(60);
@@ -238,7 +232,7 @@ mod tests {
 
     #[test]
     fn an_unpaced_pacer_never_waits() {
-        let mut pacer = Pacer::new(0, 10);
+        let mut pacer = Pacer::new(0);
         let now = Instant::now();
         assert_eq!(pacer.book(now, 1_000_000), None);
         assert_eq!(pacer.book(now, 1_000_000), None);

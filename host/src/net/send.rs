@@ -145,10 +145,7 @@ pub struct Sender {
 
 impl Sender {
     pub fn new(channels: Arc<[SendChannel]>, options: SendOptions, stats: Arc<NetStats>) -> Sender {
-        let pacers = channels
-            .iter()
-            .map(|_| Pacer::new(options.rate, options.burst))
-            .collect();
+        let pacers = channels.iter().map(|_| Pacer::new(options.rate)).collect();
         Sender {
             channels,
             options,
@@ -172,27 +169,27 @@ impl Sender {
                 );
             }
         }
-        for index in 0..self.channels.len() {
-            self.send_to_channel(index).await;
-        }
+        self.send_to_channels().await;
     }
 
-    async fn send_to_channel(&mut self, index: usize) {
-        let channel = &self.channels[index];
-        let pacer = &mut self.pacers[index];
+    /// Sends the encoded datagrams burst by burst, each burst to every channel in turn,
+    /// so that every channel's pace bounds the whole send (not their sum).
+    async fn send_to_channels(&mut self) {
         let all = self.datagrams.slices();
-        for burst in all.chunks(pacer.burst()) {
-            pacer.wait(burst.len()).await;
-            let (report, error) =
-                batch::send_all(&channel.socket, channel.destination, burst).await;
-            self.stats.packets_sent.add(report.sent as u64);
-            self.stats.send_errors.add(report.failed as u64);
-            if let Some(error) = error {
-                let destination = channel.destination;
-                log_limited(
-                    &mut self.last_error_log,
-                    format_args!("udp_send_channel {destination}: {error}"),
-                );
+        for burst in all.chunks(self.options.burst.max(1)) {
+            for (channel, pacer) in self.channels.iter().zip(&mut self.pacers) {
+                pacer.wait(burst.len()).await;
+                let (report, error) =
+                    batch::send_all(&channel.socket, channel.destination, burst).await;
+                self.stats.packets_sent.add(report.sent as u64);
+                self.stats.send_errors.add(report.failed as u64);
+                if let Some(error) = error {
+                    let destination = channel.destination;
+                    log_limited(
+                        &mut self.last_error_log,
+                        format_args!("udp_send_channel {destination}: {error}"),
+                    );
+                }
             }
         }
     }
