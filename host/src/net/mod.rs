@@ -6,8 +6,11 @@
 //! - [`recv`]: `udp_recv_channel`s, taking packets from gmetric, gmond and other wasmonds
 //!   into the store, asking senders for missing metadata (id 136) and answering such asks.
 //!
-//! Sockets are set up in [`socket`]; the acl check is [`acl`]. Nothing here knows what a
-//! module is: the scheduler hands the sender the metrics that are due.
+//! [`service::Network`] opens every channel of a configuration (honouring `mute` and
+//! `deaf`), starts their tasks and sweeps expired hosts; it is what the daemon calls.
+//! Sockets are set up in [`socket`], datagrams batched and paced in [`batch`], senders
+//! named in [`names`]; the acl check is [`acl`]; [`stats`] counts what happened. Nothing
+//! here knows what a module is: the scheduler hands the sender the metrics that are due.
 
 pub mod acl;
 pub mod batch;
