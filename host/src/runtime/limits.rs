@@ -58,6 +58,9 @@ pub const MAX_LOG_LINE_BYTES: usize = 4096;
 pub const LOG_BURST_LINES: u32 = 200;
 /// Log lines per second a module may write in the long run.
 pub const LOG_LINES_PER_SECOND: u32 = 20;
+/// Bytes one `wasi:random` call may ask for (wasmtime-wasi's default is 64 MiB);
+/// a larger request traps.
+pub const MAX_RANDOM_BYTES: u64 = 1 << 20;
 
 /// What one module instance may consume. `Default` is safe for an untrusted tenant.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,7 +9,9 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::Grants;
 use super::error::{LoadError, truncate_to};
-use super::limits::{LOG_BURST_LINES, LOG_LINES_PER_SECOND, Limiter, Limits, MAX_LOG_LINE_BYTES};
+use super::limits::{
+    LOG_BURST_LINES, LOG_LINES_PER_SECOND, Limiter, Limits, MAX_LOG_LINE_BYTES, MAX_RANDOM_BYTES,
+};
 use super::stderr::StderrTail;
 
 /// The data of one module instance's store.
@@ -59,7 +61,8 @@ fn wasi_context(grants: &Grants, stderr: &StderrTail) -> Result<WasiCtx, LoadErr
         .allow_tcp(false)
         .allow_udp(false)
         .allow_ip_name_lookup(false)
-        .socket_addr_check(|_, _| Box::pin(async { false }));
+        .socket_addr_check(|_, _| Box::pin(async { false }))
+        .max_random_size(MAX_RANDOM_BYTES);
     for dir in &grants.read_only_dirs {
         let guest_path = dir.to_string_lossy();
         builder
