@@ -10,8 +10,9 @@ use wasmond::cli::{check, run};
 #[derive(Debug, Parser)]
 #[command(name = "wasmond", version, about = "A gmond-compatible metric daemon with WebAssembly modules")]
 struct Cli {
+    /// Without a command, `run` on the bundled default config.
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -34,12 +35,12 @@ enum ModuleCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let command = Cli::parse().command.unwrap_or_else(|| Command::Run(run::RunArgs::default()));
     // `run` sets its log level from the config's debug_level.
-    if !matches!(cli.command, Command::Run(_)) {
+    if !matches!(command, Command::Run(_)) {
         init_logging();
     }
-    let result = match cli.command {
+    let result = match command {
         Command::Run(args) => run::run(args),
         Command::Check(args) => check::check(args),
         Command::Module { command: ModuleCommand::Run(args) } => module_run(args),

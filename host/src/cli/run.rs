@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::daemon::{self, ConfigSource};
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Default, clap::Args)]
 pub struct RunArgs {
     /// The gmond.conf to read; without it, the bundled default (conf.d/wasmond.conf).
     #[arg(short = 'c', long = "conf", value_name = "FILE")]
