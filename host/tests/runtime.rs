@@ -547,7 +547,7 @@ fn files_are_out_of_reach_without_a_grant_and_read_only_with_one() {
     let target = target.to_str().unwrap();
     let mut writer = start_hostile(
         &host,
-        sandbox,
+        sandbox.clone(),
         &[("attack", "write-file"), ("path", target)],
     )
     .unwrap();
@@ -557,6 +557,20 @@ fn files_are_out_of_reach_without_a_grant_and_read_only_with_one() {
         "{error}"
     );
     assert!(!Path::new(target).exists());
+
+    // `..` does not climb out of the granted directory.
+    let outside = TempDir::new().unwrap();
+    std::fs::write(outside.path().join("other.txt"), "not granted").unwrap();
+    let name = outside.path().file_name().unwrap().to_str().unwrap();
+    let escape = granted.path().join("..").join(name).join("other.txt");
+    let escape = escape.to_str().unwrap();
+    let mut climber =
+        start_hostile(&host, sandbox, &[("attack", "open-file"), ("path", escape)]).unwrap();
+    let error = climber.handle("attack").unwrap_err();
+    assert!(
+        matches!(&error.kind, ErrorKind::ModuleReported(m) if m.starts_with("cannot read")),
+        "{error}"
+    );
     assert_serves_example(&host);
 }
 
