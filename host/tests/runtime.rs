@@ -652,6 +652,23 @@ fn a_log_flood_is_rate_limited() {
 }
 
 #[test]
+fn the_log_rate_limit_survives_restarts() {
+    let host = host();
+    let pairs = [("attack", "log-then-panic"), ("count", "300")];
+    let mut instance = start_hostile(&host, Sandbox::default(), &pairs).unwrap();
+    for _ in 0..3 {
+        assert!(instance.handle("attack").unwrap_err().is_trap());
+    }
+    let stats = instance.stats();
+    assert_eq!(stats.restarts, 2);
+    assert_eq!(stats.log_lines + stats.log_lines_dropped, 900);
+    // One burst for the module, plus what refilled meanwhile; not one per restart.
+    let allowed = u64::from(LOG_BURST_LINES) + 20 * stats.wall_time.as_secs() + 20;
+    assert!(stats.log_lines <= allowed, "{stats:?}");
+    assert_serves_example(&host);
+}
+
+#[test]
 fn a_huge_log_line_is_cut() {
     let host = host();
     let mut instance =

@@ -12,6 +12,7 @@
 //! `write-file` (param `path`), `open-socket` (param `addr`), `read-env` (param `name`),
 //! `log-flood` (param `count`), `huge-log-line` (param `size`), `handler-error`, `sleep`.
 //! Attacks in `cleanup`: `loop-cleanup`.
+//! `log-then-panic` (param `count`) writes log lines, then panics, in the handler.
 //! `none` (the default) is well-behaved: `attack` is a double, 1.5.
 
 use std::hint::black_box;
@@ -94,6 +95,12 @@ impl Hostile {
                 Ok(MetricValue::Double(size as f64))
             }
             "handler-error" => Err("handler refused on purpose".to_string()),
+            "log-then-panic" => {
+                for line in 0..params.parse_or("count", 1000u32)? {
+                    wasmond_guest::log(Level::Info, &format!("line {line} before a panic"));
+                }
+                panic!("the hostile module panics after logging")
+            }
             "sleep" => {
                 std::thread::sleep(std::time::Duration::from_secs(3600));
                 Ok(MetricValue::Double(0.0))

@@ -13,7 +13,7 @@ use super::bindings::MetricModule;
 use super::blocking::BlockedPastDeadline;
 use super::error::{Callback, ErrorKind, ModuleError, truncate_to};
 use super::limits::MAX_ERROR_MESSAGE_BYTES;
-use super::state::HostState;
+use super::state::{HostState, ModuleLog};
 use super::stats::{CallStats, ModuleStats};
 use super::{LoadedModule, validate};
 use crate::metric::{MetricDescriptor, MetricValue};
@@ -25,6 +25,8 @@ pub struct ModuleInstance {
     params: Vec<(String, String)>,
     /// `None` after a trap, until the next call re-instantiates.
     live: Option<Live>,
+    /// The log of the last dropped store, handed to the next one.
+    kept_log: Option<ModuleLog>,
     descriptors: Vec<MetricDescriptor>,
     by_name: HashMap<String, usize>,
     stats: ModuleStats,
@@ -52,6 +54,7 @@ impl ModuleInstance {
             module,
             params,
             live: None,
+            kept_log: None,
             descriptors: Vec::new(),
             by_name: HashMap::new(),
             stats: ModuleStats::default(),
@@ -98,7 +101,9 @@ impl ModuleInstance {
             }
             Err(trap) => {
                 let kind = classify(&live.store, budget, &trap);
-                self.live = None;
+                if let Some(live) = self.live.take() {
+                    self.keep_log(live.store);
+                }
                 return Err(self.error(Callback::Handler, Some(metric), kind));
             }
         };
@@ -140,7 +145,7 @@ impl ModuleInstance {
     fn instantiate_and_init(&mut self, metric: Option<&str>) -> Result<(), ModuleError> {
         let budget = self.budget(Callback::Init);
         let loaded = &self.module.inner;
-        let state = match HostState::new(
+        let mut state = match HostState::new(
             loaded.name.clone(),
             &loaded.sandbox.limits,
             &loaded.sandbox.grants,
@@ -148,6 +153,10 @@ impl ModuleInstance {
             Ok(state) => state,
             Err(error) => return Err(self.error(Callback::Init, metric, ErrorKind::Load(error))),
         };
+        // A restart must not refill the log's rate limit.
+        if let Some(log) = self.kept_log.take() {
+            state.log = log;
+        }
         let mut store = Store::new(&loaded.shared.engine, state);
         store.limiter(|state| &mut state.limiter);
         store.epoch_deadline_trap();
@@ -160,14 +169,19 @@ impl ModuleInstance {
         account(&mut self.stats, &mut store, budget, started);
         let (bindings, descriptors) = match result {
             Ok((bindings, Ok(descriptors))) => (bindings, descriptors),
-            Ok((_, Err(message))) => return Err(self.reported(Callback::Init, metric, &message)),
+            Ok((_, Err(message))) => {
+                self.keep_log(store);
+                return Err(self.reported(Callback::Init, metric, &message));
+            }
             Err(trap) => {
                 let kind = classify(&store, budget, &trap);
+                self.keep_log(store);
                 return Err(self.error(Callback::Init, metric, kind));
             }
         };
         let descriptors: Vec<MetricDescriptor> = descriptors.into_iter().map(Into::into).collect();
         if let Err(invalid) = validate::check_descriptors(&descriptors) {
+            self.keep_log(store);
             return Err(self.error(Callback::Init, metric, ErrorKind::InvalidOutput(invalid)));
         }
         self.by_name = descriptors
@@ -178,6 +192,11 @@ impl ModuleInstance {
         self.descriptors = descriptors;
         self.live = Some(Live { store, bindings });
         Ok(())
+    }
+
+    /// Drops a store but keeps its log, whose rate limit the next store inherits.
+    fn keep_log(&mut self, store: Store<HostState>) {
+        self.kept_log = Some(store.into_data().log);
     }
 
     /// An error of this module, counted in its stats.
