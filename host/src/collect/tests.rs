@@ -102,6 +102,8 @@ struct ModuleDef {
     metrics: Vec<&'static str>,
     fail_starts: u32,
     fingerprint: &'static str,
+    /// Run on its own worker thread, as wasm modules do, rather than inline.
+    threaded: bool,
 }
 
 fn module(name: &'static str, metrics: &[&'static str]) -> ModuleDef {
@@ -110,6 +112,7 @@ fn module(name: &'static str, metrics: &[&'static str]) -> ModuleDef {
         metrics: metrics.to_vec(),
         fail_starts: 0,
         fingerprint: "v1",
+        threaded: false,
     }
 }
 
@@ -151,7 +154,7 @@ fn config(
                 fail_starts: def.fail_starts,
                 journal: journal.clone(),
             }),
-            inline: true,
+            inline: !def.threaded,
         })
         .collect();
     EngineConfig {
@@ -685,4 +688,27 @@ async fn a_wedged_module_is_skipped_and_abandoned_at_shutdown_within_its_bound()
         "bounded by its job: {:?}",
         Instant::now() - asked
     );
+}
+
+/// Regression: a module's worker thread once held 8 jobs at most, so a module in
+/// more groups than that (core_metrics in the default config) lost the collections
+/// of the last groups at start-up, when every group is due at once.
+#[tokio::test]
+async fn a_threaded_module_in_many_groups_has_every_group_collected_at_start() {
+    const METRICS: [&str; 12] = ["g0", "g1", "g2", "g3", "g4", "g5", "g6", "g7", "g8", "g9", "g10", "g11"];
+    let groups = METRICS.iter().map(|name| every(60, 3600, vec![by_name(name, None)])).collect();
+    let values: Vec<(&str, f64)> = METRICS.iter().map(|name| (*name, 1.0)).collect();
+    let mut def = module("m", &METRICS);
+    def.threaded = true;
+    let mut h = harness(groups, vec![def], &values);
+    let mut sent = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + 10 * SEC;
+    while sent.len() < METRICS.len() {
+        let (_, names, _) = tokio::time::timeout_at(deadline, h.next_send())
+            .await
+            .unwrap_or_else(|_| panic!("only {sent:?} sent"));
+        sent.extend(names);
+    }
+    assert_eq!(sent, METRICS.iter().map(|name| name.to_string()).collect());
+    h.stop().await;
 }

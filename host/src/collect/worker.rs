@@ -6,16 +6,13 @@
 //! [`Report`]s on a channel, and the scheduler bounds how long it expects each one.
 
 use std::sync::Arc;
-use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Sender};
 use std::time::{Duration, Instant as WallInstant};
 
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::driver::{Failure, ModuleDriver, Usage};
 use crate::metric::{MetricDescriptor, MetricValue};
-
-/// Jobs a thread worker holds at most; more means the module is far behind.
-const QUEUE_DEPTH: usize = 8;
 
 /// Identifies one start of one module: reports from an older start are stale.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -190,8 +187,6 @@ impl Runner {
 /// Why a job was not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refused {
-    /// The module still has `QUEUE_DEPTH` jobs waiting.
-    Full,
     /// The worker has stopped (cleaned up, or its thread is gone).
     Gone,
 }
@@ -200,7 +195,10 @@ pub enum Refused {
 pub struct Worker(Inner);
 
 enum Inner {
-    Thread(SyncSender<Job>),
+    /// Unbounded: the engine keeps at most one job per collection group (its
+    /// `busy` set) plus a start and a cleanup waiting, so a module with many groups
+    /// due at once (every group at start-up) loses none of them.
+    Thread(Sender<Job>),
     /// `None` once cleaned up.
     Inline(Option<Runner>),
 }
@@ -223,7 +221,7 @@ impl Worker {
         driver: Box<dyn ModuleDriver>,
         reports: UnboundedSender<Report>,
     ) -> std::io::Result<Worker> {
-        let (jobs, queue) = mpsc::sync_channel::<Job>(QUEUE_DEPTH);
+        let (jobs, queue) = mpsc::channel::<Job>();
         let mut runner = Runner {
             id,
             driver,
@@ -262,10 +260,7 @@ impl Worker {
 
     pub fn submit(&mut self, job: Job) -> Result<(), Refused> {
         match &mut self.0 {
-            Inner::Thread(jobs) => jobs.try_send(job).map_err(|err| match err {
-                TrySendError::Full(_) => Refused::Full,
-                TrySendError::Disconnected(_) => Refused::Gone,
-            }),
+            Inner::Thread(jobs) => jobs.send(job).map_err(|_| Refused::Gone),
             Inner::Inline(runner) => {
                 let more = runner.as_mut().ok_or(Refused::Gone)?.run(job);
                 if !more {
