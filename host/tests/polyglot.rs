@@ -524,6 +524,18 @@ impl Drop for Daemon {
     }
 }
 
+/// A port free for both TCP and UDP on 127.0.0.1 (the daemon serves its XML over
+/// TCP and sends values to itself over UDP on the same port, as gmond does).
+fn free_port() -> u16 {
+    loop {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
 /// The daemon's XML once it holds every one of `names`, or `None` at the deadline.
 fn xml_with_metrics(port: u16, names: &[String], deadline: Duration) -> Option<String> {
     let start = std::time::Instant::now();
@@ -563,8 +575,7 @@ fn every_language_reaches_the_daemons_xml() {
     if host_pressure("cpu").is_some() {
         expected.push("psi_cpu_some_avg10".into());
     }
-    // A port of its own: the XML is served over TCP, values go out and come back over UDP.
-    let port = 30_000 + (std::process::id() % 20_000) as u16;
+    let port = free_port();
     let conf = dir.join("gmond.conf");
     fs::write(
         &conf,
