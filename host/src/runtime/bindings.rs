@@ -10,8 +10,9 @@ wasmtime::component::bindgen!({
     world: "metric-module",
 });
 
-use wasmond::metric::log::{self as wit_log};
-use wasmond::metric::types as wit;
+// `self::`: in doctests the crate itself is also an extern crate named `wasmond`.
+use self::wasmond::metric::log::{self as wit_log};
+use self::wasmond::metric::types as wit;
 
 /// Links our `log` import (the `types` interface has no functions) into `linker`.
 pub(crate) fn add_to_linker(
