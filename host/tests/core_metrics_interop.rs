@@ -13,12 +13,12 @@
 //!    SLOPE, TMAX, GROUP and DESC.
 //! 2. [`wasmond_run_serves_what_gmond_serves`] runs `wasmond run` on the bundled
 //!    default config (`conf.d/wasmond.conf`, moved to a free port) and compares the
-//!    two XML documents: the same metrics (but the disk metrics, which the default
-//!    config leaves out, and wasmond's own `wasmond_*` accounting) with the same
-//!    TYPE, UNITS, SLOPE, TMAX, GROUP, DESC and TITLE.
+//!    two XML documents: the same metrics (but wasmond's own `wasmond_*`
+//!    accounting) with the same TYPE, UNITS, SLOPE, TMAX, GROUP, DESC and TITLE.
 //!
 //! Both check `cpu_num`, `mem_total`, `swap_total`, `boottime` and `os_release` (and
-//! `os_name`, `machine_type`, `cpu_speed`, `gexec`) printed alike, and `load_one`
+//! `os_name`, `machine_type`, `cpu_speed`, `gexec`, and `disk_total` through the
+//! host's statvfs import) printed alike, and `load_one`
 //! within 0.5. Both skip (with a message) when gmond is not
 //! installed, and fail then if `WASMOND_REQUIRE_INTEROP=1`.
 
@@ -84,7 +84,7 @@ const STOCK_METRICS: [&str; 32] = [
 
 /// Metrics whose values both sides read alike at about the same time: the five of
 /// issue 7, and the ones fixed while the machine runs.
-const SAME_VALUES: [&str; 9] = [
+const SAME_VALUES: [&str; 10] = [
     "cpu_num",
     "mem_total",
     "swap_total",
@@ -94,11 +94,8 @@ const SAME_VALUES: [&str; 9] = [
     "machine_type",
     "cpu_speed",
     "gexec",
+    "disk_total",
 ];
-
-/// Metrics gmond's stock config collects that wasmond's default config leaves out:
-/// a WASI 0.2 module has no statvfs.
-const LEFT_OUT_OF_DEFAULT: [&str; 3] = ["disk_total", "disk_free", "part_max_used"];
 
 /// The prefix of wasmond's own accounting metrics, which gmond does not have.
 const WASMOND_OWN: &str = "wasmond_";
@@ -204,10 +201,7 @@ fn wasmond_run_serves_what_gmond_serves() {
         BTreeSet::from(STOCK_METRICS),
         "what gmond serves on its stock config"
     );
-    let expected: BTreeSet<&str> = stock
-        .into_iter()
-        .filter(|name| !LEFT_OUT_OF_DEFAULT.contains(name))
-        .collect();
+    let expected = stock;
     let served = wasmond.wait_for(&expected);
     let ours: BTreeSet<&str> = served
         .keys()
@@ -250,7 +244,8 @@ fn assert_load_one_close(gmond: &Daemon, mut ours: impl FnMut() -> f32) {
     panic!("load_one never within 0.5 of gmond's: (gmond, ours) = {pairs:?}");
 }
 
-/// Loads and starts `core_metrics.wasm` with only `/proc` and `/sys` readable.
+/// Loads and starts `core_metrics.wasm` with only `/proc` and `/sys` readable, and
+/// the file system usage of local mount points.
 fn start_module() -> (ModuleInstance, Vec<MetricDescriptor>) {
     let runtime = Runtime::new(RuntimeConfig {
         cache_dir: None,
@@ -259,6 +254,7 @@ fn start_module() -> (ModuleInstance, Vec<MetricDescriptor>) {
     .expect("runtime");
     let grants = Grants {
         read_only_dirs: vec!["/proc".into(), "/sys".into()],
+        filesystem_usage: true,
         ..Grants::default()
     };
     let sandbox = Sandbox {

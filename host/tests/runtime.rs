@@ -905,3 +905,38 @@ fn module_run_reports_handler_errors_and_fails() {
         "{stderr}"
     );
 }
+
+#[test]
+fn file_system_usage_needs_its_grant_and_answers_only_for_local_mount_points() {
+    let host = host();
+    let statvfs_of = |path: &str, granted: bool| {
+        let grants = Grants {
+            filesystem_usage: granted,
+            ..Grants::default()
+        };
+        let sandbox = Sandbox {
+            grants,
+            ..Sandbox::default()
+        };
+        let mut module =
+            start_hostile(&host, sandbox, &[("attack", "statvfs"), ("path", path)]).unwrap();
+        module.handle("attack")
+    };
+
+    let denied = statvfs_of("/", false).unwrap_err();
+    assert!(
+        matches!(&denied.kind, ErrorKind::ModuleReported(m) if m.contains("not granted")),
+        "{denied}"
+    );
+    let root = rustix::fs::statvfs("/").unwrap();
+    assert_eq!(
+        statvfs_of("/", true).unwrap(),
+        MetricValue::Double((root.f_blocks * root.f_frsize) as f64)
+    );
+    let not_a_mount = statvfs_of("/etc", true).unwrap_err();
+    assert!(
+        matches!(&not_a_mount.kind, ErrorKind::ModuleReported(m) if m == "/etc is not a mount point"),
+        "{not_a_mount}"
+    );
+    assert_serves_example(&host);
+}

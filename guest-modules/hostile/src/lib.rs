@@ -10,7 +10,8 @@
 //! Attacks in the handler of `attack`: `loop-handler`, `memory-bomb`, `stack-overflow`,
 //! `huge-string` (param `size`), `panic`, `wrong-type`, `open-file` (param `path`),
 //! `write-file` (param `path`), `open-socket` (param `addr`), `read-env` (param `name`),
-//! `log-flood` (param `count`), `huge-log-line` (param `size`), `handler-error`, `sleep`.
+//! `log-flood` (param `count`), `huge-log-line` (param `size`), `handler-error`, `sleep`,
+//! `statvfs` (param `path`: the size in bytes of the file system mounted there).
 //! Attacks in `cleanup`: `loop-cleanup`.
 //! `log-then-panic` (param `count`) writes log lines, then panics, in the handler.
 //! `none` (the default) is well-behaved: `attack` is a double, 1.5.
@@ -100,6 +101,10 @@ impl Hostile {
                     wasmond_guest::log(Level::Info, &format!("line {line} before a panic"));
                 }
                 panic!("the hostile module panics after logging")
+            }
+            "statvfs" => {
+                let usage = wasmond_guest::filesystem_usage(params.get("path").unwrap_or("/"))?;
+                Ok(MetricValue::Double((usage.blocks * usage.fragment_size) as f64))
             }
             "sleep" => {
                 std::thread::sleep(std::time::Duration::from_secs(3600));

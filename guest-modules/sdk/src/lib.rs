@@ -34,12 +34,19 @@ pub mod bindings {
     });
 }
 
+pub use bindings::wasmond::metric::filesystem::Usage as FilesystemUsage;
 pub use bindings::wasmond::metric::log::Level;
 pub use bindings::wasmond::metric::types::{MetricDescriptor, MetricValue, Slope, ValueType};
 
 /// Writes a line to the host's log, attributed to this module.
 pub fn log(level: Level, message: &str) {
     bindings::wasmond::metric::log::log(level, message);
+}
+
+/// The size and free space of the local file system mounted at `mount_point`
+/// (statvfs). The module needs `sandbox { allow_filesystem_usage = yes }`.
+pub fn filesystem_usage(mount_point: &str) -> Result<FilesystemUsage, String> {
+    bindings::wasmond::metric::filesystem::statvfs(mount_point)
 }
 
 /// A metric module: state created by `init`, asked for values by `handle`.

@@ -27,6 +27,9 @@ pub struct ModuleRunArgs {
     /// Give the module an environment variable, as NAME=VALUE (repeatable).
     #[arg(long = "env", value_name = "NAME=VALUE", value_parser = parse_key_value)]
     pub env: Vec<(String, String)>,
+    /// Let the module ask the size and free space of local mount points.
+    #[arg(long)]
+    pub allow_filesystem_usage: bool,
     /// Let the module write to this process's stdout and stderr.
     #[arg(long)]
     pub inherit_stdio: bool,
@@ -59,6 +62,7 @@ pub fn module_run(args: ModuleRunArgs) -> anyhow::Result<()> {
             read_only_dirs: args.read_only_dirs.clone(),
             env: args.env.clone(),
             inherit_stdio: args.inherit_stdio,
+            filesystem_usage: args.allow_filesystem_usage,
         },
         ..Sandbox::default()
     };

@@ -109,6 +109,7 @@ pub fn sandbox(config: &SandboxConfig) -> Sandbox {
         read_only_dirs: config.allow_read.clone(),
         env,
         inherit_stdio: false,
+        filesystem_usage: config.allow_filesystem_usage,
     };
     Sandbox { limits, grants }
 }

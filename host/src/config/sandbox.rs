@@ -30,6 +30,7 @@
 //! | `memory_mb` | integer ≥ 1 | most linear memory the module may grow to, in MiB |
 //! | `allow_read` | list of absolute directories | read-only preopens; the guest sees each at the same path |
 //! | `allow_env` | list of `NAME` or `NAME=value` | `NAME` passes the daemon's value (if set); `NAME=value` sets it |
+//! | `allow_filesystem_usage` | boolean (default no) | the module may ask the size and free space of local mount points (statvfs, for disk metrics) |
 //!
 //! A module that runs out of fuel or time is stopped (the call fails, the daemon
 //! carries on); one that asks for more memory gets a failed `memory.grow`.
@@ -56,6 +57,8 @@ pub struct SandboxConfig {
     pub allow_read: Vec<PathBuf>,
     /// Environment variables the module sees.
     pub allow_env: Vec<EnvGrant>,
+    /// Whether the module may ask the size and free space of local mount points.
+    pub allow_filesystem_usage: bool,
 }
 
 /// One `allow_env` entry.
@@ -105,6 +108,7 @@ pub fn read(bodies: Vec<&[Item]>, diag: &mut Diagnostics) -> SandboxConfig {
             .into_iter()
             .filter_map(|s| env_grant(s, diag))
             .collect(),
+        allow_filesystem_usage: fields.bool("allow_filesystem_usage", false, diag),
     }
 }
 

@@ -134,6 +134,7 @@ pub const SANDBOX: &[Key] = &[
     key("memory_mb", Kind::Int),
     key("allow_read", Kind::StrList),
     key("allow_env", Kind::StrList),
+    key("allow_filesystem_usage", Kind::Bool),
 ];
 
 pub const COLLECTION_GROUP: &[Key] = &[

@@ -452,6 +452,7 @@ fn sandbox_settings_are_read_and_checked() {
       allow_read = ("/proc", "/sys/block")
       allow_env = ("HOME", "MODE=fast")
       allow_env += "LANG"
+      allow_filesystem_usage = yes
     }
   }
 }
@@ -473,6 +474,7 @@ fn sandbox_settings_are_read_and_checked() {
                 },
                 EnvGrant::Inherit("LANG".into())
             ],
+            allow_filesystem_usage: true,
             ..SandboxConfig::default()
         }
     );

@@ -14,7 +14,7 @@ wasmtime::component::bindgen!({
 use self::wasmond::metric::log::{self as wit_log};
 use self::wasmond::metric::types as wit;
 
-/// Links our `log` import (the `types` interface has no functions) into `linker`.
+/// Links our `log` and `filesystem` imports (`types` has no functions) into `linker`.
 pub(crate) fn add_to_linker(
     linker: &mut wasmtime::component::Linker<HostState>,
 ) -> wasmtime::Result<()> {

@@ -28,6 +28,7 @@ mod blocking;
 mod cache;
 mod epoch;
 mod error;
+mod filesystem;
 mod instance;
 pub mod limits;
 mod state;
@@ -96,6 +97,9 @@ pub struct Grants {
     /// Whether the module's stdout and stderr go to the host's. If not, stdout is
     /// discarded and the tail of stderr explains traps (a panic's message).
     pub inherit_stdio: bool,
+    /// Whether the module may ask the size and free space of the host's local
+    /// mounted file systems (the `filesystem` import).
+    pub filesystem_usage: bool,
 }
 
 /// The engine, linker, compile cache and epoch ticker. Cheap to clone.

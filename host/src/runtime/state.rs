@@ -23,6 +23,8 @@ pub(crate) struct HostState {
     pub(crate) deadline: Instant,
     pub(crate) stderr: StderrTail,
     pub(crate) log: ModuleLog,
+    /// Whether the `filesystem` import answers (see `Grants::filesystem_usage`).
+    pub(crate) filesystem_usage: bool,
 }
 
 impl HostState {
@@ -39,6 +41,7 @@ impl HostState {
             deadline: Instant::now(),
             stderr,
             log: ModuleLog::new(module),
+            filesystem_usage: grants.filesystem_usage,
         })
     }
 }

@@ -1,0 +1,122 @@
+//! The `filesystem` import: statvfs of the host's mounted file systems, which WASI
+//! 0.2 lacks and gmond's disk metrics (`disk_total`, `disk_free`,
+//! `part_max_used`) need.
+//!
+//! Only a module granted `filesystem_usage` is answered, and only for a local file
+//! system's mount point listed in `/proc/self/mounts`: a module cannot probe for
+//! other paths, and a hung network mount cannot block the host past the module's
+//! deadline (a host call is not interruptible).
+
+use super::bindings::wasmond::metric::filesystem::{Host, Usage};
+use super::state::HostState;
+
+/// The longest mount point a module may ask about (Linux's `PATH_MAX`).
+pub const MAX_MOUNT_POINT_BYTES: usize = 4096;
+
+const MOUNTS: &str = "/proc/self/mounts";
+
+impl Host for HostState {
+    fn statvfs(&mut self, mount_point: String) -> Result<Usage, String> {
+        if !self.filesystem_usage {
+            return Err("file system usage is not granted to this module \
+                        (sandbox { allow_filesystem_usage = yes })"
+                .to_string());
+        }
+        if mount_point.len() > MAX_MOUNT_POINT_BYTES {
+            return Err(format!("mount point longer than {MAX_MOUNT_POINT_BYTES} bytes"));
+        }
+        let mounts = std::fs::read_to_string(MOUNTS).map_err(|error| format!("cannot read {MOUNTS}: {error}"))?;
+        check_local_mount_point(&mounts, &mount_point)?;
+        read_statvfs(&mount_point)
+    }
+}
+
+/// Accepts `path` if `mounts` (in `/proc/mounts` format) lists it as the mount
+/// point of a local file system.
+fn check_local_mount_point(mounts: &str, path: &str) -> Result<(), String> {
+    let entry = mounts.lines().find_map(|line| {
+        let mut fields = line.split_whitespace();
+        let (device, point, fs_type) = (fields.next()?, fields.next()?, fields.next()?);
+        (unescape_octal(point) == path).then_some((device, fs_type))
+    });
+    match entry {
+        None => Err(format!("{path} is not a mount point")),
+        Some((device, fs_type)) if is_network(device, fs_type) => Err(format!(
+            "{path} is a network file system ({fs_type}); only local ones are answered"
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Network file systems, whose statvfs may hang (gmond skips the same ones).
+fn is_network(device: &str, fs_type: &str) -> bool {
+    const NETWORK_TYPES: [&str; 10] =
+        ["nfs", "nfs4", "cifs", "smbfs", "smb3", "ceph", "glusterfs", "9p", "afs", "fuse.sshfs"];
+    device.contains(':') || device.starts_with("//") || NETWORK_TYPES.contains(&fs_type)
+}
+
+/// `/proc/mounts` writes space, tab, newline and backslash in paths as `\ooo`.
+fn unescape_octal(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let digits = bytes.get(i + 1..i + 4).filter(|digits| {
+            bytes[i] == b'\\' && digits.iter().all(|digit| (b'0'..=b'7').contains(digit))
+        });
+        match digits {
+            Some(digits) => {
+                let value = digits.iter().fold(0u32, |acc, digit| acc * 8 + u32::from(digit - b'0'));
+                out.push(value as u8);
+                i += 4;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn read_statvfs(path: &str) -> Result<Usage, String> {
+    let stats = rustix::fs::statvfs(path).map_err(|error| format!("statvfs {path}: {error}"))?;
+    Ok(Usage {
+        block_size: stats.f_bsize,
+        fragment_size: stats.f_frsize,
+        blocks: stats.f_blocks,
+        blocks_free: stats.f_bfree,
+        blocks_available: stats.f_bavail,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MOUNTS: &str = "\
+/dev/vda / ext4 rw,relatime 0 0
+proc /proc proc rw,nosuid 0 0
+/dev/vdb /mnt/my\\040data xfs rw 0 0
+server:/export /home nfs4 rw 0 0
+//nas/share /srv/share cifs rw 0 0
+";
+
+    #[test]
+    fn answers_local_mount_points_only() {
+        assert_eq!(check_local_mount_point(MOUNTS, "/"), Ok(()));
+        assert_eq!(check_local_mount_point(MOUNTS, "/mnt/my data"), Ok(()));
+        assert_eq!(check_local_mount_point(MOUNTS, "/proc"), Ok(()));
+        let not_mounted = check_local_mount_point(MOUNTS, "/etc").unwrap_err();
+        assert_eq!(not_mounted, "/etc is not a mount point");
+        assert!(check_local_mount_point(MOUNTS, "/home").unwrap_err().contains("network file system (nfs4)"));
+        assert!(check_local_mount_point(MOUNTS, "/srv/share").unwrap_err().contains("network"));
+    }
+
+    #[test]
+    fn reads_the_root_file_system() {
+        let usage = read_statvfs("/").unwrap();
+        assert!(usage.blocks > 0 && usage.block_size > 0);
+        assert!(usage.blocks_available <= usage.blocks_free && usage.blocks_free <= usage.blocks);
+    }
+}
