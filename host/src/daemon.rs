@@ -12,6 +12,7 @@
 //! collection groups and the store's settings are replaced; changed network channels
 //! need a restart, which the log says.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -26,7 +27,7 @@ use crate::collect::conversion::{group_specs, module_specs};
 use crate::collect::engine::{EngineConfig, EngineHandle, HostIdentity, Outputs};
 use crate::collect::host_module::{HOST_MODULE, HostFacts};
 use crate::config::{self, Config, ConfigErrors, FileSource, LoadOptions, Loaded, RealFs};
-use crate::net::{Network, NetworkSetup};
+use crate::net::{self, Network, NetworkSetup};
 use crate::runtime::{Runtime, RuntimeConfig};
 use crate::store::{ClusterInfo, Store, StoreConfig};
 
@@ -334,19 +335,31 @@ fn log_warnings(loaded: &Loaded) {
     }
 }
 
-/// This host as the store shows it: `override_hostname`/`override_ip`, else the system's
-/// host name and the first address it resolves to (127.0.0.1 when it resolves to none).
+/// This host as the store shows it: `override_hostname`/`override_ip`; else as its
+/// peers name it, as gmond names itself from its own looped-back packets: the address
+/// its packets leave from towards the first send channel, and that address's reverse
+/// DNS (127.0.0.1 shows as `localhost`); with no send channel, the system's host name
+/// and the first address it resolves to.
 fn host_identity(config: &Config, hostname: &str) -> HostIdentity {
     let globals = &config.globals;
-    let name = globals
-        .override_hostname
-        .clone()
-        .unwrap_or_else(|| hostname.to_string());
-    let ip = globals
-        .override_ip
-        .clone()
-        .unwrap_or_else(|| resolve(hostname));
-    HostIdentity { name, ip }
+    let (seen_name, seen_ip) = match first_send_destination(config)
+        .and_then(|destination| net::names::source_address_towards(destination).ok())
+    {
+        Some(source) => (net::names::name_of(source), source.to_string()),
+        None => (hostname.to_string(), resolve(hostname)),
+    };
+    HostIdentity {
+        name: globals.override_hostname.clone().unwrap_or(seen_name),
+        ip: globals.override_ip.clone().unwrap_or(seen_ip),
+    }
+}
+
+/// Where the first `udp_send_channel` sends: its host or multicast group, and port.
+fn first_send_destination(config: &Config) -> Option<SocketAddr> {
+    use std::net::ToSocketAddrs;
+    let channel = config.udp_send_channels.first()?;
+    let host = channel.mcast_join.as_deref().or(channel.host.as_deref())?;
+    (host, channel.port).to_socket_addrs().ok()?.next()
 }
 
 fn resolve(hostname: &str) -> String {

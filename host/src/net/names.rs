@@ -84,6 +84,25 @@ pub fn spoofed(host_field: &str) -> Option<HostId> {
     })
 }
 
+/// The name gmond gives the host whose packets come from `ip`: its reverse DNS, or
+/// the address itself. Blocks on the resolver.
+pub fn name_of(ip: IpAddr) -> String {
+    reverse_dns(ip).unwrap_or_else(|| ip.to_string())
+}
+
+/// The address this host's packets to `destination` leave from, as the peer sees it
+/// (a connected UDP socket's local address; nothing is sent).
+pub fn source_address_towards(destination: SocketAddr) -> std::io::Result<IpAddr> {
+    let unspecified: SocketAddr = if destination.is_ipv4() {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let socket = std::net::UdpSocket::bind(unspecified)?;
+    socket.connect(destination)?;
+    Ok(socket.local_addr()?.ip())
+}
+
 /// The name `ip` resolves to, if any (`getnameinfo` with `NI_NAMEREQD`).
 fn reverse_dns(ip: IpAddr) -> Option<String> {
     let address = socket2::SockAddr::from(SocketAddr::new(ip, 0));
@@ -112,6 +131,13 @@ fn reverse_dns(ip: IpAddr) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn our_own_host_is_named_from_the_address_peers_see() {
+        let source = source_address_towards("127.0.0.1:8649".parse().unwrap()).unwrap();
+        assert_eq!(source, IpAddr::from([127, 0, 0, 1]));
+        assert_eq!(name_of(source), "localhost");
+    }
 
     #[test]
     fn spoofed_fields_give_ip_and_name() {
