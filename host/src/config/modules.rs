@@ -8,6 +8,9 @@
 //!   means dropping its `.wasm` next to its `.pyconf`.
 //! - gmond's native modules (`path = "modcpu.so"`, `core_metrics`, the python host
 //!   `modpython.so`) are skipped with a warning that says what wasmond does instead.
+//!   In place of gmond's built-in metric modules (`core_metrics`, `cpu_module`, ...)
+//!   wasmond loads its `core_metrics.wasm` from a module directory, once, so that a
+//!   stock gmond.conf serves the same host metrics.
 //! - No `language` and no `path`: a wasm module if `<name>.wasm` is found.
 //!
 //! A missing wasm file is an error at the declaration, unless the module is
@@ -20,7 +23,7 @@ use super::error::{ErrorKind, Location};
 use super::fields::{Diagnostics, Fields, Sub};
 use super::loader::FileSource;
 use super::model::{ModuleConfig, ModuleSource};
-use super::sandbox;
+use super::sandbox::{self, SandboxConfig};
 use super::schema;
 
 /// gmond's C modules whose metrics wasmond's `core_metrics` wasm module provides.
@@ -34,6 +37,9 @@ const CORE_C_MODULES: &[&str] = &[
     "proc_module",
     "sys_module",
 ];
+
+/// wasmond's module for gmond's built-in metrics, looked for as `<name>.wasm`.
+const CORE_METRICS: &str = "core_metrics";
 
 /// Reads every `module { }` (from all `modules { }` blocks, in order).
 pub fn read_all(
@@ -62,7 +68,44 @@ pub fn read_all(
         seen.insert(module.name.clone(), module.declared_at.clone());
         modules.push(module);
     }
+    substitute_core_metrics(&mut modules, module_dirs, fs);
     modules
+}
+
+/// gmond's stock configuration takes its host metrics from C modules; wasmond loads
+/// `core_metrics.wasm` in their place, where the first of them is declared (gmond's
+/// `core_metrics`), with what those modules read: `/proc`, `/sys` and the size of
+/// mounted file systems. Not when the configuration runs a wasm `core_metrics` itself,
+/// nor when no module directory holds `core_metrics.wasm`.
+fn substitute_core_metrics(
+    modules: &mut [ModuleConfig],
+    module_dirs: &[PathBuf],
+    fs: &dyn FileSource,
+) {
+    if modules.iter().any(|m| m.name == CORE_METRICS && m.wasm_path().is_some()) {
+        return;
+    }
+    let Some(first) = modules.iter().position(|m| {
+        m.enabled
+            && CORE_C_MODULES.contains(&m.name.as_str())
+            && matches!(m.source, ModuleSource::Native { .. })
+    }) else {
+        return;
+    };
+    let file = format!("{CORE_METRICS}.wasm");
+    let Some(path) = module_dirs.iter().map(|dir| dir.join(&file)).find(|p| fs.is_file(p)) else {
+        return;
+    };
+    let module = &mut modules[first];
+    module.name = CORE_METRICS.to_string();
+    module.source = ModuleSource::Wasm { path };
+    module.params = Vec::new();
+    module.params_string = None;
+    module.sandbox = SandboxConfig {
+        allow_read: vec![PathBuf::from("/proc"), PathBuf::from("/sys")],
+        allow_filesystem_usage: true,
+        ..SandboxConfig::default()
+    };
 }
 
 fn read(

@@ -612,3 +612,35 @@ fn repeated_includes_are_capped_instead_of_growing_exponentially() {
         "{errors:?}"
     );
 }
+
+#[test]
+fn gmonds_built_in_modules_are_replaced_by_core_metrics_wasm_once() {
+    let conf = r#"
+globals { module_dir = "/opt/wasmond/modules" }
+modules {
+  module { name = "core_metrics" }
+  module { name = "cpu_module" path = "modcpu.so" }
+  module { name = "disk_module" path = "moddisk.so" }
+  module { name = "io_module" path = "modio.so" }
+}
+"#;
+    let with_wasm = [("/g/gmond.conf", conf), ("/opt/wasmond/modules/core_metrics.wasm", "")];
+    let c = load_mem(&with_wasm).unwrap().config;
+    let loaded: Vec<(&str, Option<&Path>)> = c.modules.iter().map(|m| (m.name.as_str(), m.wasm_path())).collect();
+    assert_eq!(
+        loaded,
+        [
+            ("core_metrics", Some(Path::new("/opt/wasmond/modules/core_metrics.wasm"))),
+            ("cpu_module", None),
+            ("disk_module", None),
+            ("io_module", None),
+        ]
+    );
+    let sandbox = &c.modules[0].sandbox;
+    assert_eq!(sandbox.allow_read, [PathBuf::from("/proc"), PathBuf::from("/sys")]);
+    assert!(sandbox.allow_filesystem_usage);
+
+    let without_wasm = [("/g/gmond.conf", conf)];
+    let c = load_mem(&without_wasm).unwrap().config;
+    assert!(c.modules.iter().all(|m| m.wasm_path().is_none()));
+}
