@@ -19,12 +19,20 @@
 //! store until TMAX/DMAX says otherwise.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::select::{Collect, MetricKey};
 use crate::metric::MetricValue;
+
+/// Epochs come from one counter for the whole process, so a group that a reload
+/// rebuilds never reuses an epoch that a report still in flight carries.
+fn next_epoch() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
 
 /// The scheduler's state for one collection group.
 #[derive(Debug)]
@@ -76,7 +84,7 @@ impl GroupState {
             next_send: now,
             metrics: Vec::new(),
             slot_of: HashMap::new(),
-            epoch: 0,
+            epoch: next_epoch(),
             cycle: Cycle::default(),
         }
     }
@@ -109,7 +117,7 @@ impl GroupState {
                 fresh,
             });
         }
-        self.epoch += 1;
+        self.epoch = next_epoch();
         // Held slots are numbered in the old layout.
         self.cycle = Cycle {
             sending: self.cycle.sending || !added.is_empty(),
@@ -118,8 +126,9 @@ impl GroupState {
         added
     }
 
-    /// Changes whenever the slots are renumbered; results carry the epoch they were
-    /// asked for in, and older ones are matched by key instead.
+    /// Changes whenever the slots are renumbered, and is never shared with another
+    /// group (not even one that a reload built in the same place): results carry the
+    /// epoch they were asked for in, and any other is matched by key instead.
     pub fn epoch(&self) -> u64 {
         self.epoch
     }
@@ -533,6 +542,17 @@ mod tests {
             "the new module's slice goes out"
         );
         assert_eq!(state.tick(now), Tick::default(), "nothing else is due");
+    }
+
+    /// Issue 11: a reload rebuilds the groups; a report asked for before it must not be
+    /// applied by position to the new layout, so the new group's epoch cannot be the old one's.
+    #[tokio::test]
+    async fn a_group_rebuilt_by_a_reload_never_reuses_an_epoch() {
+        pause();
+        let before = group(Collect::Once, 60, &[("a", None), ("b", None)]);
+        let rebuilt = group(Collect::Once, 60, &[("b", None), ("a", None)]);
+        assert_ne!(before.epoch(), rebuilt.epoch());
+        assert_eq!(rebuilt.index_of(&key("a")), Some(1), "matched by key instead");
     }
 
     #[tokio::test]
