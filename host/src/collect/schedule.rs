@@ -552,7 +552,11 @@ mod tests {
         let before = group(Collect::Once, 60, &[("a", None), ("b", None)]);
         let rebuilt = group(Collect::Once, 60, &[("b", None), ("a", None)]);
         assert_ne!(before.epoch(), rebuilt.epoch());
-        assert_eq!(rebuilt.index_of(&key("a")), Some(1), "matched by key instead");
+        assert_eq!(
+            rebuilt.index_of(&key("a")),
+            Some(1),
+            "matched by key instead"
+        );
     }
 
     #[tokio::test]
