@@ -4,15 +4,29 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use wasmond::cli::logging::{self, LogFormat};
 use wasmond::cli::module_run::{ModuleRunArgs, module_run};
 use wasmond::cli::{check, run};
 
 #[derive(Debug, Parser)]
-#[command(name = "wasmond", version, about = "A gmond-compatible metric daemon with WebAssembly modules")]
+#[command(
+    name = "wasmond",
+    version,
+    about = "A gmond-compatible metric daemon with WebAssembly modules"
+)]
 struct Cli {
     /// Without a command, `run` on the bundled default config.
     #[command(subcommand)]
     command: Option<Command>,
+    /// Log lines as text (coloured only on a terminal) or as JSON objects, on stderr.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        value_name = "FORMAT",
+        default_value_t
+    )]
+    log_format: LogFormat,
 }
 
 #[derive(Debug, Subcommand)]
@@ -35,15 +49,20 @@ enum ModuleCommand {
 }
 
 fn main() -> ExitCode {
-    let command = Cli::parse().command.unwrap_or_else(|| Command::Run(run::RunArgs::default()));
+    let cli = Cli::parse();
+    let command = cli
+        .command
+        .unwrap_or_else(|| Command::Run(run::RunArgs::default()));
     // `run` sets its log level from the config's debug_level.
     if !matches!(command, Command::Run(_)) {
-        init_logging();
+        logging::init(cli.log_format, "info");
     }
     let result = match command {
-        Command::Run(args) => run::run(args),
+        Command::Run(args) => run::run(args, cli.log_format),
         Command::Check(args) => check::check(args),
-        Command::Module { command: ModuleCommand::Run(args) } => module_run(args),
+        Command::Module {
+            command: ModuleCommand::Run(args),
+        } => module_run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -52,11 +71,4 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Logs go to stderr; `RUST_LOG` filters them (default: info).
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }

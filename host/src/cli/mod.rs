@@ -1,5 +1,6 @@
 //! `wasmond` subcommands other than the daemon itself.
 
-pub mod module_run;
 pub mod check;
+pub mod logging;
+pub mod module_run;
 pub mod run;

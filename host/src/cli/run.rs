@@ -2,13 +2,15 @@
 //!
 //! The log level follows gmond's `debug_level` (from the config, or `-d`, which wins):
 //! 0 logs errors, warnings and the daemon's milestones (info), 1 adds debug lines, 2 and
-//! more trace. `RUST_LOG`, when set, overrides both.
+//! more trace. `RUST_LOG`, when set, overrides both. `--log-format` picks text or JSON
+//! lines ([`logging`]).
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
+use crate::cli::logging::{self, LogFormat};
 use crate::daemon::{self, ConfigSource};
 
 #[derive(Debug, Default, clap::Args)]
@@ -21,12 +23,13 @@ pub struct RunArgs {
     pub debug: Option<u32>,
 }
 
-pub fn run(args: RunArgs) -> anyhow::Result<()> {
+pub fn run(args: RunArgs, log_format: LogFormat) -> anyhow::Result<()> {
     let source = ConfigSource::new(args.config);
     let loaded = source
         .load()
         .with_context(|| format!("{}: the configuration has errors", source.describe()))?;
-    init_logging(args.debug.unwrap_or(loaded.config.globals.debug_level));
+    let debug_level = args.debug.unwrap_or(loaded.config.globals.debug_level);
+    logging::init(log_format, level_filter(debug_level));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("wasmond")
@@ -42,14 +45,4 @@ pub fn level_filter(debug_level: u32) -> &'static str {
         1 => "debug",
         _ => "trace",
     }
-}
-
-fn init_logging(debug_level: u32) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level_filter(debug_level)));
-    // A subscriber already set (a test harness) keeps logging where it does.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
 }
