@@ -27,13 +27,13 @@ use tracing::{debug, error, info, warn};
 
 use super::backoff::Backoff;
 use super::driver::ModuleDriver;
-use super::host_module::{Accounts, HOST_MODULE, HOST_PREFIX, HostFacts, HostModule};
+use super::host_module::{
+    Accounts, HOST_MODULE, HOST_PREFIX, HostFacts, HostModule, accounting_selectors,
+};
 use super::names::{ClaimError, MetricOwners};
 use super::ratelimit::{LOG_WINDOW, RateLimiter};
 use super::schedule::GroupState;
-use super::select::{
-    Collect, EntrySpec, GroupSelection, GroupSpec, MetricKey, Selector, select_group,
-};
+use super::select::{Collect, EntrySpec, GroupSelection, GroupSpec, MetricKey, select_group};
 use super::worker::{
     Account, Collected, Job, ModuleId, Refused, Report, ReportKind, Slice, Worker,
 };
@@ -986,17 +986,20 @@ impl ModuleSlot {
     }
 }
 
-/// The accounting metrics' group: `name_match = "^wasmond_"`, collected every 20 s, sent
-/// at least every minute.
+/// The accounting metrics' group: the `wasmond_` metrics with their titles, collected
+/// every 20 s, sent at least every minute.
 fn accounting_group() -> GroupSpec {
-    let selector = Selector::name_match(&format!("^{HOST_PREFIX}"), None).expect("a valid pattern");
+    let entries = accounting_selectors()
+        .into_iter()
+        .map(|selector| EntrySpec {
+            selector,
+            value_threshold: None,
+        })
+        .collect();
     GroupSpec {
         collect: Collect::Every(ACCOUNTING_EVERY),
         time_threshold: ACCOUNTING_THRESHOLD,
-        entries: vec![EntrySpec {
-            selector,
-            value_threshold: None,
-        }],
+        entries,
     }
 }
 

@@ -6,10 +6,12 @@
 //!   described exactly as gmond's core module describes them, so gmond's stock
 //!   collection groups select them unchanged.
 //! - For every configured module `M` (its name with any character a metric name may not
-//!   have replaced by `_`): `wasmond_M_calls`, `_errors`, `_traps` (counts, slope
-//!   positive, so gmetad graphs them as rates), `_fuel` (fuel burnt), `_busy` (seconds
-//!   spent in the module's calls; as a rate, the share of a CPU it takes) and `_memory`
-//!   (its largest linear memory, bytes), all in metric group `wasmond`.
+//!   have replaced by `_`): `wasmond_M_calls`, `_errors`, `_traps`, `_fuel` (fuel
+//!   burnt) and `_busy` (microseconds spent in the module's calls) — whole counts,
+//!   slope positive, so gmetad stores them as RRD COUNTERs and ganglia-web graphs their
+//!   rates, in units such as `calls/s` — and `_memory` (its largest linear memory,
+//!   bytes), all in metric group `wasmond`, each with a title (`Module M calls`, given
+//!   by the built-in group's [`accounting_selectors`]) and a description.
 //!
 //! Module authors may not publish names starting with [`HOST_PREFIX`].
 
@@ -18,6 +20,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::driver::{Failure, ModuleDriver};
+use super::select::Selector;
 use super::worker::Account;
 use crate::metric::{MetricDescriptor, MetricValue, Slope, ValueType};
 
@@ -38,45 +41,85 @@ pub struct HostFacts {
     pub location: String,
 }
 
-/// The accounting counters, as metric-name suffixes.
-const COUNTERS: [(&str, &str, Slope, &str); 6] = [
-    (
-        "calls",
-        "calls",
-        Slope::Positive,
-        "Calls into the module (init, handler, cleanup)",
-    ),
-    (
-        "errors",
-        "errors",
-        Slope::Positive,
-        "Calls that returned an error or an invalid value",
-    ),
-    (
-        "traps",
-        "traps",
-        Slope::Positive,
-        "Calls stopped by a trap: fuel, deadline, memory or crash",
-    ),
-    (
-        "fuel",
-        "fuel",
-        Slope::Positive,
-        "Fuel burnt by the module (about one unit per wasm instruction)",
-    ),
-    (
-        "busy",
-        "s",
-        Slope::Positive,
-        "Seconds spent in the module's calls",
-    ),
-    (
-        "memory",
-        "bytes",
-        Slope::Both,
-        "Largest linear memory the module has had",
-    ),
+/// One accounting metric of every module: `wasmond_<module>_<suffix>`.
+struct Counter {
+    suffix: &'static str,
+    /// gmetad keeps a metric of slope `positive` as an RRD COUNTER, which graphs its rate:
+    /// such metrics count up in whole units (rrdtool takes only integers for a COUNTER)
+    /// and their units name the rate.
+    slope: Slope,
+    units: &'static str,
+    /// ganglia-web's graph title, after the module's name.
+    title: &'static str,
+    description: &'static str,
+    read: fn(&Account) -> f64,
+}
+
+/// The accounting metrics, in the order each module declares them.
+const COUNTERS: [Counter; 6] = [
+    Counter {
+        suffix: "calls",
+        slope: Slope::Positive,
+        units: "calls/s",
+        title: "calls",
+        description: "Calls into the module (init, handler, cleanup), counted since the daemon started",
+        read: |account| account.calls as f64,
+    },
+    Counter {
+        suffix: "errors",
+        slope: Slope::Positive,
+        units: "errors/s",
+        title: "errors",
+        description: "Calls that returned an error or an invalid value, counted since the daemon started",
+        read: |account| account.errors as f64,
+    },
+    Counter {
+        suffix: "traps",
+        slope: Slope::Positive,
+        units: "traps/s",
+        title: "traps",
+        description: "Calls stopped by a trap (fuel, deadline, memory or crash), counted since the daemon started",
+        read: |account| account.traps as f64,
+    },
+    Counter {
+        suffix: "fuel",
+        slope: Slope::Positive,
+        units: "fuel/s",
+        title: "fuel burnt",
+        description: "Fuel burnt by the module (about one unit per wasm instruction), counted since the daemon started",
+        read: |account| account.usage.fuel as f64,
+    },
+    Counter {
+        suffix: "busy",
+        slope: Slope::Positive,
+        units: "us/s",
+        title: "time in calls",
+        description: "Microseconds spent in the module's calls (wall clock), counted since the daemon started; as a rate, 1000000 us/s is one thread kept busy",
+        // Whole microseconds: calls take tens of microseconds, so whole seconds would
+        // print 0 for hours.
+        read: |account| account.busy.as_micros() as f64,
+    },
+    Counter {
+        suffix: "memory",
+        slope: Slope::Both,
+        units: "bytes",
+        title: "peak memory",
+        description: "Largest linear memory the module has had",
+        read: |account| account.usage.peak_memory_bytes as f64,
+    },
 ];
+
+/// The built-in accounting group's entries: each accounting metric with its title
+/// (`Module <module> calls`, ...), then any other `wasmond_` metric under its name.
+pub fn accounting_selectors() -> Vec<Selector> {
+    let titled = COUNTERS.iter().map(|counter| {
+        let pattern = format!("^{HOST_PREFIX}(.+)_{}$", counter.suffix);
+        let title = format!("Module \\1 {}", counter.title);
+        Selector::name_match(&pattern, Some(&title)).expect("a valid pattern and title")
+    });
+    let rest = Selector::name_match(&format!("^{HOST_PREFIX}"), None).expect("a valid pattern");
+    titled.chain(std::iter::once(rest)).collect()
+}
 
 /// The host module's driver: runs inline in the scheduler and only reads counters.
 pub struct HostModule {
@@ -110,16 +153,8 @@ impl HostModule {
             .get(module)
             .copied()
             .unwrap_or_default();
-        let value = match counter {
-            "calls" => account.calls as f64,
-            "errors" => account.errors as f64,
-            "traps" => account.traps as f64,
-            "fuel" => account.usage.fuel as f64,
-            "busy" => account.busy.as_secs_f64(),
-            "memory" => account.usage.peak_memory_bytes as f64,
-            _ => return None,
-        };
-        Some(MetricValue::Double(value))
+        let counter = COUNTERS.iter().find(|c| c.suffix == counter)?;
+        Some(MetricValue::Double((counter.read)(&account)))
     }
 }
 
@@ -127,15 +162,16 @@ impl ModuleDriver for HostModule {
     fn start(&mut self) -> Result<Vec<MetricDescriptor>, Failure> {
         let mut metrics = vec![heartbeat(), location()];
         for module in &self.modules {
-            for (suffix, units, slope, description) in COUNTERS {
+            for counter in &COUNTERS {
                 metrics.push(MetricDescriptor {
-                    name: format!("{HOST_PREFIX}{}_{suffix}", metric_safe(module)),
+                    name: format!("{HOST_PREFIX}{}_{}", metric_safe(module), counter.suffix),
                     value_type: ValueType::Double,
-                    units: units.into(),
-                    slope,
+                    units: counter.units.into(),
+                    slope: counter.slope,
+                    // Every value is a whole number.
                     format: "%.0f".into(),
                     time_max: 60,
-                    description: format!("{description}: module {module}"),
+                    description: format!("Module {module}: {}", counter.description),
                     groups: vec![HOST_MODULE.into()],
                     extra: Vec::new(),
                 });
@@ -299,7 +335,8 @@ mod tests {
         );
         assert_eq!(
             module.handle("wasmond_cpu_busy"),
-            Ok(MetricValue::Double(1.5))
+            Ok(MetricValue::Double(1_500_000.0)),
+            "whole microseconds"
         );
         assert!(module.handle("wasmond_cpu_nothing").is_err());
         assert!(module.handle("wasmond_gpu_calls").is_err());

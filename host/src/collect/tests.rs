@@ -618,6 +618,51 @@ async fn accounting_metrics_are_published_by_the_builtin_group() {
     h.stop().await;
 }
 
+/// What ganglia-web shows of the accounting metrics, read from the XML the store serves:
+/// a title and a description each, rate units for the counters gmetad stores as RRD
+/// COUNTERs (slope positive), and whole numbers (rrdtool takes no fraction for a COUNTER).
+#[tokio::test(start_paused = true)]
+async fn accounting_metrics_have_titles_descriptions_and_rate_units_in_the_xml() {
+    let mut h = harness(vec![], vec![module("m", &["a"])], &[("a", 1.0)]);
+    h.sends.recv().await.unwrap();
+    let xml = String::from_utf8(h.store.render_xml(std::time::SystemTime::now())).unwrap();
+    let expected = [
+        ("calls", "calls/s", "positive", "Module m calls"),
+        ("errors", "errors/s", "positive", "Module m errors"),
+        ("traps", "traps/s", "positive", "Module m traps"),
+        ("fuel", "fuel/s", "positive", "Module m fuel burnt"),
+        ("busy", "us/s", "positive", "Module m time in calls"),
+        ("memory", "bytes", "both", "Module m peak memory"),
+    ];
+    for (suffix, units, slope, title) in expected {
+        let name = format!("wasmond_m_{suffix}");
+        let start = xml
+            .find(&format!("<METRIC NAME=\"{name}\""))
+            .unwrap_or_else(|| panic!("{name} not in\n{xml}"));
+        let element = &xml[start..start + xml[start..].find("</METRIC>").unwrap()];
+        let attr = |key: &str| {
+            let from = element
+                .find(&format!(" {key}=\""))
+                .unwrap_or_else(|| panic!("{key}: {element}"));
+            let value = &element[from + key.len() + 3..];
+            value[..value.find('"').unwrap()].to_string()
+        };
+        assert_eq!(attr("UNITS"), units, "{element}");
+        assert_eq!(attr("SLOPE"), slope, "{element}");
+        assert!(
+            attr("VAL").parse::<u64>().is_ok(),
+            "a whole number: {element}"
+        );
+        assert!(
+            element.contains(&format!("<EXTRA_ELEMENT NAME=\"TITLE\" VAL=\"{title}\"/>")),
+            "{element}"
+        );
+        let desc = "<EXTRA_ELEMENT NAME=\"DESC\" VAL=\"Module m: ";
+        assert!(element.contains(desc), "{element}");
+    }
+    h.stop().await;
+}
+
 /// Blocks in its first call until the test ends: a module no deadline can stop.
 struct Wedged;
 
@@ -695,8 +740,13 @@ async fn a_wedged_module_is_skipped_and_abandoned_at_shutdown_within_its_bound()
 /// of the last groups at start-up, when every group is due at once.
 #[tokio::test]
 async fn a_threaded_module_in_many_groups_has_every_group_collected_at_start() {
-    const METRICS: [&str; 12] = ["g0", "g1", "g2", "g3", "g4", "g5", "g6", "g7", "g8", "g9", "g10", "g11"];
-    let groups = METRICS.iter().map(|name| every(60, 3600, vec![by_name(name, None)])).collect();
+    const METRICS: [&str; 12] = [
+        "g0", "g1", "g2", "g3", "g4", "g5", "g6", "g7", "g8", "g9", "g10", "g11",
+    ];
+    let groups = METRICS
+        .iter()
+        .map(|name| every(60, 3600, vec![by_name(name, None)]))
+        .collect();
     let values: Vec<(&str, f64)> = METRICS.iter().map(|name| (*name, 1.0)).collect();
     let mut def = module("m", &METRICS);
     def.threaded = true;
