@@ -32,8 +32,8 @@ use wasmond::config::SandboxConfig;
 use wasmond::runtime::{Runtime, RuntimeConfig, Sandbox};
 use wasmond::store::{ClusterInfo, Store, StoreConfig};
 
-/// The `bench` guest as host/build.rs builds it (looked up by path rather than through
-/// `wasmond::guests`, whose constants only list the guests present at the last build).
+/// The `bench` guest as test-guests/build.rs builds it (looked up by path rather than through
+/// `wasmond_test_guests`, whose constants only list the guests present at the last build).
 const BENCH_WASM: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../target/guests/wasm32-wasip2/release/bench.wasm"

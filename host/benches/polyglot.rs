@@ -68,7 +68,7 @@ fn subjects() -> Vec<Subject> {
     let mut subjects = vec![
         Subject {
             language: "Rust (example)",
-            wasm: PathBuf::from(wasmond::guests::EXAMPLE),
+            wasm: PathBuf::from(wasmond_test_guests::EXAMPLE),
             params: vec![],
             read_only_dirs: vec![],
             metric: "example_double".into(),

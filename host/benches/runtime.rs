@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use wasmond::guests;
 use wasmond::runtime::{Runtime, RuntimeConfig, Sandbox};
+use wasmond_test_guests as guests;
 
 fn runtime(cache_dir: Option<&Path>) -> Runtime {
     let config = RuntimeConfig {

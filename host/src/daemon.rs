@@ -6,6 +6,13 @@
 //! listeners; the sender ends after the last values. The whole is bounded by
 //! [`SHUTDOWN_BUDGET`], whatever a module does in its cleanup.
 //!
+//! Modules are looked for, after the places the configuration names, in the installed
+//! module directory ([`INSTALLED_MODULE_DIR`], or `$WASMOND_MODULE_DIR`), then among the
+//! modules built into the binary ([`crate::bundled`]); never in the build tree.
+//!
+//! Under systemd (`Type=notify`, `$NOTIFY_SOCKET`) the daemon says READY=1 once its
+//! sockets serve, RELOADING=1 then READY=1 around a reload, and STOPPING=1.
+//!
 //! Reload re-reads the same configuration source. A configuration with errors is refused
 //! with every error logged, and the running one carries on. Modules are reconciled by
 //! the engine (added, removed, restarted when their `.wasm` or settings changed);
@@ -13,6 +20,7 @@
 //! need a restart, which the log says.
 
 use std::net::SocketAddr;
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -40,12 +48,14 @@ const NETWORK_BUDGET: Duration = Duration::from_secs(3);
 pub const BUNDLED_CONFIG: &str = include_str!("../../conf.d/wasmond.conf");
 /// The name the bundled configuration goes by in messages.
 pub const BUNDLED_CONFIG_NAME: &str = "<bundled>/wasmond.conf";
+/// Where a package installs modules (Debian's `wasmond` puts `core_metrics.wasm` here).
+pub const INSTALLED_MODULE_DIR: &str = "/usr/lib/wasmond/modules";
 
 /// Where the configuration comes from; a reload reads the same place again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfigSource {
     File(PathBuf),
-    /// The bundled default; its modules are found in [`default_module_dir`].
+    /// The bundled default; its `core_metrics.wasm` is the bundled one.
     Bundled,
 }
 
@@ -56,14 +66,13 @@ impl ConfigSource {
 
     pub fn load(&self) -> Result<Loaded, ConfigErrors> {
         let options = LoadOptions {
-            module_dir: default_module_dir(),
+            module_dirs: default_module_dirs(),
         };
-        match self {
-            ConfigSource::File(path) => config::load_with(path, &options, &RealFs),
-            ConfigSource::Bundled => {
-                config::load_with(Path::new(BUNDLED_CONFIG_NAME), &options, &Bundled)
-            }
-        }
+        let path = match self {
+            ConfigSource::File(path) => path.as_path(),
+            ConfigSource::Bundled => Path::new(BUNDLED_CONFIG_NAME),
+        };
+        config::load_with(path, &options, &WithBundled)
     }
 
     pub fn describe(&self) -> String {
@@ -74,21 +83,20 @@ impl ConfigSource {
     }
 }
 
-/// Where modules are looked for last: `$WASMOND_MODULE_DIR`, else the directory the
-/// build put the bundled guests in.
-pub fn default_module_dir() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("WASMOND_MODULE_DIR") {
-        return Some(PathBuf::from(dir));
-    }
-    Path::new(crate::guests::CORE_METRICS)
-        .parent()
-        .map(Path::to_path_buf)
+/// Where modules are looked for after the places the configuration names: the
+/// installed module directory (`$WASMOND_MODULE_DIR` instead, when set), then the
+/// modules built into the binary.
+pub fn default_module_dirs() -> Vec<PathBuf> {
+    let installed = std::env::var_os("WASMOND_MODULE_DIR")
+        .map_or_else(|| PathBuf::from(INSTALLED_MODULE_DIR), PathBuf::from);
+    vec![installed, PathBuf::from(crate::bundled::DIR)]
 }
 
-/// The real file system, plus the bundled configuration at its made-up path.
-struct Bundled;
+/// The real file system, plus the bundled configuration and modules at their made-up
+/// paths.
+struct WithBundled;
 
-impl FileSource for Bundled {
+impl FileSource for WithBundled {
     fn read(&self, path: &Path) -> std::io::Result<String> {
         if path == Path::new(BUNDLED_CONFIG_NAME) {
             Ok(BUNDLED_CONFIG.to_string())
@@ -100,7 +108,9 @@ impl FileSource for Bundled {
         RealFs.glob(pattern)
     }
     fn is_file(&self, path: &Path) -> bool {
-        path == Path::new(BUNDLED_CONFIG_NAME) || RealFs.is_file(path)
+        path == Path::new(BUNDLED_CONFIG_NAME)
+            || crate::bundled::bytes(path).is_some()
+            || RealFs.is_file(path)
     }
     fn identity(&self, path: &Path) -> PathBuf {
         if path == Path::new(BUNDLED_CONFIG_NAME) {
@@ -167,6 +177,7 @@ pub async fn run(
         });
     }
     info!(config = %source.describe(), "wasmond running");
+    notify("READY=1");
     if let Some(started) = started {
         let handles = Started {
             engine: engine.clone(),
@@ -183,14 +194,40 @@ pub async fn run(
             () = stop.cancelled() => { info!("stop requested: shutting down"); break }
             _ = hangup.recv() => {
                 info!("SIGHUP: reloading {}", source.describe());
+                notify("RELOADING=1");
                 if let Some(new) = reload(&source, &config, &runtime, &facts, &identity, &engine, &store) {
                     config = new;
                 }
+                notify("READY=1");
             }
         }
     }
+    notify("STOPPING=1");
     shut_down(engine_stop, engine_task, network_stop, network).await;
     Ok(())
+}
+
+/// Tells the service manager what the daemon is doing, when one asked (systemd's
+/// `Type=notify` sets `$NOTIFY_SOCKET`: a datagram socket, its path or `@` and an
+/// abstract name). Failing to tell is logged, never fatal.
+fn notify(state: &str) {
+    let Some(socket) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let sent = UnixDatagram::unbound().and_then(|datagram| {
+        use std::os::unix::ffi::OsStrExt;
+        let address = match socket.as_bytes().strip_prefix(b"@") {
+            Some(name) => {
+                use std::os::linux::net::SocketAddrExt;
+                std::os::unix::net::SocketAddr::from_abstract_name(name)?
+            }
+            None => std::os::unix::net::SocketAddr::from_pathname(&socket)?,
+        };
+        datagram.send_to_addr(state.as_bytes(), &address)
+    });
+    if let Err(error) = sent {
+        warn!("cannot notify the service manager ({socket:?}) of {state}: {error}");
+    }
 }
 
 async fn shut_down(
@@ -385,7 +422,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bundled_config_loads_and_finds_its_module() {
+    fn bundled_config_loads_the_bundled_core_metrics() {
         let loaded = ConfigSource::Bundled
             .load()
             .unwrap_or_else(|errors| panic!("{errors}"));
@@ -395,10 +432,9 @@ mod tests {
             .iter()
             .find(|m| m.name == "core_metrics")
             .expect("core_metrics");
-        assert!(
-            core.wasm_path().is_some_and(Path::exists),
-            "{:?}",
-            core.source
+        assert_eq!(
+            core.wasm_path(),
+            Some(crate::bundled::path("core_metrics.wasm").as_path())
         );
         assert!(group_specs(&loaded.config).is_ok());
     }

@@ -5,6 +5,7 @@
 //! files, `runtime` hosts the modules under fuel, deadline and memory limits,
 //! and the wire formats carry the values to Ganglia peers.
 
+pub mod bundled;
 pub mod cli;
 pub mod collect;
 pub mod config;
@@ -14,9 +15,3 @@ pub mod net;
 pub mod runtime;
 pub mod store;
 pub mod wire;
-
-/// Paths of the Rust guest modules that `build.rs` built from `guest-modules/`:
-/// the bundled modules, and the test modules used by tests and benchmarks.
-pub mod guests {
-    include!(concat!(env!("OUT_DIR"), "/guests.rs"));
-}

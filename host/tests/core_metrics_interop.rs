@@ -261,7 +261,7 @@ fn start_module() -> (ModuleInstance, Vec<MetricDescriptor>) {
         grants,
         ..Sandbox::default()
     };
-    let wasm = Path::new(wasmond::guests::CORE_METRICS);
+    let wasm = Path::new(wasmond_test_guests::CORE_METRICS);
     let loaded = runtime
         .load("core_metrics", wasm, sandbox)
         .expect("load core_metrics.wasm");

@@ -17,7 +17,7 @@ fn core_metrics_unit_tests_pass_natively() {
     command
         .current_dir(root.join("guest-modules"))
         .args(["test", "--quiet", "-p", "core-metrics", "--target-dir"])
-        // Not target/guests: that one holds the wasm builds host/build.rs makes.
+        // Not target/guests: that one holds the wasm builds the build scripts make.
         .arg(root.join("target").join("guests-native"));
     // The outer cargo's settings are for the host's build, not this one.
     for var in [

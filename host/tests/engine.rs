@@ -21,9 +21,9 @@ use wasmond::collect::select::{Collect, EntrySpec, GroupSpec, Selector};
 use wasmond::collect::wasm::WasmDriver;
 use wasmond::collect::{EngineHandle, SendRequest};
 use wasmond::config::SandboxConfig;
-use wasmond::guests;
 use wasmond::runtime::{Runtime, RuntimeConfig};
 use wasmond::store::{ClusterInfo, Store, StoreConfig};
+use wasmond_test_guests as guests;
 
 /// How late a healthy module's values may be, next to a hostile module.
 const SCHEDULE_TOLERANCE: Duration = Duration::from_millis(50);

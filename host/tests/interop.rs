@@ -587,7 +587,7 @@ impl WasmondRun {
     /// `None` (after saying so) when the example guest was not built and toolchains are
     /// not required.
     fn start(peer: u16) -> Option<WasmondRun> {
-        let guest = wasmond::guests::EXAMPLE;
+        let guest = wasmond_test_guests::EXAMPLE;
         if !std::path::Path::new(guest).exists() {
             let message = format!("the example guest was not built ({guest})");
             assert!(

@@ -621,7 +621,7 @@ fn guest_code_unit_tests_pass_natively() {
 
 #[test]
 fn rust_example_module_runs_beside_the_others() {
-    let wasm = Path::new(wasmond::guests::EXAMPLE);
+    let wasm = Path::new(wasmond_test_guests::EXAMPLE);
     let loaded = runtime().load("example", wasm, Sandbox::default()).unwrap();
     let mut instance = loaded.start(vec![("step".into(), "3".into())]).unwrap();
     assert_eq!(

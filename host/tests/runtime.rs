@@ -8,13 +8,13 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
-use wasmond::guests;
 use wasmond::metric::{MetricValue, ValueType};
 use wasmond::runtime::limits::{LOG_BURST_LINES, MAX_DESCRIPTORS};
 use wasmond::runtime::{
     Callback, ErrorKind, Grants, InvalidOutput, LimitHit, Limits, LoadError, ModuleError,
     ModuleInstance, Runtime, RuntimeConfig, Sandbox,
 };
+use wasmond_test_guests as guests;
 
 /// A deadline short enough for tests, long enough to be measured on a busy machine.
 const TEST_DEADLINE: Duration = Duration::from_millis(500);

@@ -1,12 +1,15 @@
 //! wasmond as a service manager runs it (issue 13): the log lines it writes when stderr
 //! is a file or the journal (no colour codes), a terminal (colour) or a log collector
-//! (`--log-format json`).
+//! (`--log-format json`); systemd's readiness protocol (`Type=notify`); and a copy of
+//! the binary outside the build tree, which serves the host metrics it carries.
 //!
-//! Each test starts `wasmond run` on a config of its own (XML on a free loopback port,
-//! no modules), waits for its start-up line and stops it with SIGTERM.
+//! Each test starts `wasmond run` on a config of its own (XML on a free loopback port),
+//! waits for it to start and stops it with SIGTERM.
 
 use std::io::Read;
+use std::net::{Ipv4Addr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -34,14 +37,39 @@ impl Drop for TempDir {
     }
 }
 
+/// A port free on 127.0.0.1 for both TCP and UDP (gmond serves both on one number).
 fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().unwrap().port()
+    loop {
+        let tcp = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind tcp");
+        let port = tcp.local_addr().unwrap().port();
+        if UdpSocket::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// The XML document served on `port`.
+fn fetch_xml(port: u16) -> std::io::Result<String> {
+    let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut bytes = Vec::new();
+    stream.read_to_end(&mut bytes)?;
+    Ok(bytes.iter().map(|&byte| char::from(byte)).collect())
+}
+
+/// Sends `signal` to the child (by its pid).
+fn signal(child: &Child, signal: libc::c_int) {
+    let pid = libc::pid_t::try_from(child.id()).expect("pid");
+    // SAFETY: kill(2) on our own child, not yet reaped.
+    unsafe { libc::kill(pid, signal) };
 }
 
 /// A config that serves XML on a free loopback port and runs no module.
 fn write_config(dir: &Path) -> PathBuf {
-    let port = free_port();
+    write_config_on(dir, free_port())
+}
+
+fn write_config_on(dir: &Path, port: u16) -> PathBuf {
     let path = dir.join("wasmond.conf");
     let text = format!(
         "globals {{\n  daemonize = no\n  debug_level = 0\n}}\n\
@@ -53,9 +81,7 @@ fn write_config(dir: &Path) -> PathBuf {
 
 /// Stops the daemon with SIGTERM (by its pid) and waits for it.
 fn terminate(child: &mut Child) {
-    let pid = libc::pid_t::try_from(child.id()).expect("pid");
-    // SAFETY: kill(2) on our own child, not yet reaped.
-    unsafe { libc::kill(pid, libc::SIGTERM) };
+    signal(child, libc::SIGTERM);
     let status = child.wait().expect("wait for wasmond");
     assert!(status.success(), "wasmond exited with {status}");
 }
@@ -204,4 +230,98 @@ fn open_pty() -> (std::fs::File, OwnedFd) {
             OwnedFd::from_raw_fd(slave),
         )
     }
+}
+
+/// `Type=notify`: READY=1 once the XML is served, RELOADING=1 then READY=1 around a
+/// SIGHUP, STOPPING=1 on SIGTERM.
+#[test]
+fn tells_systemd_when_it_is_ready_reloading_and_stopping() {
+    let dir = TempDir::new("notify");
+    let port = free_port();
+    let config = write_config_on(&dir.0, port);
+    let socket_path = dir.0.join("notify");
+    let socket = UnixDatagram::bind(&socket_path).expect("bind the notify socket");
+    socket.set_read_timeout(Some(START_TIMEOUT)).unwrap();
+    let next = || {
+        let mut buffer = [0u8; 256];
+        let n = socket.recv(&mut buffer).expect("a notification");
+        String::from_utf8_lossy(&buffer[..n]).into_owned()
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wasmond"))
+        .args(["run", "-c"])
+        .arg(&config)
+        .env("NOTIFY_SOCKET", &socket_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start wasmond");
+    assert_eq!(next(), "READY=1");
+    let xml = fetch_xml(port).expect("the XML is served once ready");
+    assert!(xml.contains("</GANGLIA_XML>"), "{xml}");
+    signal(&child, libc::SIGHUP);
+    assert_eq!(next(), "RELOADING=1");
+    assert_eq!(next(), "READY=1");
+    signal(&child, libc::SIGTERM);
+    assert_eq!(next(), "STOPPING=1");
+    assert!(child.wait().unwrap().success());
+}
+
+/// A copy of the binary outside the build tree, with no module directory holding a
+/// `.wasm`, on Debian's stock gmond.conf (moved to loopback, in the foreground): the
+/// stock config names only gmond's C modules, and the copy serves their host metrics
+/// from the `core_metrics.wasm` it carries.
+#[test]
+fn a_copied_binary_serves_the_core_metrics_it_carries() {
+    let dir = TempDir::new("copied");
+    let binary = dir.0.join("wasmond");
+    std::fs::copy(env!("CARGO_BIN_EXE_wasmond"), &binary).expect("copy the binary");
+    let empty = dir.0.join("modules");
+    std::fs::create_dir(&empty).unwrap();
+    let port = free_port();
+    let stock = include_str!("data/gmond-stock-loopback.conf")
+        .replace("8749", &port.to_string())
+        .replace("daemonize = yes", "daemonize = no")
+        .replace("setuid = yes", "setuid = no")
+        .replace("include ('/etc/ganglia/conf.d/*.conf')", "");
+    let config = dir.0.join("gmond.conf");
+    std::fs::write(&config, stock).unwrap();
+    let log = dir.0.join("stderr");
+    let mut child = Command::new(&binary)
+        .args(["run", "-c"])
+        .arg(&config)
+        .current_dir(&dir.0)
+        .env("WASMOND_MODULE_DIR", &empty)
+        .env("XDG_CACHE_HOME", dir.0.join("cache"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("start the copied wasmond");
+    let wanted = ["cpu_num", "mem_total", "load_one", "os_name", "boottime"];
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        let xml = fetch_xml(port).unwrap_or_default();
+        let missing: Vec<&str> = wanted
+            .iter()
+            .copied()
+            .filter(|name| !xml.contains(&format!("<METRIC NAME=\"{name}\"")))
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "wasmond exited ({status}):\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{missing:?} not served in {START_TIMEOUT:?}:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    terminate(&mut child);
 }

@@ -152,7 +152,7 @@ fn module_spec(module: &ModuleConfig, path: &Path, runtime: &Runtime) -> ModuleS
 /// The `.wasm`'s SHA-256 (or why it cannot be read) and every setting the module runs
 /// with: a reload restarts the module when this changes.
 pub fn fingerprint(module: &ModuleConfig, path: &Path, sandbox: &Sandbox) -> String {
-    let mut text = match std::fs::read(path) {
+    let mut text = match crate::bundled::read(path) {
         Ok(bytes) => hex::encode(Sha256::digest(&bytes)),
         Err(err) => format!("unreadable: {err}"),
     };

@@ -111,7 +111,7 @@ fn module_dirs(globals: &Globals, options: &LoadOptions) -> Vec<std::path::PathB
     globals
         .module_dir
         .iter()
-        .chain(options.module_dir.iter())
+        .chain(options.module_dirs.iter())
         .cloned()
         .collect()
 }

@@ -45,9 +45,10 @@ pub use sandbox::{EnvGrant, SandboxConfig};
 /// Choices the caller makes, not the config file.
 #[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
-    /// A directory searched for modules after the declaring file's directory and
-    /// `globals { module_dir }` (e.g. the install's default module directory).
-    pub module_dir: Option<PathBuf>,
+    /// Directories searched for modules, in order, after the declaring file's
+    /// directory and `globals { module_dir }` (the install's module directory, then
+    /// the bundled modules').
+    pub module_dirs: Vec<PathBuf>,
 }
 
 /// A valid configuration and what the user should know about it.

@@ -251,15 +251,20 @@ fn read_component(wasm: &Path) -> Result<Vec<u8>, LoadError> {
         path: wasm.to_path_buf(),
         source,
     };
-    let len = std::fs::metadata(wasm).map_err(read_error)?.len();
-    if len > MAX_WASM_FILE_BYTES {
-        return Err(LoadError::TooLarge {
-            path: wasm.to_path_buf(),
-            len,
-            max: MAX_WASM_FILE_BYTES,
-        });
-    }
-    let bytes = std::fs::read(wasm).map_err(read_error)?;
+    let bytes = match crate::bundled::bytes(wasm) {
+        Some(bundled) => bundled.to_vec(),
+        None => {
+            let len = std::fs::metadata(wasm).map_err(read_error)?.len();
+            if len > MAX_WASM_FILE_BYTES {
+                return Err(LoadError::TooLarge {
+                    path: wasm.to_path_buf(),
+                    len,
+                    max: MAX_WASM_FILE_BYTES,
+                });
+            }
+            std::fs::read(wasm).map_err(read_error)?
+        }
+    };
     const CORE_VERSION: [u8; 4] = [1, 0, 0, 0];
     const COMPONENT_VERSION: [u8; 4] = [0x0d, 0, 1, 0];
     match (bytes.get(..4), bytes.get(4..8)) {
