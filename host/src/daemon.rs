@@ -97,11 +97,11 @@ pub fn default_module_dirs() -> Vec<PathBuf> {
 struct WithBundled;
 
 impl FileSource for WithBundled {
-    fn read(&self, path: &Path) -> std::io::Result<String> {
+    fn read(&self, path: &Path, max_bytes: u64) -> std::io::Result<String> {
         if path == Path::new(BUNDLED_CONFIG_NAME) {
             Ok(BUNDLED_CONFIG.to_string())
         } else {
-            RealFs.read(path)
+            RealFs.read(path, max_bytes)
         }
     }
     fn glob(&self, pattern: &str) -> Result<Vec<PathBuf>, String> {

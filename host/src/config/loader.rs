@@ -5,6 +5,12 @@
 //! directory (gmond takes them from its working directory, which made them
 //! useless). File access goes through `FileSource` so that tests and the fuzz
 //! target run without touching the disk.
+//!
+//! Only regular files are read, and never with a blocking open: an include of a
+//! FIFO, a device (`/dev/zero`) or a directory is an error at the include. Each file
+//! is capped at [`MAX_FILE_BYTES`], all files together at [`MAX_TOTAL_BYTES`] and
+//! [`MAX_FILES`]; a count or total cap skips the include that crosses it (a warning
+//! at that include) and the rest of the configuration is used.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -15,7 +21,9 @@ use super::raw::{Item, Scalar, parse_partial};
 
 /// How the loader reaches files.
 pub trait FileSource {
-    fn read(&self, path: &Path) -> io::Result<String>;
+    /// The text of a regular file of at most `max_bytes` bytes; anything else (a FIFO,
+    /// a device, a directory, a longer file) is an error, found without blocking.
+    fn read(&self, path: &Path, max_bytes: u64) -> io::Result<String>;
     /// The files matching a glob pattern, sorted by path.
     fn glob(&self, pattern: &str) -> Result<Vec<PathBuf>, String>;
     fn is_file(&self, path: &Path) -> bool;
@@ -27,8 +35,45 @@ pub trait FileSource {
 pub struct RealFs;
 
 impl FileSource for RealFs {
-    fn read(&self, path: &Path) -> io::Result<String> {
-        std::fs::read_to_string(path)
+    fn read(&self, path: &Path, max_bytes: u64) -> io::Result<String> {
+        use std::io::Read;
+        use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+        // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
+        // The type is then taken from the open file (fstat), not from the path, so a
+        // file swapped between a check and the open cannot slip through.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)?;
+        let meta = file.metadata()?;
+        let kind = meta.file_type();
+        let not = |what: &str| {
+            Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{what}, not a regular file"),
+            ))
+        };
+        if kind.is_dir() {
+            return not("a directory");
+        } else if kind.is_fifo() {
+            return not("a FIFO");
+        } else if kind.is_char_device() || kind.is_block_device() {
+            return not("a device");
+        } else if kind.is_socket() {
+            return not("a socket");
+        } else if !kind.is_file() {
+            return not("not a plain file");
+        }
+        if meta.len() > max_bytes {
+            return Err(too_long(max_bytes));
+        }
+        // A regular file may still grow while it is read: read one byte past the cap.
+        let mut src = String::new();
+        file.take(max_bytes + 1).read_to_string(&mut src)?;
+        if src.len() as u64 > max_bytes {
+            return Err(too_long(max_bytes));
+        }
+        Ok(src)
     }
 
     fn glob(&self, pattern: &str) -> Result<Vec<PathBuf>, String> {
@@ -37,9 +82,11 @@ impl FileSource for RealFs {
             ..Default::default()
         };
         let paths = glob::glob_with(pattern, options).map_err(|e| e.to_string())?;
+        // Not only regular files: a FIFO or device matched is refused when it is read,
+        // with an error, rather than passed over in silence.
         let mut files: Vec<PathBuf> = paths
             .filter_map(Result::ok)
-            .filter(|p| p.is_file())
+            .filter(|p| !p.is_dir())
             .collect();
         files.sort();
         Ok(files)
@@ -54,12 +101,28 @@ impl FileSource for RealFs {
     }
 }
 
+/// The error for a file longer than `max_bytes`.
+pub fn too_long(max_bytes: u64) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("longer than {max_bytes} bytes, the most read of one configuration file"),
+    )
+}
+
 /// Deepest chain of includes followed; real configs use one level.
 const MAX_INCLUDE_DEPTH: usize = 16;
 
-/// Most files read for one configuration: a file may be included more than once,
-/// so without a cap a few files including each other twice would be read 2^16 times.
-const MAX_FILES: usize = 1000;
+/// Most files read for one configuration, at gmond's scale (it reads 10 000 includes).
+/// A file may be included more than once, so without a cap a few files including each
+/// other twice would be read 2^16 times.
+pub const MAX_FILES: usize = 10_000;
+
+/// Longest configuration file read: a stock gmond.conf is ~10 KB, a generated
+/// `.pyconf` with thousands of metrics well under 1 MB.
+pub const MAX_FILE_BYTES: u64 = 4 << 20;
+
+/// Most bytes read for one configuration, all files together.
+pub const MAX_TOTAL_BYTES: u64 = 64 << 20;
 
 /// The top-level items of the root file with every include spliced in place.
 pub struct Expanded {
@@ -77,7 +140,9 @@ struct Expander<'a> {
     /// Identities of the files being read, outermost first.
     stack: Vec<PathBuf>,
     syntax_errors: bool,
-    /// Whether `MAX_FILES` was reached.
+    /// Bytes read so far, all files together.
+    bytes: u64,
+    /// Whether a cap on all files together was reached.
     capped: bool,
 }
 
@@ -88,6 +153,7 @@ pub fn expand(root: &Path, fs: &dyn FileSource, diag: &mut Diagnostics) -> Expan
         files: Vec::new(),
         stack: Vec::new(),
         syntax_errors: false,
+        bytes: 0,
         capped: false,
     };
     let mut items = Vec::new();
@@ -135,17 +201,10 @@ impl Expander<'_> {
                 format!("includes nested deeper than {MAX_INCLUDE_DEPTH} files at `{origin}`");
             return diag.error(&at, ErrorKind::Include(message));
         }
-        if self.files.len() >= MAX_FILES {
-            // Said once: the includes past the cap are not read at all.
-            if !std::mem::replace(&mut self.capped, true) {
-                let message = format!(
-                    "more than {MAX_FILES} files included; not reading `{origin}` nor any later include"
-                );
-                diag.error(&at, ErrorKind::Include(message));
-            }
-            return;
+        if self.capped || self.files.len() >= MAX_FILES {
+            return self.cap_reached(&at, &format!("{MAX_FILES} files"), &origin, diag);
         }
-        let src = match self.fs.read(path) {
+        let src = match self.fs.read(path, MAX_FILE_BYTES) {
             Ok(src) => src,
             Err(e) => {
                 return diag.error(
@@ -157,6 +216,10 @@ impl Expander<'_> {
                 );
             }
         };
+        if self.bytes + src.len() as u64 > MAX_TOTAL_BYTES {
+            return self.cap_reached(&at, &format!("{MAX_TOTAL_BYTES} bytes"), &origin, diag);
+        }
+        self.bytes += src.len() as u64;
         self.files.push(path.to_path_buf());
         let (tree, mut errors) = parse_partial(&src, &origin);
         self.syntax_errors |= !errors.is_empty();
@@ -166,6 +229,18 @@ impl Expander<'_> {
             self.top_level_item(path, item, out, diag);
         }
         self.stack.pop();
+    }
+
+    /// A cap on all files together is reached at `origin`: that file and every later
+    /// include are not read. Not an error of the whole configuration: what was read is
+    /// used, and the include that crossed the cap is named, once.
+    fn cap_reached(&mut self, at: &Location, cap: &str, origin: &str, diag: &mut Diagnostics) {
+        if !std::mem::replace(&mut self.capped, true) {
+            let message = format!(
+                "not reading `{origin}` nor any later include: the configuration reached {cap}, the most wasmond reads"
+            );
+            diag.warn(at, message);
+        }
     }
 
     fn top_level_item(

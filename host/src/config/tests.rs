@@ -24,11 +24,15 @@ impl MemFs {
 }
 
 impl FileSource for MemFs {
-    fn read(&self, path: &Path) -> io::Result<String> {
-        self.files
+    fn read(&self, path: &Path, max_bytes: u64) -> io::Result<String> {
+        let src = self
+            .files
             .get(&self.identity(path))
-            .cloned()
-            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        if src.len() as u64 > max_bytes {
+            return Err(loader::too_long(max_bytes));
+        }
+        Ok(src.clone())
     }
 
     fn glob(&self, pattern: &str) -> Result<Vec<PathBuf>, String> {
@@ -594,22 +598,163 @@ fn sections_with_wrong_titles_and_misplaced_includes_are_errors() {
 #[test]
 fn repeated_includes_are_capped_instead_of_growing_exponentially() {
     let twice = |next: &str| format!("include ('{next}')\ninclude ('{next}')\n");
-    let names: Vec<String> = (0..14).map(|i| format!("/g/f{i}.conf")).collect();
+    let names: Vec<String> = (0..15).map(|i| format!("/g/f{i}.conf")).collect();
     let mut files: Vec<(String, String)> = names
         .windows(2)
         .map(|w| (w[0].clone(), twice(&w[1])))
         .collect();
-    files.push((names[13].clone(), String::new()));
+    files.push((names[14].clone(), String::new()));
     let borrowed: Vec<(&str, &str)> = files
         .iter()
         .map(|(p, s)| (p.as_str(), s.as_str()))
         .collect();
-    let errors = errors_of(&borrowed);
+    let loaded = load_mem(&borrowed).unwrap();
+    assert_eq!(loaded.files.len(), loader::MAX_FILES);
+    let warnings = warnings_of(&loaded);
+    assert_eq!(warnings.len(), 1, "said once: {warnings:?}");
     assert!(
-        errors
-            .iter()
-            .all(|e| e.contains("more than 1000 files included")),
-        "{errors:?}"
+        warnings[0].contains("nor any later include: the configuration reached 10000 files"),
+        "{warnings:?}"
+    );
+}
+
+/// A root including `n` pyconf files through one glob, each declaring a module.
+fn many_pyconfs(n: usize) -> Vec<(String, String)> {
+    let mut files = vec![(
+        "/g/gmond.conf".to_string(),
+        "include ('conf.d/*.pyconf')\nglobals { mute = yes }\n".to_string(),
+    )];
+    for i in 0..n {
+        let pyconf = format!("modules {{ module {{ name = \"m{i:05}\" language = \"wasm\" }} }}\n");
+        files.push((format!("/g/conf.d/m{i:05}.pyconf"), pyconf));
+        files.push((format!("/g/conf.d/m{i:05}.wasm"), String::new()));
+    }
+    files
+}
+
+fn load_owned(files: &[(String, String)]) -> Result<Loaded, ConfigErrors> {
+    let borrowed: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, s)| (p.as_str(), s.as_str()))
+        .collect();
+    load_mem(&borrowed)
+}
+
+#[test]
+fn a_thousand_included_files_are_read() {
+    let loaded = load_owned(&many_pyconfs(1000)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(loaded.files.len(), 1001);
+    assert_eq!(loaded.config.modules.len(), 1000);
+    assert!(loaded.config.globals.mute);
+}
+
+#[test]
+fn past_the_file_cap_the_include_is_skipped_and_the_rest_is_used() {
+    let mut files = many_pyconfs(10);
+    files.extend(
+        many_pyconfs(loader::MAX_FILES)
+            .into_iter()
+            .skip(1)
+            .map(|(p, s)| {
+                (
+                    p.replace("/g/conf.d/m", "/g/big.d/b"),
+                    s.replace("\"m", "\"b"),
+                )
+            }),
+    );
+    files[0].1 =
+        "include ('conf.d/*.pyconf')\ninclude ('big.d/*.pyconf')\nglobals { mute = yes }\n".into();
+    let loaded = load_owned(&files).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(loaded.files.len(), loader::MAX_FILES);
+    assert_eq!(loaded.config.modules.len(), loader::MAX_FILES - 1);
+    assert!(
+        loaded.config.globals.mute,
+        "the root's later statements are read"
+    );
+    let warnings = warnings_of(&loaded);
+    assert_eq!(
+        warnings,
+        [
+            "/g/gmond.conf:2:10: warning: not reading `/g/big.d/b09989.pyconf` nor any later include: the configuration reached 10000 files, the most wasmond reads"
+        ]
+    );
+}
+
+#[test]
+fn a_file_longer_than_its_cap_is_an_error_at_its_include() {
+    let long = "#".repeat(loader::MAX_FILE_BYTES as usize + 1);
+    let errors = errors_of(&[
+        ("/g/gmond.conf", "\n include ('big.conf')\n"),
+        ("/g/big.conf", &long),
+    ]);
+    assert_eq!(
+        errors,
+        [
+            "/g/gmond.conf:2:11: error: cannot read `/g/big.conf`: longer than 4194304 bytes, the most read of one configuration file"
+        ]
+    );
+}
+
+#[test]
+fn past_the_total_byte_cap_the_include_is_skipped() {
+    let chunk = "#".repeat(loader::MAX_FILE_BYTES as usize);
+    let count = (loader::MAX_TOTAL_BYTES / loader::MAX_FILE_BYTES) as usize + 1;
+    let mut files = vec![(
+        "/g/gmond.conf".to_string(),
+        "include ('d/*.conf')\n".to_string(),
+    )];
+    files.extend((0..count).map(|i| (format!("/g/d/{i:02}.conf"), chunk.clone())));
+    let loaded = load_owned(&files).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        loaded.files.len(),
+        count - 1,
+        "the root and all but the two last chunks"
+    );
+    assert!(
+        warnings_of(&loaded)[0].contains("reached 67108864 bytes"),
+        "{:?}",
+        loaded.warnings
+    );
+}
+
+/// Loads `root` from the real file system on a thread, failing if it takes long: a
+/// blocking open of a FIFO would hang for ever.
+fn load_real_bounded(root: &Path) -> Result<Loaded, ConfigErrors> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let root = root.to_path_buf();
+    std::thread::spawn(move || {
+        let _ = tx.send(load(&root));
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(10))
+        .expect("loading did not finish within 10 s")
+}
+
+#[test]
+fn fifos_devices_and_directories_are_refused_without_blocking() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo.conf");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::create_dir(dir.path().join("sub.conf")).unwrap();
+    let root = dir.path().join("gmond.conf");
+    std::fs::write(
+        &root,
+        "include ('fifo.conf')\ninclude (\"/dev/zero\")\ninclude ('sub.conf')\n",
+    )
+    .unwrap();
+    let errors = load_real_bounded(&root).unwrap_err().to_string();
+    let root = root.display();
+    let dir = dir.path().display();
+    assert_eq!(
+        errors,
+        format!(
+            "{root}:1:10: error: cannot read `{dir}/fifo.conf`: a FIFO, not a regular file\n\
+             {root}:2:10: error: cannot read `/dev/zero`: a device, not a regular file\n\
+             {root}:3:10: error: cannot read `{dir}/sub.conf`: a directory, not a regular file"
+        )
     );
 }
 
@@ -624,20 +769,33 @@ modules {
   module { name = "io_module" path = "modio.so" }
 }
 "#;
-    let with_wasm = [("/g/gmond.conf", conf), ("/opt/wasmond/modules/core_metrics.wasm", "")];
+    let with_wasm = [
+        ("/g/gmond.conf", conf),
+        ("/opt/wasmond/modules/core_metrics.wasm", ""),
+    ];
     let c = load_mem(&with_wasm).unwrap().config;
-    let loaded: Vec<(&str, Option<&Path>)> = c.modules.iter().map(|m| (m.name.as_str(), m.wasm_path())).collect();
+    let loaded: Vec<(&str, Option<&Path>)> = c
+        .modules
+        .iter()
+        .map(|m| (m.name.as_str(), m.wasm_path()))
+        .collect();
     assert_eq!(
         loaded,
         [
-            ("core_metrics", Some(Path::new("/opt/wasmond/modules/core_metrics.wasm"))),
+            (
+                "core_metrics",
+                Some(Path::new("/opt/wasmond/modules/core_metrics.wasm"))
+            ),
             ("cpu_module", None),
             ("disk_module", None),
             ("io_module", None),
         ]
     );
     let sandbox = &c.modules[0].sandbox;
-    assert_eq!(sandbox.allow_read, [PathBuf::from("/proc"), PathBuf::from("/sys")]);
+    assert_eq!(
+        sandbox.allow_read,
+        [PathBuf::from("/proc"), PathBuf::from("/sys")]
+    );
     assert!(sandbox.allow_filesystem_usage);
 
     let without_wasm = [("/g/gmond.conf", conf)];
