@@ -9,9 +9,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct NetStats {
     /// XML documents written out in full.
     pub xml_served: Counter,
+    /// XML documents rendered from the store (each shared by the clients of its moment).
+    pub xml_rendered: Counter,
     /// TCP clients the acl refused.
     pub xml_denied: Counter,
-    /// TCP clients cut off because they read too slowly (the write timeout) or failed.
+    /// TCP clients cut off because they read too slowly (the write or stall timeout) or
+    /// failed.
     pub xml_failed: Counter,
     /// Datagrams handed to the OS.
     pub packets_sent: Counter,

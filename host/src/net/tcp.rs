@@ -4,17 +4,24 @@
 //!
 //! Shaped like mini-redis's server: [`run`] races the accept loop against a shutdown
 //! future, caps concurrent clients with a semaphore, and gives each client its own task.
-//! A client's document is rendered from the store into a buffer first (on a blocking
-//! thread: 10 000 metrics take milliseconds), and only then written, under a write
-//! timeout. So a slow or stalled reader holds nothing but its own task and buffer: never
-//! the store's lock, the collection, or the other clients. gmond has no such timeout
-//! (its `timeout` option defaults to none) and one stalled reader stops it entirely.
+//!
+//! One rendered document is shared by every client of the same moment ([`Documents`]):
+//! it is rendered from the store (on a blocking thread: 10 000 metrics take
+//! milliseconds) at most once per store change and second, and handed out as `Bytes`,
+//! so a burst of clients costs one document, not one each. A client is then written to
+//! under two bounds: the write timeout for the whole document, and [`STALL_TIMEOUT`]
+//! without any progress, so a client that never reads cannot hold its slot for long.
+//! A client cut off is closed abortively (a reset, `SO_LINGER` 0), which frees what the
+//! kernel still had queued for it at once. gmond has no such timeout (its `timeout`
+//! option defaults to none) and one stalled reader stops it entirely.
 
 use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -30,9 +37,19 @@ use crate::store::Store;
 /// pile up.
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The longest a client may go without taking a single byte (capped by the write
+/// timeout). A reader over a slow link still makes progress with every ACK; one that
+/// does not read at all is cut off after this, freeing its slot.
+pub const STALL_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Clients served at once; past it, new connections wait in the kernel's backlog.
-/// Each holds one rendered document (about 300 bytes per metric).
+/// They share one rendered document; each costs a task and its socket buffers.
 pub const DEFAULT_MAX_CLIENTS: usize = 64;
+
+/// The kernel send buffer of one client socket. Fixed rather than autotuned (which grows
+/// to `tcp_wmem`'s maximum, 4 MB by default), so clients that do not read hold at most
+/// this much kernel memory each; 1 MB still fills a 100 ms WAN path at 10 MB/s.
+pub const CLIENT_SEND_BUFFER: usize = 1 << 20;
 
 /// Pause after a failed `accept` (e.g. out of file descriptors) before the next one, so
 /// the loop does not spin while the condition lasts.
@@ -81,8 +98,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) {
     let clients = TaskTracker::new();
+    let documents = Arc::new(Documents::new(store));
     tokio::select! {
-        () = accept_loop(&listener, &store, &options, &stats, &clients) => {}
+        () = accept_loop(&listener, &documents, &options, &stats, &clients) => {}
         () = shutdown => {}
     }
     drop(listener);
@@ -90,9 +108,61 @@ pub async fn run(
     clients.wait().await;
 }
 
+/// The last rendered document, shared by the clients that come while it is current.
+pub struct Documents {
+    store: Arc<Store>,
+    /// Held across a render, so clients arriving meanwhile wait for that one render
+    /// instead of starting their own.
+    last: tokio::sync::Mutex<Option<Rendered>>,
+}
+
+struct Rendered {
+    generation: u64,
+    /// The Unix second it was rendered in: LOCALTIME and every TN count in seconds.
+    second: u64,
+    document: Bytes,
+}
+
+impl Documents {
+    pub fn new(store: Arc<Store>) -> Documents {
+        Documents {
+            store,
+            last: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The document as of now: the last one if the store has not changed since within
+    /// the same second, else a new rendering.
+    pub async fn current(&self, stats: &NetStats) -> Result<Bytes, tokio::task::JoinError> {
+        let mut last = self.last.lock().await;
+        let now = SystemTime::now();
+        let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let generation = self.store.generation();
+        if let Some(rendered) = &*last
+            && rendered.generation == generation
+            && rendered.second == second
+        {
+            return Ok(rendered.document.clone());
+        }
+        // The old document goes before the new one is built: a burst of clients keeps
+        // at most the documents they are still writing, plus one.
+        *last = None;
+        let store = Arc::clone(&self.store);
+        let document = tokio::task::spawn_blocking(move || store.render_xml(now)).await?;
+        stats.xml_rendered.incr();
+        let document = Bytes::from(document);
+        *last = Some(Rendered {
+            generation,
+            second,
+            document: document.clone(),
+        });
+        Ok(document)
+    }
+}
+
 async fn accept_loop(
     listener: &TcpListener,
-    store: &Arc<Store>,
+    documents: &Arc<Documents>,
     options: &XmlServerOptions,
     stats: &Arc<NetStats>,
     clients: &TaskTracker,
@@ -100,7 +170,7 @@ async fn accept_loop(
     let limit = Arc::new(Semaphore::new(options.max_clients.max(1)));
     loop {
         // Wait for a free slot before accepting, so excess clients queue in the backlog
-        // instead of holding a task and a document each.
+        // instead of holding a task each.
         let Ok(permit) = Arc::clone(&limit).acquire_owned().await else {
             return; // The semaphore is never closed; nothing to serve if it were.
         };
@@ -117,50 +187,90 @@ async fn accept_loop(
             tracing::debug!(%peer, "tcp_accept_channel: client denied by acl");
             continue;
         }
-        let store = Arc::clone(store);
+        let documents = Arc::clone(documents);
         let stats = Arc::clone(stats);
         let timeout = options.write_timeout;
         clients.spawn(async move {
-            serve_client(stream, peer, store, timeout, &stats).await;
+            serve_client(stream, peer, &documents, timeout, &stats).await;
             drop(permit);
         });
     }
 }
 
-/// Renders the document and writes it to one client, then closes the connection.
+/// Writes the current document to one client, then closes the connection.
 async fn serve_client(
     mut stream: TcpStream,
     peer: SocketAddr,
-    store: Arc<Store>,
+    documents: &Documents,
     timeout: Duration,
     stats: &NetStats,
 ) {
-    let document =
-        match tokio::task::spawn_blocking(move || store.render_xml(SystemTime::now())).await {
-            Ok(document) => document,
-            Err(error) => {
-                stats.xml_failed.incr();
-                tracing::error!(%peer, %error, "tcp_accept_channel: rendering the XML failed");
-                return;
-            }
-        };
-    let written = tokio::time::timeout(timeout, async {
-        stream.write_all(&document).await?;
-        stream.shutdown().await
-    })
-    .await;
-    match written {
-        Ok(Ok(())) => stats.xml_served.incr(),
-        Ok(Err(error)) => {
+    if let Err(error) = socket2::SockRef::from(&stream).set_send_buffer_size(CLIENT_SEND_BUFFER) {
+        tracing::debug!(%peer, %error, "tcp_accept_channel: cannot size the send buffer");
+    }
+    let document = match documents.current(stats).await {
+        Ok(document) => document,
+        Err(error) => {
+            stats.xml_failed.incr();
+            tracing::error!(%peer, %error, "tcp_accept_channel: rendering the XML failed");
+            return;
+        }
+    };
+    let deadline = Instant::now() + timeout;
+    match write_document(&mut stream, &document, deadline, STALL_TIMEOUT.min(timeout)).await {
+        Ok(()) => {
+            stats.xml_served.incr();
+            discard_unread(&stream);
+        }
+        Err(error) if error.kind() == io::ErrorKind::TimedOut => {
+            stats.xml_failed.incr();
+            tracing::info!(%peer, %error, "tcp_accept_channel: client too slow, reset");
+            // A reset frees the document still queued in the kernel for this client at
+            // once; a graceful close would keep it until the client reads or goes away.
+            let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+        }
+        Err(error) => {
             stats.xml_failed.incr();
             tracing::debug!(%peer, %error, "tcp_accept_channel: client went away");
         }
-        Err(_) => {
-            stats.xml_failed.incr();
-            tracing::info!(%peer, ?timeout, "tcp_accept_channel: client too slow, dropped");
-        }
     }
-    discard_unread(&stream);
+}
+
+/// Writes `document` and shuts the sending side down, by `deadline` and never going
+/// `stall` without progress; either bound gives a `TimedOut` error.
+async fn write_document(
+    stream: &mut TcpStream,
+    document: &[u8],
+    deadline: Instant,
+    stall: Duration,
+) -> io::Result<()> {
+    let limit = || {
+        deadline
+            .saturating_duration_since(Instant::now())
+            .min(stall)
+    };
+    let mut rest = document;
+    while !rest.is_empty() {
+        let written = tokio::time::timeout(limit(), stream.write(rest))
+            .await
+            .map_err(|_| too_slow(deadline, stall))??;
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        rest = &rest[written..];
+    }
+    tokio::time::timeout(limit(), stream.shutdown())
+        .await
+        .map_err(|_| too_slow(deadline, stall))?
+}
+
+fn too_slow(deadline: Instant, stall: Duration) -> io::Error {
+    let message = if Instant::now() >= deadline {
+        "the write timeout passed".to_string()
+    } else {
+        format!("no progress for {stall:?}")
+    };
+    io::Error::new(io::ErrorKind::TimedOut, message)
 }
 
 /// Reads and drops whatever the client sent (gmetad sends nothing, `nc` may send a
@@ -323,6 +433,53 @@ mod tests {
             "the stalled client was cut off"
         );
         drop(stalled);
+        server.stop.cancel();
+        server.task.await.unwrap();
+    }
+
+    /// Issue 12: as many never-reading clients as there are slots, against a document of
+    /// several MB. They are reset once they stall, and a client that reads is served
+    /// well within its own timeout (gmetad's is 10 s; here 5 s, half the write timeout
+    /// that used to hold the slots). Every client of the burst shares one rendering.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn never_reading_clients_cannot_keep_a_reader_from_the_document() {
+        let server = start(store_with(40_000), XmlServerOptions::default()).await;
+        let mut stalled = Vec::new();
+        for _ in 0..DEFAULT_MAX_CLIENTS {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.set_recv_buffer_size(4096).unwrap();
+            stalled.push(socket.connect(server.addr).await.unwrap());
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let started = std::time::Instant::now();
+        let document = tokio::time::timeout(Duration::from_secs(5), fetch(server.addr))
+            .await
+            .expect("a reading client is served within 5 s");
+        println!(
+            "served {} bytes after {:?}",
+            document.len(),
+            started.elapsed()
+        );
+        assert!(document.len() > 5 << 20, "{} bytes", document.len());
+        assert!(document.ends_with(b"</GANGLIA_XML>\n"));
+        // Reading now would be progress: first let every stalled client reach its bound.
+        tokio::time::sleep(STALL_TIMEOUT + Duration::from_secs(1)).await;
+        for mut client in stalled {
+            let mut unread = Vec::new();
+            let end = client.read_to_end(&mut unread).await;
+            assert!(
+                matches!(&end, Err(e) if e.kind() == io::ErrorKind::ConnectionReset),
+                "a stalled client is reset, not closed gracefully: {end:?} after {} bytes",
+                unread.len()
+            );
+        }
+        assert_eq!(server.stats.xml_failed.get(), DEFAULT_MAX_CLIENTS as u64);
+        assert!(
+            server.stats.xml_rendered.get() <= 3,
+            "{} renderings for {} clients",
+            server.stats.xml_rendered.get(),
+            DEFAULT_MAX_CLIENTS + 1
+        );
         server.stop.cancel();
         server.task.await.unwrap();
     }

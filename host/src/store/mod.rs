@@ -20,7 +20,7 @@ pub use meta::{EXTRA_DESC, EXTRA_GROUP, EXTRA_TITLE, MetricMeta};
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
 use std::io::{self, Write};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -120,6 +120,9 @@ pub struct Store {
     state: RwLock<State>,
     /// Size of the last XML document, so the next one is allocated once.
     last_xml_len: AtomicUsize,
+    /// Bumped by every write, so a reader can tell that a document it rendered is
+    /// still current ([`Store::generation`]).
+    generation: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -163,6 +166,7 @@ impl Store {
         Store {
             state: RwLock::new(state),
             last_xml_len: AtomicUsize::new(0),
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -284,6 +288,12 @@ impl Store {
             .iter()
             .map(|(name, host)| host.snapshot(name))
             .collect()
+    }
+
+    /// A number that changes whenever the state does: a document rendered at generation
+    /// `g` in a given second is still the document of that second while this is `g`.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// The gmond XML document of the whole cluster as of `now`.
@@ -458,7 +468,11 @@ impl Store {
     }
 
     fn write(&self) -> RwLockWriteGuard<'_, State> {
-        self.state.write().unwrap_or_else(PoisonError::into_inner)
+        let guard = self.state.write().unwrap_or_else(PoisonError::into_inner);
+        // Bumped under the write lock: a reader that read `g` before taking the read
+        // lock renders a state at least as new as `g`.
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        guard
     }
 }
 
