@@ -826,6 +826,43 @@ fn compiled_components_are_cached_on_disk_and_damage_is_survived() {
     );
 }
 
+#[test]
+fn modules_of_the_same_wasm_content_share_one_compiled_artifact() {
+    // No disk cache: a second compile could only be avoided in memory.
+    let runtime = Runtime::new(RuntimeConfig {
+        cache_dir: None,
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let dir = TempDir::new().unwrap();
+    let copy = dir.path().join("renamed.wasm");
+    std::fs::copy(guests::EXAMPLE, &copy).unwrap();
+    let a = runtime
+        .load("a", Path::new(guests::EXAMPLE), Sandbox::default())
+        .unwrap();
+    let b = runtime.load("b", &copy, Sandbox::default()).unwrap();
+    assert_eq!(runtime.artifacts_in_use(), 1, "same content, one artifact");
+    let hostile = runtime
+        .load("hostile", Path::new(guests::HOSTILE), Sandbox::default())
+        .unwrap();
+    assert_eq!(runtime.artifacts_in_use(), 2);
+    // Each module still gets its own instance and state.
+    let mut first = a.start(params(&[("step", "2")])).unwrap();
+    let mut second = b.start(params(&[("step", "3")])).unwrap();
+    assert_eq!(
+        first.handle("example_double").unwrap(),
+        MetricValue::Double(2.0 / 8.0)
+    );
+    assert_eq!(
+        second.handle("example_double").unwrap(),
+        MetricValue::Double(3.0 / 8.0)
+    );
+    first.cleanup().unwrap();
+    second.cleanup().unwrap();
+    drop((a, b, hostile));
+    assert_eq!(runtime.artifacts_in_use(), 0, "unused code is freed");
+}
+
 /// Runs `wasmond module run ARGS` with a private cache; returns status, stdout, stderr.
 fn module_run(args: &[&str]) -> (bool, String, String) {
     let cache = TempDir::new().unwrap();

@@ -2,8 +2,10 @@
 //! the `wasmond:metric/metric-module` world) and runs their callbacks under limits.
 //!
 //! It owns the wasmtime `Engine`, the one `bindgen!`, the linker (WASI p2 plus our
-//! `log` import), the compile cache, the epoch ticker, instance lifecycle, typed
-//! errors and per-module stats. Every module is treated as hostile: each instance
+//! `log` import), the compile cache (on disk, and in memory: one compiled artifact per
+//! distinct `.wasm` content, shared by every module loaded from it), the epoch ticker
+//! (which ticks only while a callback runs), instance lifecycle, typed errors and
+//! per-module stats. Every module is treated as hostile: each instance
 //! has its own `Store` with a fuel budget and a wall-clock deadline per callback, a
 //! memory cap and caps on tables and instances; every host allocation whose size a
 //! guest controls is capped (see [`limits`]); WASI grants nothing unless
@@ -23,6 +25,7 @@
 //! # }
 //! ```
 
+mod artifacts;
 mod bindings;
 mod blocking;
 mod cache;
@@ -45,6 +48,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine};
 
+use artifacts::Artifacts;
 use bindings::MetricModulePre;
 use cache::CompileCache;
 use epoch::EpochTicker;
@@ -109,11 +113,13 @@ pub struct Runtime {
 }
 
 /// What every loaded module needs from the runtime; held by each module so that
-/// the epoch keeps ticking while any module can still run.
+/// the epoch ticker lives while any module can still run.
 struct Shared {
     engine: Engine,
     linker: Linker<HostState>,
     cache: Option<CompileCache>,
+    /// The compiled, type-checked component of each `.wasm` content in use.
+    artifacts: Artifacts<MetricModulePre<HostState>>,
     ticker: EpochTicker,
 }
 
@@ -139,13 +145,16 @@ impl Runtime {
                 engine,
                 linker,
                 cache,
+                artifacts: Artifacts::default(),
                 ticker,
             }),
         })
     }
 
     /// Reads, compiles (or fetches from the cache) and type-checks the component at
-    /// `wasm`, ready to be started under `sandbox`.
+    /// `wasm`, ready to be started under `sandbox`. A `.wasm` whose content is
+    /// already loaded (by this or another module) is not compiled again: both
+    /// instantiate from the same artifact.
     pub fn load(
         &self,
         name: &str,
@@ -160,10 +169,14 @@ impl Runtime {
         };
         let bytes = read_component(wasm).map_err(load_error)?;
         let content_hash: [u8; 32] = Sha256::digest(&bytes).into();
-        let component = self
-            .compile(wasm, &bytes, &content_hash)
+        let pre = self
+            .shared
+            .artifacts
+            .get_or_make(&content_hash, || {
+                let component = self.compile(wasm, &bytes, &content_hash)?;
+                self.type_check(wasm, &component)
+            })
             .map_err(load_error)?;
-        let pre = self.type_check(wasm, &component).map_err(load_error)?;
         let name: Arc<str> = name.into();
         // Opening the grants now reports a missing directory at load, not at first use.
         HostState::new(name.clone(), &sandbox.limits, &sandbox.grants).map_err(load_error)?;
@@ -176,6 +189,11 @@ impl Runtime {
                 shared: self.shared.clone(),
             }),
         })
+    }
+
+    /// How many distinct compiled artifacts loaded modules hold.
+    pub fn artifacts_in_use(&self) -> usize {
+        self.shared.artifacts.live()
     }
 
     fn compile(
@@ -287,7 +305,8 @@ pub struct LoadedModule {
 struct Loaded {
     name: Arc<str>,
     content_hash: [u8; 32],
-    pre: MetricModulePre<HostState>,
+    /// Shared with every module of the same content.
+    pre: Arc<MetricModulePre<HostState>>,
     sandbox: Sandbox,
     shared: Arc<Shared>,
 }
