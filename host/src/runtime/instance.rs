@@ -11,6 +11,7 @@ use wasmtime::Store;
 
 use super::bindings::MetricModule;
 use super::blocking::BlockedPastDeadline;
+use super::epoch::Running;
 use super::error::{Callback, ErrorKind, ModuleError, truncate_to};
 use super::limits::MAX_ERROR_MESSAGE_BYTES;
 use super::state::{HostState, ModuleLog};
@@ -90,8 +91,9 @@ impl ModuleInstance {
         let Some(live) = self.live.as_mut() else {
             unreachable!("instantiate_and_init leaves a live store on success")
         };
-        let started = arm(&mut live.store, &self.module, budget);
+        let (started, running) = arm(&mut live.store, &self.module, budget);
         let result = live.bindings.call_handler(&mut live.store, metric);
+        drop(running);
         account(&mut self.stats, &mut live.store, budget, started);
         self.stats.calls += 1;
         let value = match result {
@@ -132,8 +134,9 @@ impl ModuleInstance {
         let Some(mut live) = self.live.take() else {
             return Ok(());
         };
-        let started = arm(&mut live.store, &self.module, budget);
+        let (started, running) = arm(&mut live.store, &self.module, budget);
         let result = live.bindings.call_cleanup(&mut live.store);
+        drop(running);
         account(&mut self.stats, &mut live.store, budget, started);
         result.map_err(|trap| {
             let kind = classify(&live.store, budget, &trap);
@@ -161,11 +164,12 @@ impl ModuleInstance {
         store.limiter(|state| &mut state.limiter);
         store.epoch_deadline_trap();
         self.stats.inits += 1;
-        let started = arm(&mut store, &self.module, budget);
+        let (started, running) = arm(&mut store, &self.module, budget);
         let result = loaded.pre.instantiate(&mut store).and_then(|bindings| {
             let init = bindings.call_init(&mut store, &self.params)?;
             Ok((bindings, init))
         });
+        drop(running);
         account(&mut self.stats, &mut store, budget, started);
         let (bindings, descriptors) = match result {
             Ok((bindings, Ok(descriptors))) => (bindings, descriptors),
@@ -232,18 +236,20 @@ impl ModuleInstance {
 }
 
 /// Resets the fuel, the epoch deadline and the host-wait deadline before a
-/// callback; returns when the callback starts.
-fn arm(store: &mut Store<HostState>, module: &LoadedModule, budget: Budget) -> Instant {
+/// callback; returns when the callback starts, and the guard that keeps the epoch
+/// ticking until it is dropped (when the callback returns).
+fn arm(store: &mut Store<HostState>, module: &LoadedModule, budget: Budget) -> (Instant, Running) {
     store
         .set_fuel(budget.fuel)
         .expect("the engine consumes fuel");
-    let started = Instant::now();
     let ticker = &module.inner.shared.ticker;
+    let running = ticker.running();
+    let started = Instant::now();
     store.set_epoch_deadline(ticker.ticks_for(budget.deadline, started));
     store.data_mut().deadline = started
         .checked_add(budget.deadline)
         .unwrap_or_else(|| started + FAR_FUTURE);
-    started
+    (started, running)
 }
 
 /// A deadline for callbacks whose deadline does not fit in an `Instant`.
