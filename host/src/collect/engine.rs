@@ -31,6 +31,7 @@ use super::host_module::{
     Accounts, HOST_MODULE, HOST_PREFIX, HostFacts, HostModule, accounting_selectors,
 };
 use super::names::{ClaimError, MetricOwners};
+use super::pool::Pool;
 use super::ratelimit::{LOG_WINDOW, RateLimiter};
 use super::schedule::GroupState;
 use super::select::{Collect, EntrySpec, GroupSelection, GroupSpec, MetricKey, select_group};
@@ -184,6 +185,8 @@ struct Engine {
     host: HostIdentity,
     outputs: Outputs,
     reports: UnboundedSender<Report>,
+    /// The threads every module's calls run on.
+    pool: Pool,
     next_id: u64,
     modules: BTreeMap<ModuleId, ModuleSlot>,
     /// Module ids in configuration order, the host module first.
@@ -249,6 +252,7 @@ impl Engine {
             host,
             outputs,
             reports,
+            pool: Pool::new(),
             next_id: 0,
             modules: BTreeMap::new(),
             order: Vec::new(),
@@ -690,13 +694,7 @@ impl Engine {
         let worker = if spec.inline {
             Worker::inline(id, spec.driver, self.reports.clone())
         } else {
-            match Worker::spawn_thread(id, &spec.name, spec.driver, self.reports.clone()) {
-                Ok(worker) => worker,
-                Err(err) => {
-                    error!(module = %spec.name, "module {}: cannot start its thread: {err}", spec.name);
-                    return None;
-                }
-            }
+            Worker::pooled(&self.pool, id, spec.driver, self.reports.clone())
         };
         self.modules.insert(
             id,

@@ -11,7 +11,8 @@
 //! - [`driver`]: what a module must do for the engine; [`wasm`] drives a WebAssembly
 //!   module through the runtime; [`host_module`] is the daemon's own `wasmond` module
 //!   (`heartbeat`, `location`, per-module accounting).
-//! - [`worker`]: a module's calls run on its own thread; the scheduler never waits on one.
+//! - [`worker`], [`pool`]: a module's calls run in order on a shared pool of threads that
+//!   grows when a call holds a thread; the scheduler never waits on one.
 //! - [`engine`]: the scheduler task, reload and shutdown; [`conversion`] turns a typed
 //!   config into what the engine runs.
 //!
@@ -52,6 +53,7 @@ pub mod driver;
 pub mod engine;
 pub mod host_module;
 pub mod names;
+pub mod pool;
 pub mod ratelimit;
 pub mod schedule;
 pub mod select;

@@ -1,17 +1,19 @@
-//! Where a module's calls run. Each WebAssembly module gets a thread of its own that owns
-//! its instance, so a module that loops until its deadline holds up nobody else; the
-//! host's own metrics run inline in the scheduler, since they only read counters.
+//! Where a module's calls run. Each WebAssembly module gets a lane of the shared
+//! [`Pool`]: its jobs run in order on a pool thread, and the pool adds a thread when a
+//! call holds one, so a module that loops until its deadline holds up nobody else while
+//! 1000 modules need only a few threads. The host's own metrics run inline in the
+//! scheduler, since they only read counters.
 //!
 //! The scheduler hands a worker jobs and never waits on it: answers come back as
 //! [`Report`]s on a channel, and the scheduler bounds how long it expects each one.
 
 use std::sync::Arc;
-use std::sync::mpsc::{self, Sender};
 use std::time::{Duration, Instant as WallInstant};
 
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::driver::{Failure, ModuleDriver, Usage};
+use super::pool::{Lane, Pool, Runs};
 use crate::metric::{MetricDescriptor, MetricValue};
 
 /// Identifies one start of one module: reports from an older start are stale.
@@ -81,7 +83,9 @@ struct Runner {
     reports: UnboundedSender<Report>,
 }
 
-impl Runner {
+impl Runs for Runner {
+    type Job = Job;
+
     /// Runs one job; returns false once the module is cleaned up and must not run again.
     fn run(&mut self, job: Job) -> bool {
         // Timed per job, not per call: the runtime already reads the clock around each
@@ -115,7 +119,9 @@ impl Runner {
         });
         more
     }
+}
 
+impl Runner {
     fn start(&mut self) -> Result<Vec<MetricDescriptor>, Failure> {
         let result = self.guarded("init", |driver| driver.start());
         if let Err(failure) = &result {
@@ -187,18 +193,18 @@ impl Runner {
 /// Why a job was not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refused {
-    /// The worker has stopped (cleaned up, or its thread is gone).
+    /// The worker has stopped (cleaned up, or its pool is gone).
     Gone,
 }
 
-/// A module's worker: its own thread, or inline in the scheduler.
+/// A module's worker: its lane of the pool, or inline in the scheduler.
 pub struct Worker(Inner);
 
 enum Inner {
     /// Unbounded: the engine keeps at most one job per collection group (its
     /// `busy` set) plus a start and a cleanup waiting, so a module with many groups
     /// due at once (every group at start-up) loses none of them.
-    Thread(Sender<Job>),
+    Pooled(Lane<Runner>),
     /// `None` once cleaned up.
     Inline(Option<Runner>),
 }
@@ -206,42 +212,27 @@ enum Inner {
 impl std::fmt::Debug for Worker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self.0 {
-            Inner::Thread(_) => "Worker::Thread",
+            Inner::Pooled(_) => "Worker::Pooled",
             Inner::Inline(_) => "Worker::Inline",
         })
     }
 }
 
 impl Worker {
-    /// A worker thread named after the module. The thread ends after `Cleanup`, or when
-    /// the scheduler drops the worker.
-    pub fn spawn_thread(
+    /// A worker on `pool`. Its runner (and the module's instance) is dropped after
+    /// `Cleanup`, or when the scheduler drops the worker and its queued jobs are done.
+    pub fn pooled(
+        pool: &Pool,
         id: ModuleId,
-        name: &str,
         driver: Box<dyn ModuleDriver>,
         reports: UnboundedSender<Report>,
-    ) -> std::io::Result<Worker> {
-        let (jobs, queue) = mpsc::channel::<Job>();
-        let mut runner = Runner {
+    ) -> Worker {
+        Worker(Inner::Pooled(pool.lane(Runner {
             id,
             driver,
             account: Account::default(),
             reports,
-        };
-        // The runtime waits for WASI calls (a guest's sleep) on tokio timers, so the
-        // thread runs in the scheduler's runtime context when there is one.
-        let context = tokio::runtime::Handle::try_current().ok();
-        std::thread::Builder::new()
-            .name(format!("module {name}"))
-            .spawn(move || {
-                let _context = context.as_ref().map(tokio::runtime::Handle::enter);
-                while let Ok(job) = queue.recv() {
-                    if !runner.run(job) {
-                        break;
-                    }
-                }
-            })?;
-        Ok(Worker(Inner::Thread(jobs)))
+        })))
     }
 
     /// A worker that runs each job at once, in the caller: for cheap, trusted drivers.
@@ -260,7 +251,7 @@ impl Worker {
 
     pub fn submit(&mut self, job: Job) -> Result<(), Refused> {
         match &mut self.0 {
-            Inner::Thread(jobs) => jobs.send(job).map_err(|_| Refused::Gone),
+            Inner::Pooled(lane) => lane.submit(job).map_err(|_| Refused::Gone),
             Inner::Inline(runner) => {
                 let more = runner.as_mut().ok_or(Refused::Gone)?.run(job);
                 if !more {
@@ -309,8 +300,8 @@ mod tests {
     #[tokio::test]
     async fn stops_a_collection_at_the_first_trap_and_counts_everything() {
         let (tx, mut rx) = unbounded_channel();
-        let mut worker =
-            Worker::spawn_thread(ModuleId(7), "s", Box::new(Scripted { calls: 0 }), tx).unwrap();
+        let pool = Pool::new();
+        let mut worker = Worker::pooled(&pool, ModuleId(7), Box::new(Scripted { calls: 0 }), tx);
         worker
             .submit(Job::Collect {
                 group: 2,
@@ -350,8 +341,8 @@ mod tests {
     #[tokio::test]
     async fn a_panicking_driver_is_a_trap_not_a_dead_thread() {
         let (tx, mut rx) = unbounded_channel();
-        let mut worker =
-            Worker::spawn_thread(ModuleId(2), "s", Box::new(Scripted { calls: 0 }), tx).unwrap();
+        let pool = Pool::new();
+        let mut worker = Worker::pooled(&pool, ModuleId(2), Box::new(Scripted { calls: 0 }), tx);
         worker
             .submit(Job::Collect {
                 group: 0,
@@ -377,15 +368,15 @@ mod tests {
             .unwrap();
         assert!(
             matches!(rx.recv().await.unwrap().kind, ReportKind::Collected(_)),
-            "the thread lives on"
+            "the worker lives on"
         );
     }
 
     #[tokio::test]
-    async fn thread_ends_after_cleanup() {
+    async fn runner_is_dropped_after_cleanup() {
         let (tx, mut rx) = unbounded_channel();
-        let mut worker =
-            Worker::spawn_thread(ModuleId(1), "s", Box::new(Scripted { calls: 0 }), tx).unwrap();
+        let pool = Pool::new();
+        let mut worker = Worker::pooled(&pool, ModuleId(1), Box::new(Scripted { calls: 0 }), tx);
         worker.submit(Job::Cleanup).unwrap();
         assert!(matches!(
             rx.recv().await.unwrap().kind,
@@ -394,7 +385,7 @@ mod tests {
         assert_eq!(
             rx.recv().await.map(|r| r.module),
             None,
-            "the thread dropped its sender"
+            "the runner dropped its sender"
         );
         assert_eq!(worker.submit(Job::Start), Err(Refused::Gone));
     }
