@@ -29,7 +29,7 @@ use super::socket;
 use super::stats::NetStats;
 use super::tcp::{self, XmlServerOptions};
 use crate::collect::SendRequest;
-use crate::config::Config;
+use crate::config::{Acl, Config};
 use crate::store::Store;
 
 /// Send requests queued for the sender at most; the scheduler drops (and logs) what
@@ -69,7 +69,32 @@ impl Network {
         let stats = Arc::new(NetStats::default());
         let tasks = TaskTracker::new();
 
-        let channels = open_send_channels(config).await?;
+        // Receive sockets are bound first: a send channel aimed at one of them is this
+        // daemon talking to itself (the usual unicast-to-self layout), and the receiver
+        // would skip those datagrams anyway, since the scheduler already stored the
+        // values. Not sending them saves a send and a receive system call per metric.
+        let receivers = if globals.deaf {
+            Vec::new()
+        } else {
+            bind_receivers(config)?
+        };
+        let own_addrs: Vec<SocketAddr> = receivers.iter().map(|(_, addr)| *addr).collect();
+        let channels: Vec<SendChannel> = open_send_channels(config)
+            .await?
+            .into_iter()
+            .filter(|channel| {
+                let to_self = own_addrs
+                    .iter()
+                    .any(|own| aims_at(channel.destination, *own));
+                if to_self {
+                    tracing::info!(
+                        destination = %channel.destination,
+                        "udp_send_channel aims at our own udp_recv_channel: its values go to the store directly, unsent"
+                    );
+                }
+                !to_self
+            })
+            .collect();
         let own_sources = channels
             .iter()
             .filter_map(|channel| channel.source_address().ok())
@@ -107,7 +132,13 @@ impl Network {
         if globals.deaf {
             tracing::info!("deaf: no udp_recv_channel or tcp_accept_channel is opened");
         } else {
-            network.start_receivers(config, &setup, channels, own_sources, on_metadata_request)?;
+            network.start_receivers(
+                receivers,
+                &setup,
+                channels,
+                own_sources,
+                on_metadata_request,
+            );
             network.start_xml_servers(config, &setup)?;
         }
         network.start_expiry(&setup, globals.cleanup_threshold);
@@ -137,23 +168,18 @@ impl Network {
 
     fn start_receivers(
         &mut self,
-        config: &Config,
+        receivers: Vec<(Receiving, SocketAddr)>,
         setup: &NetworkSetup,
         send_channels: Arc<[SendChannel]>,
         own_sources: HashSet<SocketAddr>,
         on_metadata_request: MetadataRequestHandler,
-    ) -> anyhow::Result<()> {
+    ) {
         let own_sources = Arc::new(own_sources);
-        for channel in &config.udp_recv_channels {
-            let at = &channel.declared_at;
-            let socket = socket::bind_udp_recv(channel)
-                .with_context(|| format!("udp_recv_channel (port {}) at {at}", channel.port))?;
-            let addr = socket.local_addr()?;
-            tracing::info!(%addr, buffer = socket::recv_buffer_size(&socket).ok(), "udp_recv_channel listening");
+        for ((socket, acl), addr) in receivers {
             self.udp_addrs.push(addr);
             let context = RecvContext {
                 store: Arc::clone(&setup.store),
-                acl: channel.acl.clone(),
+                acl,
                 send_channels: Arc::clone(&send_channels),
                 own_sources: Arc::clone(&own_sources),
                 on_metadata_request: Arc::clone(&on_metadata_request),
@@ -165,7 +191,6 @@ impl Network {
                 setup.shutdown.clone().cancelled_owned(),
             ));
         }
-        Ok(())
     }
 
     fn start_xml_servers(&mut self, config: &Config, setup: &NetworkSetup) -> anyhow::Result<()> {
@@ -215,6 +240,33 @@ impl Network {
     }
 }
 
+/// A bound receive socket and its channel's acl.
+type Receiving = (tokio::net::UdpSocket, Option<Acl>);
+
+/// Binds every `udp_recv_channel`, naming the one that fails.
+fn bind_receivers(config: &Config) -> anyhow::Result<Vec<(Receiving, SocketAddr)>> {
+    let mut receivers = Vec::with_capacity(config.udp_recv_channels.len());
+    for channel in &config.udp_recv_channels {
+        let at = &channel.declared_at;
+        let socket = socket::bind_udp_recv(channel)
+            .with_context(|| format!("udp_recv_channel (port {}) at {at}", channel.port))?;
+        let addr = socket.local_addr()?;
+        tracing::info!(%addr, buffer = socket::recv_buffer_size(&socket).ok(), "udp_recv_channel listening");
+        receivers.push(((socket, channel.acl.clone()), addr));
+    }
+    Ok(receivers)
+}
+
+/// Whether datagrams sent to `destination` arrive at the socket bound to `own`: the
+/// same unicast address, or a loopback address when `own` listens on every address.
+/// A multicast destination also reaches peers, so it never counts.
+fn aims_at(destination: SocketAddr, own: SocketAddr) -> bool {
+    destination.port() == own.port()
+        && !destination.ip().is_multicast()
+        && (destination.ip() == own.ip()
+            || (own.ip().is_unspecified() && destination.ip().is_loopback()))
+}
+
 /// Opens every `udp_send_channel`, unless muted.
 async fn open_send_channels(config: &Config) -> anyhow::Result<Vec<SendChannel>> {
     if config.globals.mute {
@@ -238,4 +290,28 @@ async fn open_send_channels(config: &Config) -> anyhow::Result<Vec<SendChannel>>
         channels.push(opened);
     }
     Ok(channels)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_channel_aims_at_our_receiver_only_on_its_address_and_port() {
+        let addr = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let own = addr("127.0.0.1:8649");
+        assert!(aims_at(addr("127.0.0.1:8649"), own));
+        assert!(!aims_at(addr("127.0.0.1:8650"), own), "another port");
+        assert!(!aims_at(addr("10.0.0.2:8649"), own), "a peer");
+        let any = addr("0.0.0.0:8649");
+        assert!(
+            aims_at(addr("127.0.0.1:8649"), any),
+            "loopback reaches 0.0.0.0"
+        );
+        assert!(!aims_at(addr("10.0.0.2:8649"), any), "a peer, maybe");
+        assert!(
+            !aims_at(addr("239.2.11.71:8649"), addr("239.2.11.71:8649")),
+            "multicast also reaches peers"
+        );
+    }
 }

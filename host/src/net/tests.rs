@@ -191,16 +191,20 @@ fn write_config(text: &str) -> (std::path::PathBuf, crate::config::Config) {
 }
 
 /// A whole configuration: XML served on its port, a gmetric-style datagram received
-/// into the store, our own datagrams looped back not counted twice, and shutdown.
+/// into the store, values sent to a peer but not to our own receive channel (the
+/// scheduler stores them directly), and shutdown.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_configuration_starts_serves_and_stops() {
     let port = {
         let probe = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
         probe.local_addr().unwrap().port()
     };
+    let listener = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    let listener_port = listener.local_addr().unwrap().port();
     let (dir, config) = write_config(&format!(
         "globals {{\n  send_metadata_interval = 30\n}}\n\
          udp_send_channel {{\n  host = 127.0.0.1\n  port = {port}\n}}\n\
+         udp_send_channel {{\n  host = 127.0.0.1\n  port = {listener_port}\n}}\n\
          udp_recv_channel {{\n  port = {port}\n  bind = 127.0.0.1\n}}\n\
          tcp_accept_channel {{\n  port = 0\n  bind = 127.0.0.1\n}}\n"
     ));
@@ -221,15 +225,21 @@ async fn a_configuration_starts_serves_and_stops() {
         [SocketAddr::from((Ipv4Addr::LOCALHOST, port))]
     );
 
-    // Our own values come back through the receive channel and are skipped.
+    // Our values go to the listener only: the channel aimed at ourselves is not used.
     let sink = network.take_sink().unwrap();
     sink.send(SendRequest {
         metrics: first_send(3),
     })
     .await
     .unwrap();
-    // A peer's value without metadata: we ask our send channels for it, and that request
-    // (looped back to us) reaches the scheduler's handler.
+    let mut buf = [0u8; 2048];
+    for _ in 0..6 {
+        tokio::time::timeout(Duration::from_secs(2), listener.recv_from(&mut buf))
+            .await
+            .expect("the listener gets metadata and value of each metric")
+            .unwrap();
+    }
+    // A peer's value without metadata: we ask our send channels for it (the listener's).
     let peer = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
     let mut packet = Vec::new();
     crate::wire::xdr::encode(
@@ -247,24 +257,28 @@ async fn a_configuration_starts_serves_and_stops() {
     .unwrap();
     peer.send_to(&packet, network.udp_addrs[0]).await.unwrap();
 
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while network.stats.metadata_requests_sent.get() == 0 && tokio::time::Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let (len, _) = tokio::time::timeout(Duration::from_secs(2), listener.recv_from(&mut buf))
+        .await
+        .expect("the metadata request reaches the listener")
+        .unwrap();
+    assert!(matches!(
+        crate::wire::xdr::decode(&buf[..len]).unwrap(),
+        crate::wire::xdr::Message::MetadataRequest(_)
+    ));
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(network.stats.packets_sent.get(), 6);
+    assert_eq!(
+        network.stats.packets_sent.get(),
+        6,
+        "none to our own receive channel"
+    );
     assert_eq!(network.stats.metadata_requests_sent.get(), 1);
     assert_eq!(
         network.stats.packets_received.get(),
         1,
-        "only the peer's datagram counts"
+        "only the peer's datagram arrives"
     );
     let mut requests = network.take_metadata_requests().unwrap();
-    assert!(
-        requests.try_recv().is_err(),
-        "our own request is not answered by us"
-    );
+    assert!(requests.try_recv().is_err(), "nobody asked us yet");
     // A peer's request reaches the scheduler's end.
     packet.clear();
     let header = crate::wire::xdr::Header {
