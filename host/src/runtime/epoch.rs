@@ -270,9 +270,6 @@ mod tests {
         std::thread::sleep(Duration::from_millis(20));
         // A store whose deadline is 5 ticks away sees it pass only once the call runs.
         let mut store = wasmtime::Store::new(&engine, ());
-        let _call = ticker.running();
-        let deadline = Duration::from_millis(5);
-        store.set_epoch_deadline(ticker.ticks_for(deadline, Instant::now()));
         let module =
             wasmtime::Module::new(&engine, "(module (func (export \"spin\") (loop br 0)))")
                 .unwrap();
@@ -280,7 +277,10 @@ mod tests {
         let spin = instance
             .get_typed_func::<(), ()>(&mut store, "spin")
             .unwrap();
+        let _call = ticker.running();
+        let deadline = Duration::from_millis(5);
         let started = Instant::now();
+        store.set_epoch_deadline(ticker.ticks_for(deadline, started));
         let trap = spin.call(&mut store, ()).unwrap_err();
         assert_eq!(trap.downcast_ref(), Some(&wasmtime::Trap::Interrupt));
         assert!(started.elapsed() >= deadline, "{:?}", started.elapsed());
