@@ -13,12 +13,17 @@
 //! Under systemd (`Type=notify`, `$NOTIFY_SOCKET`) the daemon says READY=1 once its
 //! sockets serve, RELOADING=1 then READY=1 around a reload, and STOPPING=1.
 //!
-//! Reload re-reads the same configuration source. A configuration with errors is refused
-//! with every error logged, and the running one carries on. Modules are reconciled by
-//! the engine (added, removed, restarted when their `.wasm` or settings changed);
-//! collection groups and the store's settings are replaced; changed network channels
-//! need a restart, which the log says.
+//! Reload re-reads the same configuration source, on a blocking thread and never on the
+//! signal loop, so SIGTERM always wins over a reload in progress (which is then
+//! abandoned). A configuration with errors is refused with every error logged, and the
+//! running one carries on. Every new or changed `.wasm` is read, compiled and
+//! type-checked there too, before anything running is touched; a module whose new file
+//! fails stays on its running instance. Only then are modules reconciled by the engine
+//! (added, removed, restarted when their `.wasm` or settings changed); collection groups
+//! and the store's settings are replaced; changed network channels need a restart, which
+//! the log says. A SIGHUP during a reload asks for one more reload after it.
 
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
@@ -31,16 +36,19 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::collect::conversion::{group_specs, module_specs};
-use crate::collect::engine::{EngineConfig, EngineHandle, HostIdentity, Outputs};
+use crate::collect::conversion::{group_specs, module_specs, reload_specs};
+use crate::collect::engine::{
+    EngineConfig, EngineHandle, HostIdentity, ModuleSpec, Outputs, SHUTDOWN_WAIT,
+};
 use crate::collect::host_module::{HOST_MODULE, HostFacts};
 use crate::config::{self, Config, ConfigErrors, FileSource, LoadOptions, Loaded, RealFs};
 use crate::net::{self, Network, NetworkSetup};
 use crate::runtime::{Runtime, RuntimeConfig};
 use crate::store::{ClusterInfo, Store, StoreConfig};
 
-/// The longest a shutdown takes, even with modules looping in their cleanup.
-pub const SHUTDOWN_BUDGET: Duration = Duration::from_secs(10);
+/// The longest a shutdown takes, even with modules looping in their cleanup: the engine's
+/// own bound on waiting for cleanups, and a margin.
+pub const SHUTDOWN_BUDGET: Duration = SHUTDOWN_WAIT.saturating_add(Duration::from_secs(2));
 /// The network tasks get this long to end after the engine stopped.
 const NETWORK_BUDGET: Duration = Duration::from_secs(3);
 
@@ -162,6 +170,7 @@ pub async fn run(
     let mut network = Network::start(&config, setup).await?;
     let engine_config =
         engine_config(&config, &runtime, &facts, &identity).map_err(|e| anyhow!("{e}"))?;
+    let mut running = fingerprints(&engine_config);
     let engine_stop = CancellationToken::new();
     let outputs = Outputs {
         store: store.clone(),
@@ -187,18 +196,39 @@ pub async fn run(
         };
         let _ = started.send(handles);
     }
+    let mut reloading: Option<tokio::task::JoinHandle<Option<Reloaded>>> = None;
+    let mut reload_again = false;
     loop {
         tokio::select! {
+            biased;
             _ = terminate.recv() => { info!("SIGTERM: shutting down"); break }
             _ = interrupt.recv() => { info!("SIGINT: shutting down"); break }
             () = stop.cancelled() => { info!("stop requested: shutting down"); break }
             _ = hangup.recv() => {
-                info!("SIGHUP: reloading {}", source.describe());
-                notify("RELOADING=1");
-                if let Some(new) = reload(&source, &config, &runtime, &facts, &identity, &engine, &store) {
-                    config = new;
+                if reloading.is_some() {
+                    info!("SIGHUP: a reload is in progress; reloading again after it");
+                    reload_again = true;
+                } else {
+                    info!("SIGHUP: reloading {}", source.describe());
+                    notify("RELOADING=1");
+                    reloading = Some(spawn_reload(&source, &runtime, &facts, &identity, &running));
                 }
-                notify("READY=1");
+            }
+            finished = async { reloading.as_mut().expect("guarded").await }, if reloading.is_some() => {
+                reloading = None;
+                match finished {
+                    Ok(Some(reloaded)) => {
+                        config = apply_reload(reloaded, &config, &mut running, &engine, &store);
+                    }
+                    Ok(None) => {}
+                    Err(err) => error!("the reload failed: {err}; the running configuration is kept"),
+                }
+                if std::mem::take(&mut reload_again) {
+                    info!("reloading {} again", source.describe());
+                    reloading = Some(spawn_reload(&source, &runtime, &facts, &identity, &running));
+                } else {
+                    notify("READY=1");
+                }
             }
         }
     }
@@ -262,16 +292,44 @@ async fn shut_down(
     info!("wasmond stopped");
 }
 
-/// Applies a re-read configuration; returns it, or `None` (logged) when it is refused.
-fn reload(
+/// A configuration re-read and its new or changed modules loaded, ready to apply.
+struct Reloaded {
+    config: Config,
+    engine_config: EngineConfig,
+    /// Modules whose new file failed to load: they stay on their running instance.
+    kept: HashSet<String>,
+}
+
+/// Starts reading and loading the configuration again on a blocking thread. `running`
+/// holds each running module's fingerprint: only modules not in it are loaded.
+fn spawn_reload(
     source: &ConfigSource,
-    running: &Config,
     runtime: &Runtime,
     facts: &HostFacts,
     identity: &HostIdentity,
-    engine: &EngineHandle,
-    store: &Store,
-) -> Option<Config> {
+    running: &HashMap<String, String>,
+) -> tokio::task::JoinHandle<Option<Reloaded>> {
+    let (source, runtime, facts, identity, running) = (
+        source.clone(),
+        runtime.clone(),
+        facts.clone(),
+        identity.clone(),
+        running.clone(),
+    );
+    tokio::task::spawn_blocking(move || {
+        prepare_reload(&source, &runtime, &facts, &identity, &running)
+    })
+}
+
+/// Reads the configuration and loads its new and changed modules; `None` (logged) when
+/// the configuration is refused.
+fn prepare_reload(
+    source: &ConfigSource,
+    runtime: &Runtime,
+    facts: &HostFacts,
+    identity: &HostIdentity,
+    running: &HashMap<String, String>,
+) -> Option<Reloaded> {
     let loaded = match source.load() {
         Ok(loaded) => loaded,
         Err(errors) => {
@@ -291,21 +349,70 @@ fn reload(
         location: config.host.location.clone(),
         ..facts.clone()
     };
-    let engine_config = match engine_config(&config, runtime, &facts, identity) {
+    let (modules, failed) = reload_specs(&config, runtime, running);
+    let engine_config = match engine_config_with(&config, &facts, identity, modules) {
         Ok(engine_config) => engine_config,
         Err(err) => {
             error!("{err}; the running configuration is kept");
             return None;
         }
     };
-    if network_changed(running, &config) {
+    let mut kept = HashSet::new();
+    for (module, error) in failed {
+        let what = if running.contains_key(&module) {
+            "its running instance is kept"
+        } else {
+            "it is retried with backoff"
+        };
+        error!(module = %module, "{error}; module {module}: {what}");
+        kept.insert(module);
+    }
+    Some(Reloaded {
+        config,
+        engine_config,
+        kept,
+    })
+}
+
+/// Hands a prepared reload to the store and the engine; returns the configuration now
+/// running, and updates `running` (the kept modules keep their old fingerprint).
+fn apply_reload(
+    reloaded: Reloaded,
+    old: &Config,
+    running: &mut HashMap<String, String>,
+    engine: &EngineHandle,
+    store: &Store,
+) -> Config {
+    let Reloaded {
+        config,
+        engine_config,
+        kept,
+    } = reloaded;
+    if network_changed(old, &config) {
         warn!(
             "channel (udp_send, udp_recv, tcp_accept) or mute/deaf changes take effect at the next restart"
         );
     }
+    let mut next = fingerprints(&engine_config);
+    for module in &kept {
+        match running.get(module) {
+            Some(fingerprint) => next.insert(module.clone(), fingerprint.clone()),
+            None => next.remove(module),
+        };
+    }
+    *running = next;
     store.set_config(store_config(&config));
-    engine.reload(engine_config);
-    Some(config)
+    engine.reload_keeping(engine_config, kept);
+    config
+}
+
+/// Each module's fingerprint, by name.
+fn fingerprints(engine_config: &EngineConfig) -> HashMap<String, String> {
+    engine_config
+        .modules
+        .iter()
+        .map(|m| (m.name.clone(), m.fingerprint.clone()))
+        .collect()
 }
 
 fn network_changed(old: &Config, new: &Config) -> bool {
@@ -323,6 +430,16 @@ pub fn engine_config(
     runtime: &Runtime,
     facts: &HostFacts,
     identity: &HostIdentity,
+) -> Result<EngineConfig, String> {
+    engine_config_with(config, facts, identity, module_specs(config, runtime))
+}
+
+/// [`engine_config`] with the modules already made.
+fn engine_config_with(
+    config: &Config,
+    facts: &HostFacts,
+    identity: &HostIdentity,
+    modules: Vec<ModuleSpec>,
 ) -> Result<EngineConfig, String> {
     let groups = group_specs(config).map_err(|errors| {
         errors
@@ -346,7 +463,7 @@ pub fn engine_config(
         host: identity.clone(),
         facts: facts.clone(),
         groups,
-        modules: module_specs(config, runtime),
+        modules,
         send_metadata_interval: (send_metadata_interval > 0)
             .then(|| Duration::from_secs(send_metadata_interval.into())),
     })

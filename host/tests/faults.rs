@@ -5,10 +5,13 @@
 #[path = "support/daemon.rs"]
 mod daemon;
 
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use daemon::{config_with, free_port, mkfifo, temp_dir};
+use daemon::{Daemon, config_with, free_port, group_matching, mkfifo, module_block, temp_dir};
+use wasmond::daemon::SHUTDOWN_BUDGET;
+use wasmond_test_guests as guests;
 
 /// Runs `wasmond <args>`, killing it (by pid) if it is not done within `within`.
 fn wasmond_within(args: &[&str], within: Duration) -> (Output, Duration) {
@@ -93,4 +96,163 @@ fn a_thousand_included_files_pass_check() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// The TN (seconds since its last update) of metric `name` in an XML document.
+fn tn_of(xml: &str, name: &str) -> Option<u64> {
+    let start = xml.find(&format!("<METRIC NAME=\"{name}\""))?;
+    let tag = &xml[start..start + xml[start..].find('>')?];
+    let tn = &tag[tag.find(" TN=\"")? + 5..];
+    tn[..tn.find('"')?].parse().ok()
+}
+
+/// A module's `.wasm` with the example guest in it, in `dir`.
+fn example_wasm(dir: &Path, name: &str) -> PathBuf {
+    let wasm = dir.join(format!("{name}.wasm"));
+    std::fs::copy(guests::EXAMPLE, &wasm).unwrap();
+    wasm
+}
+
+/// Issue 12: a `.wasm` truncated on disk, then SIGHUP. The new file is loaded before
+/// anything is stopped; it fails, so the module keeps serving from its running instance.
+#[test]
+fn a_truncated_wasm_on_reload_keeps_the_running_module_serving() {
+    let dir = temp_dir();
+    let wasm = example_wasm(dir.path(), "a");
+    let port = free_port();
+    let config = dir.path().join("gmond.conf");
+    let modules = module_block("a", &wasm, &[("prefix", "a_")], "") + &group_matching("^a_");
+    std::fs::write(&config, config_with(port, &modules)).unwrap();
+    let daemon = Daemon::start(&config);
+    daemon.wait_xml(port, "a_double");
+
+    let bytes = std::fs::read(&wasm).unwrap();
+    std::fs::write(&wasm, &bytes[..bytes.len() / 2]).unwrap();
+    daemon.signal("HUP");
+    daemon.wait_log("module a: its running instance is kept");
+    // Still collected every second: its values keep being updated.
+    std::thread::sleep(Duration::from_secs(3));
+    let xml = daemon.xml(port);
+    let tn = tn_of(&xml, "a_double").unwrap_or_else(|| panic!("no a_double:\n{xml}"));
+    assert!(
+        tn <= 2,
+        "a_double last updated {tn} s ago:\n{}",
+        daemon.log()
+    );
+    let log = daemon.log();
+    assert!(!log.contains("stopping module a"), "{log}");
+}
+
+/// Issue 12: a module replaced (on reload) by one declaring other names: the old names
+/// leave the XML instead of staying there for ever (DMAX 0).
+#[test]
+fn metrics_a_module_no_longer_declares_leave_the_xml() {
+    let dir = temp_dir();
+    let wasm = example_wasm(dir.path(), "a");
+    let port = free_port();
+    let config = dir.path().join("gmond.conf");
+    let with_prefix = |prefix: &str| {
+        module_block("a", &wasm, &[("prefix", prefix)], "") + &group_matching("^(a_|c_)")
+    };
+    std::fs::write(&config, config_with(port, &with_prefix("a_"))).unwrap();
+    let daemon = Daemon::start(&config);
+    daemon.wait_xml(port, "a_double");
+
+    std::fs::write(&config, config_with(port, &with_prefix("c_"))).unwrap();
+    daemon.signal("HUP");
+    let xml = daemon.wait_xml(port, "c_double");
+    assert!(!xml.contains("\"a_double\""), "{xml}");
+}
+
+/// A component whose compilation takes seconds (it has no metric exports, so it fails
+/// type-checking after that): what makes a reload slow.
+fn slow_to_compile(path: &Path) {
+    let mut body = String::new();
+    for i in 0..6000u64 {
+        body.push_str(&format!(
+            "local.get $x i64.const {} i64.mul i64.const {i} i64.xor local.set $x\n",
+            i * 7919 + 1
+        ));
+    }
+    let functions: String = (0..48)
+        .map(|f| {
+            format!(
+                "(func $f{f} (export \"f{f}\") (result i64) (local $x i64) {body} local.get $x)\n"
+            )
+        })
+        .collect();
+    let bytes = wat::parse_str(format!("(component (core module {functions}))")).unwrap();
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// Issue 12: SIGTERM while a reload is compiling a large new module. The reload runs off
+/// the signal loop, so the daemon stops at once (the reload is abandoned), cleaning up
+/// the running module.
+#[test]
+fn sigterm_wins_over_a_slow_reload() {
+    let dir = temp_dir();
+    let wasm = example_wasm(dir.path(), "a");
+    let big = dir.path().join("big.wasm");
+    slow_to_compile(&big);
+    let port = free_port();
+    let config = dir.path().join("gmond.conf");
+    let module_a = module_block("a", &wasm, &[("prefix", "a_")], "") + &group_matching("^a_");
+    std::fs::write(&config, config_with(port, &module_a)).unwrap();
+    // A cache of its own: the big module is compiled afresh.
+    let cache = dir.path().join("cache");
+    let mut daemon = Daemon::start_with(&config, &[("XDG_CACHE_HOME", cache.to_str().unwrap())]);
+    daemon.wait_xml(port, "a_double");
+
+    let both = module_a + &module_block("big", &big, &[], "");
+    std::fs::write(&config, config_with(port, &both)).unwrap();
+    daemon.signal("HUP");
+    daemon.wait_log("SIGHUP: reloading");
+    std::thread::sleep(Duration::from_millis(300));
+    daemon.signal("TERM");
+    let (status, took) = daemon.wait_exit(Duration::from_secs(30));
+    let log = daemon.log();
+    assert!(status.success(), "{status}: {log}");
+    assert!(took < Duration::from_secs(3), "took {took:?}: {log}");
+    assert!(
+        !log.contains("module big"),
+        "the reload was abandoned: {log}"
+    );
+    assert!(!log.contains("panicked"), "{log}");
+    println!("SIGTERM during a slow reload to exit: {took:?}");
+}
+
+/// Issue 12: SIGTERM while a module is stuck in a handler call (a loop with a 30 s
+/// deadline). The other modules' cleanup runs at once; the stuck one is abandoned at the
+/// engine's shutdown bound; no panic, and the daemon exits 0 within its budget.
+#[test]
+fn sigterm_during_a_stuck_call_cleans_up_the_others_and_exits_zero() {
+    let dir = temp_dir();
+    let port = free_port();
+    let config = dir.path().join("gmond.conf");
+    let modules = module_block(
+        "stuck",
+        Path::new(guests::HOSTILE),
+        &[("attack", "loop-handler")],
+        "deadline_handler_ms = 30000 fuel_handler = 1000000000000000",
+    ) + &module_block("a", &example_wasm(dir.path(), "a"), &[("prefix", "a_")], "")
+        + &group_matching("^(a_|attack|calls)");
+    std::fs::write(&config, config_with(port, &modules)).unwrap();
+    let mut daemon = Daemon::start(&config);
+    daemon.wait_xml(port, "a_double");
+    daemon.wait_log("module stuck started");
+    // Its first collection is now looping.
+    std::thread::sleep(Duration::from_millis(500));
+    daemon.signal("TERM");
+    let (status, took) = daemon.wait_exit(Duration::from_secs(30));
+    let log = daemon.log();
+    assert!(status.success(), "{status}: {log}");
+    assert!(took < SHUTDOWN_BUDGET, "took {took:?}: {log}");
+    assert!(log.contains("modules cleaned up cleaned_up=2"), "{log}");
+    assert!(
+        log.contains("module stuck: cleanup did not finish in time; abandoned"),
+        "{log}"
+    );
+    assert!(!log.contains("panicked"), "{log}");
+    assert!(!log.contains("abandoning it"), "{log}");
+    println!("SIGTERM during a stuck call to exit: {took:?}");
 }

@@ -2,6 +2,7 @@
 //! [`GroupSpec`]s, wasm modules as [`ModuleSpec`]s with their sandbox, and the
 //! fingerprint that decides whether a reload restarts a module.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
@@ -133,20 +134,62 @@ pub fn module_specs(config: &Config, runtime: &Runtime) -> Vec<ModuleSpec> {
 }
 
 fn module_spec(module: &ModuleConfig, path: &Path, runtime: &Runtime) -> ModuleSpec {
+    let (fingerprint, driver) = wasm_driver(module, path, runtime);
+    spec_of(module, fingerprint, driver)
+}
+
+/// A wasm module's fingerprint and its driver, not loaded yet.
+fn wasm_driver(module: &ModuleConfig, path: &Path, runtime: &Runtime) -> (String, WasmDriver) {
     let sandbox = sandbox(&module.sandbox);
+    let fingerprint = fingerprint(module, path, &sandbox);
+    let driver = WasmDriver::new(
+        runtime.clone(),
+        &module.name,
+        path.to_path_buf(),
+        sandbox,
+        module.params.clone(),
+    );
+    (fingerprint, driver)
+}
+
+fn spec_of(module: &ModuleConfig, fingerprint: String, driver: WasmDriver) -> ModuleSpec {
     ModuleSpec {
         name: module.name.clone(),
-        fingerprint: fingerprint(module, path, &sandbox),
-        bounds: call_bounds(&sandbox),
-        driver: Box::new(WasmDriver::new(
-            runtime.clone(),
-            &module.name,
-            path.to_path_buf(),
-            sandbox,
-            module.params.clone(),
-        )),
+        fingerprint,
+        bounds: call_bounds(driver.sandbox()),
+        driver: Box::new(driver),
         inline: false,
     }
+}
+
+/// What a reload runs: the wasm modules of `config`, where each that is new or changed
+/// since `running` (module name → fingerprint) is loaded now (read, compiled and
+/// type-checked on the caller's thread) rather than after its running instance is
+/// stopped. Also returns the modules whose new file failed to load, with why: those
+/// stay on their running instance ([`EngineHandle::reload_keeping`]).
+///
+/// [`EngineHandle::reload_keeping`]: super::engine::EngineHandle::reload_keeping
+pub fn reload_specs(
+    config: &Config,
+    runtime: &Runtime,
+    running: &HashMap<String, String>,
+) -> (Vec<ModuleSpec>, Vec<(String, String)>) {
+    let mut failed = Vec::new();
+    let specs = config
+        .modules
+        .iter()
+        .filter_map(|module| Some((module, module.wasm_path()?)))
+        .map(|(module, path)| {
+            let (fingerprint, mut driver) = wasm_driver(module, path, runtime);
+            if running.get(&module.name) != Some(&fingerprint)
+                && let Err(error) = driver.preload()
+            {
+                failed.push((module.name.clone(), error));
+            }
+            spec_of(module, fingerprint, driver)
+        })
+        .collect();
+    (specs, failed)
 }
 
 /// The `.wasm`'s SHA-256 (or why it cannot be read) and every setting the module runs

@@ -42,6 +42,10 @@ use super::{OutgoingMetric, SendRequest};
 use crate::metric::{MetricDescriptor, MetricValue};
 use crate::store::{HostRef, MetricMeta, Store};
 
+/// The longest the shutdown waits for a module's cleanup (behind a call still in flight):
+/// past it, the module is abandoned, so a module stuck in a call with a long deadline
+/// cannot make the daemon overrun its own shutdown budget.
+pub const SHUTDOWN_WAIT: Duration = Duration::from_secs(8);
 /// Added to every job's own bound: thread hand-off, scheduling, a loaded machine.
 const JOB_MARGIN: Duration = Duration::from_secs(1);
 /// The built-in group that collects the accounting metrics no configured group selects.
@@ -134,7 +138,7 @@ pub struct ShutdownReport {
 }
 
 enum Control {
-    Reload(Box<EngineConfig>),
+    Reload(Box<EngineConfig>, HashSet<String>),
     ResendMetadata(Option<String>),
     Status(oneshot::Sender<Status>),
 }
@@ -149,7 +153,13 @@ impl EngineHandle {
     /// Applies a new configuration: starts added modules, stops removed ones, restarts
     /// those whose fingerprint changed, and rebuilds the groups.
     pub fn reload(&self, config: EngineConfig) {
-        let _ = self.control.send(Control::Reload(Box::new(config)));
+        self.reload_keeping(config, HashSet::new());
+    }
+
+    /// [`reload`](Self::reload), except that the modules named in `kept` (whose new file
+    /// failed to load) stay on their running instance, if they have one.
+    pub fn reload_keeping(&self, config: EngineConfig, kept: HashSet<String>) {
+        let _ = self.control.send(Control::Reload(Box::new(config), kept));
     }
 
     /// A peer asked for metadata (gmond's id 136): `Some(name)` for one metric, `None`
@@ -176,7 +186,7 @@ pub fn spawn(
     let (control, control_rx) = unbounded_channel();
     let (reports, reports_rx) = unbounded_channel();
     let mut engine = Engine::new(config.host.clone(), outputs, reports);
-    engine.apply(*Box::new(config), Instant::now());
+    engine.apply(config, &HashSet::new(), Instant::now());
     let task = tokio::spawn(engine.run(control_rx, reports_rx, shutdown));
     (EngineHandle { control }, task)
 }
@@ -199,6 +209,9 @@ struct Engine {
     accounts: Accounts,
     send_metadata_interval: Option<Duration>,
     log_limit: RateLimiter<(String, String)>,
+    /// The metric names each module (by name) declared when it last started: those it
+    /// no longer declares are taken out of the store.
+    declared: HashMap<String, Vec<String>>,
 }
 
 struct ModuleSlot {
@@ -263,6 +276,7 @@ impl Engine {
             accounts: Accounts::default(),
             send_metadata_interval: None,
             log_limit: RateLimiter::new(LOG_WINDOW),
+            declared: HashMap::new(),
         }
     }
 
@@ -304,9 +318,9 @@ impl Engine {
 
     fn on_control(&mut self, message: Control, now: Instant) {
         match message {
-            Control::Reload(config) => {
+            Control::Reload(config, kept) => {
                 info!("applying the new configuration");
-                self.apply(*config, now);
+                self.apply(*config, &kept, now);
             }
             Control::ResendMetadata(metric) => self.resend_metadata(metric.as_deref(), now),
             Control::Status(reply) => {
@@ -442,7 +456,9 @@ impl Engine {
             Ok(()) => {
                 info!(module = %slot.name, "module {} started with {} metrics", slot.name, descriptors.len());
                 slot.backoff.succeeded();
+                let names = descriptors.iter().map(|d| d.name.clone()).collect();
                 slot.state = SlotState::Running(descriptors);
+                self.declared_now(&name, names);
             }
             Err(errors) => {
                 let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
@@ -455,6 +471,23 @@ impl Engine {
             }
         }
         self.replan(now);
+    }
+
+    /// Records what module `module` declares now; the metrics it declared before and no
+    /// longer does, and that no other module took, leave the store (and the XML).
+    fn declared_now(&mut self, module: &str, names: Vec<String>) {
+        let before = self.declared.insert(module.to_string(), names);
+        let now = &self.declared[module];
+        let gone: Vec<&str> = before
+            .iter()
+            .flatten()
+            .filter(|name| !now.contains(name) && self.owners.owner(name).is_none())
+            .map(String::as_str)
+            .collect();
+        if !gone.is_empty() {
+            let removed = self.outputs.store.remove_metrics(&self.host.name, gone);
+            info!(module = %module, "module {module}: {removed} metrics it no longer declares removed");
+        }
     }
 
     /// When every clash is with a module later in configuration order: those modules.
@@ -613,8 +646,9 @@ impl Engine {
         }
     }
 
-    /// Applies a configuration: the first one, or a reload.
-    fn apply(&mut self, config: EngineConfig, now: Instant) {
+    /// Applies a configuration: the first one, or a reload. Modules in `kept` stay on
+    /// their running instance.
+    fn apply(&mut self, config: EngineConfig, kept: &HashSet<String>, now: Instant) {
         self.send_metadata_interval = config.send_metadata_interval;
         let names: Vec<String> = config
             .modules
@@ -633,7 +667,7 @@ impl Engine {
             inline: true,
         };
         let wanted: Vec<ModuleSpec> = std::iter::once(host).chain(config.modules).collect();
-        self.reconcile_modules(wanted, now);
+        self.reconcile_modules(wanted, kept, now);
         self.groups = config
             .groups
             .into_iter()
@@ -654,15 +688,22 @@ impl Engine {
         self.replan(now);
     }
 
-    /// Keeps unchanged modules, stops removed and changed ones, starts new ones.
-    fn reconcile_modules(&mut self, wanted: Vec<ModuleSpec>, now: Instant) {
+    /// Keeps unchanged modules (and `kept` ones that run), stops removed and changed ones,
+    /// starts new ones. The metrics of a module no longer configured leave the store.
+    fn reconcile_modules(&mut self, wanted: Vec<ModuleSpec>, kept: &HashSet<String>, now: Instant) {
+        let wanted_names: HashMap<&str, &str> = wanted
+            .iter()
+            .map(|spec| (spec.name.as_str(), spec.fingerprint.as_str()))
+            .collect();
         let keep: HashMap<String, ModuleId> = self
             .modules
             .iter()
-            .filter(|(_, slot)| {
-                let still = wanted.iter().find(|spec| spec.name == slot.name);
-                still.is_some_and(|spec| spec.fingerprint == slot.fingerprint)
-                    && !matches!(slot.state, SlotState::Rejected(_))
+            .filter(|(_, slot)| match wanted_names.get(slot.name.as_str()) {
+                Some(fingerprint) if *fingerprint == slot.fingerprint => {
+                    !matches!(slot.state, SlotState::Rejected(_))
+                }
+                Some(_) => kept.contains(&slot.name) && matches!(slot.state, SlotState::Running(_)),
+                None => false,
             })
             .map(|(id, slot)| (slot.name.clone(), *id))
             .collect();
@@ -674,6 +715,16 @@ impl Engine {
             .collect();
         for id in retire {
             self.retire(id, now);
+        }
+        let removed: Vec<String> = self
+            .declared
+            .keys()
+            .filter(|name| !wanted_names.contains_key(name.as_str()))
+            .cloned()
+            .collect();
+        for name in removed {
+            self.declared_now(&name, Vec::new());
+            self.declared.remove(&name);
         }
         self.order.clear();
         for spec in wanted {
@@ -897,49 +948,41 @@ impl Engine {
         }
     }
 
-    /// Finishes the collections in flight, then cleans every module up, each within its
-    /// bound.
+    /// Cleans every module up, each within its bound: the cleanup is queued at once on
+    /// every module's thread, behind the collection it may have in flight, whose values
+    /// are still sent. So a module stuck in a call delays only its own cleanup, until
+    /// its call's deadline (then it is abandoned); every other module's runs meanwhile.
     async fn shut_down(mut self, reports: &mut UnboundedReceiver<Report>) -> ShutdownReport {
-        info!("shutting down: finishing the collections in flight");
-        let finish_by = self
-            .modules
-            .values()
-            .filter_map(|slot| slot.answer_by)
-            .max();
-        if let Some(finish_by) = finish_by {
-            while self.modules.values().any(|slot| !slot.busy.is_empty()) {
-                tokio::select! {
-                    Some(report) = reports.recv() => self.on_report(report, Instant::now()),
-                    () = sleep_until(finish_by) => break,
-                }
-            }
-        }
-        info!("shutting down: cleaning up the modules");
+        info!("shutting down: finishing the collections in flight and cleaning up the modules");
         let now = Instant::now();
         let mut waiting: HashMap<ModuleId, (String, Instant)> = HashMap::new();
         for (id, slot) in &mut self.modules {
-            let bound = slot.bounds.cleanup + JOB_MARGIN;
-            slot.retiring = true;
             if matches!(slot.state, SlotState::Rejected(_)) {
                 // Cleaned up when it was refused.
                 continue;
             }
+            let bound = slot.bounds.cleanup + JOB_MARGIN;
+            let in_flight = slot.answer_by;
             if slot.submit(Job::Cleanup, bound, now).is_ok() {
                 // Behind a job still in flight, the cleanup waits for that one too.
-                let by = slot.answer_by.unwrap_or(now + bound);
+                let by = in_flight.map_or(now + bound, |by| by.max(now) + bound);
+                let by = by.min(now + SHUTDOWN_WAIT);
                 waiting.insert(*id, (slot.name.clone(), by));
             }
         }
         let mut report = ShutdownReport::default();
         while let Some(deadline) = waiting.values().map(|(_, by)| *by).min() {
             tokio::select! {
-                Some(message) = reports.recv() => {
-                    if matches!(message.kind, ReportKind::CleanedUp)
-                        && let Some((name, _)) = waiting.remove(&message.module)
-                    {
-                        report.cleaned_up.push(name);
+                Some(message) = reports.recv() => match message.kind {
+                    ReportKind::CleanedUp => {
+                        if let Some((name, _)) = waiting.remove(&message.module) {
+                            report.cleaned_up.push(name);
+                        }
                     }
-                }
+                    // The last values of a collection in flight still go out.
+                    ReportKind::Collected(_) => self.on_report(message, Instant::now()),
+                    ReportKind::Started(_) => {}
+                },
                 () = sleep_until(deadline) => {
                     let late: Vec<ModuleId> =
                         waiting.iter().filter(|(_, (_, by))| *by <= deadline).map(|(id, _)| *id).collect();

@@ -42,6 +42,17 @@ impl WasmDriver {
         }
     }
 
+    /// The sandbox the module runs under.
+    pub fn sandbox(&self) -> &Sandbox {
+        &self.sandbox
+    }
+
+    /// Reads, compiles and type-checks the module now, on the caller's thread (a reload
+    /// does this before it stops the running instance); `start` then uses the result.
+    pub fn preload(&mut self) -> Result<(), String> {
+        self.loaded().map(drop).map_err(|failure| failure.message)
+    }
+
     fn loaded(&mut self) -> Result<LoadedModule, Failure> {
         if let Some(loaded) = &self.loaded {
             return Ok(loaded.clone());

@@ -268,6 +268,30 @@ impl Store {
         expired
     }
 
+    /// Deletes metrics of `host` at once (a module that no longer declares them); returns
+    /// how many were there.
+    pub fn remove_metrics<'a>(
+        &self,
+        host: &str,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> usize {
+        let mut state = self.write();
+        let State {
+            hosts,
+            metric_count,
+            ..
+        } = &mut *state;
+        let Some(host) = hosts.get_mut(host) else {
+            return 0;
+        };
+        let removed = names
+            .into_iter()
+            .filter(|name| host.metrics.remove(*name).is_some())
+            .count();
+        *metric_count -= removed;
+        removed
+    }
+
     /// The metadata of one metric, e.g. to answer a metadata request.
     pub fn metadata(&self, host: &str, name: &str) -> Option<MetricMeta> {
         let state = self.read();
