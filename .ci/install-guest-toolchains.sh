@@ -7,6 +7,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 COMPONENTIZE_PY_VERSION=0.25.1
+# Bundled in the Python interpreter component (host/build.rs): the lib2to3 fork that
+# translates Python 2 modules, and the one package it imports.
+FISSIX_VERSION=24.4.24
+APPDIRS_VERSION=1.4.4
+PYTHON_DEPS=target/python-deps
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -23,6 +28,15 @@ if ! componentize-py --version 2>/dev/null | grep -qx "componentize-py $COMPONEN
     python3 -m pip install --quiet --disable-pip-version-check "componentize-py==$COMPONENTIZE_PY_VERSION"
     # pyenv's shim for the new command appears only after a rehash.
     if command -v pyenv >/dev/null; then pyenv rehash; fi
+fi
+
+# The interpreter's bundled packages, pure Python, into target/python-deps (without
+# fissix's own test suite).
+if ! grep -qx "Version: $FISSIX_VERSION" "$PYTHON_DEPS"/fissix-*.dist-info/METADATA 2>/dev/null; then
+    rm -rf "$PYTHON_DEPS"
+    python3 -m pip install --quiet --disable-pip-version-check --no-compile --target "$PYTHON_DEPS" \
+        "fissix==$FISSIX_VERSION" "appdirs==$APPDIRS_VERSION"
+    rm -rf "$PYTHON_DEPS/fissix/tests"
 fi
 
 # JavaScript: componentize-js from npm, pinned by guest-modules/package-lock.json, is

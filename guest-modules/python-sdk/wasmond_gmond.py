@@ -21,6 +21,7 @@ attributed to the module.
 """
 
 import logging
+import traceback
 
 from componentize_py_types import Err
 from wit_world.imports import log as host_log
@@ -87,6 +88,10 @@ LOG_LEVELS = [
     (logging.INFO, host_log.Level.INFO),
     (logging.DEBUG, host_log.Level.DEBUG),
 ]
+
+
+# How many of a failure's innermost traceback frames an error message names.
+TRACEBACK_FRAMES = 3
 
 
 class DescriptorError(ValueError):
@@ -159,6 +164,18 @@ def to_value(value_type, value):
     return case(wrapped)
 
 
+def describe(error):
+    """``Type: message``, then where it happened: the innermost frames of its
+    traceback (at most TRACEBACK_FRAMES), as ``file:line in function``."""
+    frames = traceback.extract_tb(error.__traceback__)[-TRACEBACK_FRAMES:]
+    text = f"{type(error).__name__}: {error}"
+    if frames:
+        where = " <- ".join(f"{frame.filename}:{frame.lineno} in {frame.name}"
+                            for frame in reversed(frames))
+        text += f" (at {where})"
+    return text
+
+
 class HostLogHandler(logging.Handler):
     """Sends ``logging`` records to the host's log (the host caps size and rate)."""
 
@@ -187,15 +204,21 @@ class GmondModule:
         try:
             entries = list(self.module.metric_init(params_dict(pairs)))
         except Exception as error:  # noqa: BLE001 - any failure of the module is its error
-            raise Err(f"metric_init failed: {type(error).__name__}: {error}") from None
-        try:
-            descriptors = [to_descriptor(entry) for entry in entries]
-        except DescriptorError as error:
-            raise Err(f"metric_init returned a bad descriptor: {error}") from None
-        self.metrics = {
-            descriptor.name: (entry["call_back"], descriptor.value_type)
-            for entry, descriptor in zip(entries, descriptors)
-        }
+            raise Err(f"metric_init failed: {describe(error)}") from None
+        descriptors = []
+        self.metrics = {}
+        for entry in entries:
+            try:
+                descriptor = to_descriptor(entry)
+            except DescriptorError as error:
+                raise Err(f"metric_init returned a bad descriptor: {error}") from None
+            if descriptor.name in self.metrics:
+                # gmond keeps the first metric of a name and carries on.
+                logging.getLogger(__name__).warning(
+                    "metric %s is declared twice: the first declaration is kept", descriptor.name)
+                continue
+            self.metrics[descriptor.name] = (entry["call_back"], descriptor.value_type)
+            descriptors.append(descriptor)
         return descriptors
 
     def handler(self, name):
@@ -205,7 +228,7 @@ class GmondModule:
         try:
             value = call_back(name)
         except Exception as error:  # noqa: BLE001
-            raise Err(f"{name}: call_back failed: {type(error).__name__}: {error}") from None
+            raise Err(f"{name}: call_back failed: {describe(error)}") from None
         if value is None:
             raise Err(f"{name}: call_back returned no value")
         try:

@@ -90,6 +90,26 @@ class HandlerTest(unittest.TestCase):
                 self.start("uint", call_back).handler("m")
             self.assertIn(fragment, caught.exception.value)
 
+    def test_a_failure_names_the_metric_and_where(self):
+        def broken(name):
+            return {}[name]
+        with self.assertRaises(Err) as caught:
+            self.start("uint", broken).handler("m")
+        message = caught.exception.value
+        self.assertTrue(message.startswith("m: call_back failed: KeyError: 'm' (at "), message)
+        self.assertIn("wasmond_gmond_test.py:", message)
+        self.assertIn("in broken", message)
+
+    def test_a_duplicate_name_keeps_the_first(self):
+        fake = module([{"name": "m", "call_back": lambda n: 1},
+                       {"name": "m", "call_back": lambda n: 2, "value_type": "string"}])
+        w = world(fake)
+        with self.assertLogs("wasmond_gmond", "WARNING") as logged:
+            [d] = w.init([])
+        self.assertIn("metric m is declared twice", logged.output[0])
+        self.assertEqual(d.value_type, types.ValueType.UINT32)
+        self.assertEqual(w.handler("m"), types.MetricValue_Uint32(1))
+
     def test_unknown_metric(self):
         with self.assertRaises(Err):
             self.start("uint", len).handler("other")

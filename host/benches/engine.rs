@@ -29,7 +29,7 @@ use wasmond::collect::host_module::HostFacts;
 use wasmond::collect::select::{Collect, EntrySpec, GroupSpec, Selector};
 use wasmond::collect::wasm::WasmDriver;
 use wasmond::config::SandboxConfig;
-use wasmond::runtime::{Runtime, RuntimeConfig, Sandbox};
+use wasmond::runtime::{Code, Runtime, RuntimeConfig, Sandbox};
 use wasmond::store::{ClusterInfo, Store, StoreConfig};
 
 /// The `bench` guest as test-guests/build.rs builds it (looked up by path rather than through
@@ -173,7 +173,7 @@ fn bench_module(runtime: &Runtime, index: usize) -> ModuleSpec {
         driver: Box::new(WasmDriver::new(
             runtime.clone(),
             &name,
-            PathBuf::from(BENCH_WASM),
+            Code::Wasm(PathBuf::from(BENCH_WASM)),
             sandbox,
             params,
         )),

@@ -21,7 +21,7 @@ use wasmond::collect::select::{Collect, EntrySpec, GroupSpec, Selector};
 use wasmond::collect::wasm::WasmDriver;
 use wasmond::collect::{EngineHandle, SendRequest};
 use wasmond::config::SandboxConfig;
-use wasmond::runtime::{Runtime, RuntimeConfig};
+use wasmond::runtime::{Code, Runtime, RuntimeConfig};
 use wasmond::store::{ClusterInfo, Store, StoreConfig};
 use wasmond_test_guests as guests;
 
@@ -65,7 +65,7 @@ fn wasm_module(
         driver: Box::new(WasmDriver::new(
             runtime.clone(),
             name,
-            PathBuf::from(wasm),
+            Code::Wasm(PathBuf::from(wasm)),
             sandbox,
             params,
         )),

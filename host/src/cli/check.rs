@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use crate::collect::conversion::{group_specs, sandbox};
+use crate::collect::conversion::{group_specs, module_code, sandbox};
 use crate::collect::driver::ModuleDriver;
 use crate::collect::host_module::{Accounts, HOST_MODULE, HOST_PREFIX, HostFacts, HostModule};
 use crate::collect::names::MetricOwners;
@@ -17,7 +17,7 @@ use crate::collect::select::{Collect, GroupSelection, GroupSpec, MetricKey, sele
 use crate::config::{Config, ModuleSource};
 use crate::daemon::ConfigSource;
 use crate::metric::MetricDescriptor;
-use crate::runtime::{Runtime, RuntimeConfig};
+use crate::runtime::{Code, Runtime, RuntimeConfig};
 
 #[derive(Debug, clap::Args)]
 pub struct CheckArgs {
@@ -79,19 +79,29 @@ pub fn explain(config: &Config, runtime: &Runtime) -> (String, Vec<String>) {
     let mut modules = vec![host_module(config)];
     for module in &config.modules {
         match &module.source {
-            ModuleSource::Wasm { path } if module.enabled => {
-                let checked =
-                    start_module(runtime, &module.name, path, &module.params, &module.sandbox);
+            ModuleSource::Wasm { .. } | ModuleSource::Python { .. } if module.enabled => {
+                let code = module_code(module).expect("an enabled wasm or python module");
+                let checked = start_module(
+                    runtime,
+                    &module.name,
+                    &code,
+                    &module.params,
+                    &module.sandbox,
+                );
+                let what = match &code {
+                    Code::Wasm(path) => path.display().to_string(),
+                    Code::Python { source, .. } => format!("{} (python)", source.display()),
+                };
                 match checked {
                     Ok(metrics) => modules.push(Checked {
                         name: module.name.clone(),
-                        what: format!("{} ({} metrics)", path.display(), metrics.len()),
+                        what: format!("{what} ({} metrics)", metrics.len()),
                         metrics,
                     }),
                     Err(error) => errors.push(error),
                 }
             }
-            ModuleSource::Wasm { path } => {
+            ModuleSource::Wasm { path } | ModuleSource::Python { source: path, .. } => {
                 let _ = writeln!(
                     notes,
                     "module {}: disabled ({})",
@@ -161,13 +171,13 @@ fn host_module(config: &Config) -> Checked {
 fn start_module(
     runtime: &Runtime,
     name: &str,
-    path: &std::path::Path,
+    code: &Code,
     params: &[(String, String)],
     config: &crate::config::SandboxConfig,
 ) -> Result<Vec<MetricDescriptor>, String> {
     let sandbox = sandbox(config);
     let loaded = runtime
-        .load(name, path, sandbox)
+        .load_code(name, code, sandbox)
         .map_err(|e| e.to_string())?;
     let instance = loaded.start(params.to_vec()).map_err(|e| e.to_string())?;
     let metrics = instance.descriptors().to_vec();

@@ -3,17 +3,21 @@
 //! A tool for module authors; errors print as one line and make the exit status non-zero.
 
 use std::io::{self, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 
+use crate::daemon::default_module_dirs;
 use crate::metric::{MetricDescriptor, MetricValue};
-use crate::runtime::{Grants, ModuleError, ModuleInstance, Runtime, RuntimeConfig, Sandbox};
+use crate::runtime::{
+    Code, Grants, ModuleError, ModuleInstance, PYTHON_INTERPRETER, Runtime, RuntimeConfig, Sandbox,
+};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ModuleRunArgs {
-    /// The module: a WebAssembly component of the wasmond:metric world.
+    /// The module: a WebAssembly component of the wasmond:metric world, or a gmond
+    /// python module (`NAME.py`, run by the bundled Python interpreter component).
     pub path: PathBuf,
     /// A param for the module's init, as NAME=VALUE (repeatable).
     #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_key_value)]
@@ -66,7 +70,9 @@ pub fn module_run(args: ModuleRunArgs) -> anyhow::Result<()> {
         },
         ..Sandbox::default()
     };
-    let module = runtime.load(&name, &args.path, sandbox).map_err(one_line)?;
+    let module = runtime
+        .load_code(&name, &code(&args.path)?, sandbox)
+        .map_err(one_line)?;
     let mut instance = module.start(args.params.clone()).map_err(one_line)?;
     let rows = collect_rows(&mut instance, args.count);
     let failures = rows.iter().filter(|row| row.outcome.is_err()).count();
@@ -82,6 +88,31 @@ pub fn module_run(args: ModuleRunArgs) -> anyhow::Result<()> {
         bail!("{failures} of {} handler calls failed", rows.len());
     }
     Ok(())
+}
+
+/// A `.py` file runs in the bundled interpreter, found in the default module directory.
+fn code(path: &Path) -> anyhow::Result<Code> {
+    if path.extension().is_none_or(|ext| ext != "py") {
+        return Ok(Code::Wasm(path.to_path_buf()));
+    }
+    let dirs = default_module_dirs();
+    let interpreter = dirs
+        .iter()
+        .map(|dir| dir.join(PYTHON_INTERPRETER))
+        .find(|interpreter| crate::bundled::bytes(interpreter).is_some() || interpreter.is_file())
+        .with_context(|| {
+            let looked: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+            format!(
+                "{} is a python module, but the bundled Python interpreter ({PYTHON_INTERPRETER}) \
+                 is in none of {} (this wasmond was built without componentize-py)",
+                path.display(),
+                looked.join(", ")
+            )
+        })?;
+    Ok(Code::Python {
+        source: path.to_path_buf(),
+        interpreter,
+    })
 }
 
 /// The module's name for logs and errors: the file stem.

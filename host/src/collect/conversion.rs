@@ -12,10 +12,11 @@ use sha2::{Digest, Sha256};
 use super::engine::{CallBounds, ModuleSpec};
 use super::select::{Collect, EntrySpec, GroupSpec, Selector, SelectorError};
 use super::wasm::WasmDriver;
+use crate::config::ModuleSource;
 use crate::config::{
     CollectionGroup, Config, EnvGrant, Location, MetricSelector, ModuleConfig, SandboxConfig,
 };
-use crate::runtime::{Grants, Limits, Runtime, Sandbox};
+use crate::runtime::{Code, Grants, Limits, Runtime, Sandbox};
 
 /// The shortest period accepted for `collect_every` and `time_threshold`: gmond never
 /// loops faster than once a second, and 0 would make a group due all the time.
@@ -123,29 +124,44 @@ pub fn call_bounds(sandbox: &Sandbox) -> CallBounds {
     }
 }
 
-/// The wasm modules of the config (enabled, with a `.wasm`), ready to run.
+/// The wasm and python modules of the config (enabled, with their code found),
+/// ready to run.
 pub fn module_specs(config: &Config, runtime: &Runtime) -> Vec<ModuleSpec> {
     config
         .modules
         .iter()
-        .filter_map(|module| Some((module, module.wasm_path()?)))
-        .map(|(module, path)| module_spec(module, path, runtime))
+        .filter_map(|module| Some((module, module_code(module)?)))
+        .map(|(module, code)| {
+            let (fingerprint, driver) = driver_of(module, code, runtime);
+            spec_of(module, fingerprint, driver)
+        })
         .collect()
 }
 
-fn module_spec(module: &ModuleConfig, path: &Path, runtime: &Runtime) -> ModuleSpec {
-    let (fingerprint, driver) = wasm_driver(module, path, runtime);
-    spec_of(module, fingerprint, driver)
+/// What an enabled wasm or python module runs.
+pub fn module_code(module: &ModuleConfig) -> Option<Code> {
+    match &module.source {
+        _ if !module.enabled => None,
+        ModuleSource::Wasm { path } => Some(Code::Wasm(path.clone())),
+        ModuleSource::Python {
+            source,
+            interpreter,
+        } => Some(Code::Python {
+            source: source.clone(),
+            interpreter: interpreter.clone(),
+        }),
+        ModuleSource::Native { .. } | ModuleSource::DisabledMissing { .. } => None,
+    }
 }
 
-/// A wasm module's fingerprint and its driver, not loaded yet.
-fn wasm_driver(module: &ModuleConfig, path: &Path, runtime: &Runtime) -> (String, WasmDriver) {
+/// A module's fingerprint and its driver, not loaded yet.
+fn driver_of(module: &ModuleConfig, code: Code, runtime: &Runtime) -> (String, WasmDriver) {
     let sandbox = sandbox(&module.sandbox);
-    let fingerprint = fingerprint(module, path, &sandbox);
+    let fingerprint = fingerprint(module, &code, &sandbox);
     let driver = WasmDriver::new(
         runtime.clone(),
         &module.name,
-        path.to_path_buf(),
+        code,
         sandbox,
         module.params.clone(),
     );
@@ -162,7 +178,7 @@ fn spec_of(module: &ModuleConfig, fingerprint: String, driver: WasmDriver) -> Mo
     }
 }
 
-/// What a reload runs: the wasm modules of `config`, where each that is new or changed
+/// What a reload runs: the modules of `config`, where each that is new or changed
 /// since `running` (module name → fingerprint) is loaded now (read, compiled and
 /// type-checked on the caller's thread) rather than after its running instance is
 /// stopped. Also returns the modules whose new file failed to load, with why: those
@@ -178,9 +194,9 @@ pub fn reload_specs(
     let specs = config
         .modules
         .iter()
-        .filter_map(|module| Some((module, module.wasm_path()?)))
-        .map(|(module, path)| {
-            let (fingerprint, mut driver) = wasm_driver(module, path, runtime);
+        .filter_map(|module| Some((module, module_code(module)?)))
+        .map(|(module, code)| {
+            let (fingerprint, mut driver) = driver_of(module, code, runtime);
             if running.get(&module.name) != Some(&fingerprint)
                 && let Err(error) = driver.preload()
             {
@@ -192,20 +208,28 @@ pub fn reload_specs(
     (specs, failed)
 }
 
-/// The `.wasm`'s SHA-256 (or why it cannot be read) and every setting the module runs
-/// with: a reload restarts the module when this changes.
-pub fn fingerprint(module: &ModuleConfig, path: &Path, sandbox: &Sandbox) -> String {
-    let mut text = match crate::bundled::read(path) {
-        Ok(bytes) => hex::encode(Sha256::digest(&bytes)),
-        Err(err) => format!("unreadable: {err}"),
+/// The SHA-256 of the module's files (the `.wasm`, and a python module's `.py`), or
+/// why one cannot be read, and every setting the module runs with: a reload
+/// restarts the module when this changes.
+pub fn fingerprint(module: &ModuleConfig, code: &Code, sandbox: &Sandbox) -> String {
+    let files: Vec<&Path> = match code {
+        Code::Wasm(path) => vec![path],
+        Code::Python {
+            source,
+            interpreter,
+        } => vec![interpreter, source],
     };
-    let _ = write!(
-        text,
-        "|{}|{:?}|{:?}",
-        path.display(),
-        module.params,
-        sandbox
-    );
+    let mut text = String::new();
+    for path in files {
+        match crate::bundled::read(path) {
+            Ok(bytes) => text.push_str(&hex::encode(Sha256::digest(&bytes))),
+            Err(err) => {
+                let _ = write!(text, "unreadable: {err}");
+            }
+        }
+        let _ = write!(text, "|{}|", path.display());
+    }
+    let _ = write!(text, "{:?}|{:?}", module.params, sandbox);
     text
 }
 

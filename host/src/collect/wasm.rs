@@ -2,18 +2,16 @@
 //! cache) once, then instantiate and `init`, `handler` calls and `cleanup`, all under the
 //! module's sandbox. Runs on the module's worker thread.
 
-use std::path::PathBuf;
-
 use tracing::warn;
 
 use super::driver::{Failure, ModuleDriver, Usage};
 use crate::metric::{MetricDescriptor, MetricValue};
-use crate::runtime::{LoadedModule, ModuleError, ModuleInstance, Runtime, Sandbox};
+use crate::runtime::{Code, LoadedModule, ModuleError, ModuleInstance, Runtime, Sandbox};
 
 pub struct WasmDriver {
     runtime: Runtime,
     name: String,
-    path: PathBuf,
+    code: Code,
     sandbox: Sandbox,
     params: Vec<(String, String)>,
     loaded: Option<LoadedModule>,
@@ -26,14 +24,14 @@ impl WasmDriver {
     pub fn new(
         runtime: Runtime,
         name: &str,
-        path: PathBuf,
+        code: Code,
         sandbox: Sandbox,
         params: Vec<(String, String)>,
     ) -> WasmDriver {
         WasmDriver {
             runtime,
             name: name.to_string(),
-            path,
+            code,
             sandbox,
             params,
             loaded: None,
@@ -59,7 +57,7 @@ impl WasmDriver {
         }
         let loaded = self
             .runtime
-            .load(&self.name, &self.path, self.sandbox.clone())
+            .load_code(&self.name, &self.code, self.sandbox.clone())
             .map_err(failure)?;
         self.loaded = Some(loaded.clone());
         Ok(loaded)

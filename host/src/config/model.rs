@@ -209,10 +209,12 @@ pub struct ModuleConfig {
 }
 
 impl ModuleConfig {
-    /// The wasm file to load, if this is an enabled wasm module.
+    /// The component file to load, if this is an enabled wasm or python module
+    /// (for a python module: the bundled interpreter).
     pub fn wasm_path(&self) -> Option<&std::path::Path> {
         match &self.source {
             ModuleSource::Wasm { path } if self.enabled => Some(path),
+            ModuleSource::Python { interpreter, .. } if self.enabled => Some(interpreter),
             _ => None,
         }
     }
@@ -224,6 +226,12 @@ impl ModuleConfig {
 pub enum ModuleSource {
     /// A WebAssembly component, found at `path`.
     Wasm { path: PathBuf },
+    /// A gmond python module's `NAME.py`, found at `source`, to be run by the bundled
+    /// Python interpreter component found at `interpreter`.
+    Python {
+        source: PathBuf,
+        interpreter: PathBuf,
+    },
     /// A gmond native module (a `.so`, or one built into gmond): wasmond skips it
     /// and has said so in a warning.
     Native {

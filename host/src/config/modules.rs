@@ -3,9 +3,14 @@
 //! - `language = "wasm"`: `path` (relative to the declaring file's directory, then
 //!   to each module directory), else `<name>.wasm` beside the declaring file, else
 //!   in a module directory.
-//! - `language = "python"` (a `.pyconf` written for gmond): unchanged, provided
-//!   `<name>.wasm` sits beside it (or in a module directory) — deploying a module
-//!   means dropping its `.wasm` next to its `.pyconf`.
+//! - `language = "python"` (a `.pyconf` written for gmond, unchanged): `<name>.wasm`
+//!   beside the `.pyconf` if there is one (a module built into a component), else
+//!   gmond's `<name>.py`, looked for where gmond looks — the `params` directory of
+//!   gmond's `python_module` declaration (`modpython.conf`), then the `.pyconf`'s own
+//!   directory, `/usr/lib/ganglia/python_modules` and
+//!   `/usr/lib64/ganglia/python_modules` — and run by the bundled Python interpreter
+//!   component (`gmond_python.wasm`) from a module directory; else `<name>.wasm` in a
+//!   module directory.
 //! - gmond's native modules (`path = "modcpu.so"`, `core_metrics`, the python host
 //!   `modpython.so`) are skipped with a warning that says what wasmond does instead.
 //!   In place of gmond's built-in metric modules (`core_metrics`, `cpu_module`, ...)
@@ -25,6 +30,7 @@ use super::loader::FileSource;
 use super::model::{ModuleConfig, ModuleSource};
 use super::sandbox::{self, SandboxConfig};
 use super::schema;
+use crate::runtime::PYTHON_INTERPRETER;
 
 /// gmond's C modules whose metrics wasmond's `core_metrics` wasm module provides.
 const CORE_C_MODULES: &[&str] = &[
@@ -41,6 +47,15 @@ const CORE_C_MODULES: &[&str] = &[
 /// wasmond's module for gmond's built-in metrics, looked for as `<name>.wasm`.
 const CORE_METRICS: &str = "core_metrics";
 
+/// Where gmond's packages install python modules (Debian, and RPM on 64-bit).
+const GMOND_PYTHON_MODULE_DIRS: &[&str] = &[
+    "/usr/lib/ganglia/python_modules",
+    "/usr/lib64/ganglia/python_modules",
+];
+
+/// gmond's python host: its `params` is the python modules directory.
+const PYTHON_HOST_MODULE: &str = "python_module";
+
 /// Reads every `module { }` (from all `modules { }` blocks, in order).
 pub fn read_all(
     subs: &[Sub],
@@ -50,8 +65,9 @@ pub fn read_all(
 ) -> Vec<ModuleConfig> {
     let mut seen: HashMap<String, Location> = HashMap::new();
     let mut modules = Vec::new();
+    let python_dirs = python_module_dirs(subs);
     for sub in subs.iter().filter(|s| s.name == "module") {
-        let Some(module) = read(sub, module_dirs, fs, diag) else {
+        let Some(module) = read(sub, module_dirs, &python_dirs, fs, diag) else {
             continue;
         };
         if let Some(first) = seen.get(&module.name) {
@@ -82,7 +98,10 @@ fn substitute_core_metrics(
     module_dirs: &[PathBuf],
     fs: &dyn FileSource,
 ) {
-    if modules.iter().any(|m| m.name == CORE_METRICS && m.wasm_path().is_some()) {
+    if modules
+        .iter()
+        .any(|m| m.name == CORE_METRICS && m.wasm_path().is_some())
+    {
         return;
     }
     let Some(first) = modules.iter().position(|m| {
@@ -93,7 +112,11 @@ fn substitute_core_metrics(
         return;
     };
     let file = format!("{CORE_METRICS}.wasm");
-    let Some(path) = module_dirs.iter().map(|dir| dir.join(&file)).find(|p| fs.is_file(p)) else {
+    let Some(path) = module_dirs
+        .iter()
+        .map(|dir| dir.join(&file))
+        .find(|p| fs.is_file(p))
+    else {
         return;
     };
     let module = &mut modules[first];
@@ -108,9 +131,39 @@ fn substitute_core_metrics(
     };
 }
 
+/// The `params` of gmond's `python_module` declarations (the python modules
+/// directory), in file order. Read without diagnostics: each declaration is read
+/// again, and reported, as a module.
+fn python_module_dirs(subs: &[Sub]) -> Vec<PathBuf> {
+    subs.iter()
+        .filter(|s| s.name == "module")
+        .filter_map(|sub| {
+            let f = Fields::read(
+                "module",
+                schema::MODULE,
+                [sub.body],
+                &mut Diagnostics::default(),
+            );
+            let dir = f
+                .string("params")
+                .filter(|_| f.string("name").as_deref() == Some(PYTHON_HOST_MODULE))?;
+            Some(relative_to(sub, &dir))
+        })
+        .collect()
+}
+
+/// `path` as is if absolute, else relative to the directory of the file declaring `sub`.
+fn relative_to(sub: &Sub, path: &str) -> PathBuf {
+    Path::new(&*sub.at.file)
+        .parent()
+        .unwrap_or(Path::new(""))
+        .join(path)
+}
+
 fn read(
     sub: &Sub,
     module_dirs: &[PathBuf],
+    python_dirs: &[PathBuf],
     fs: &dyn FileSource,
     diag: &mut Diagnostics,
 ) -> Option<ModuleConfig> {
@@ -138,6 +191,7 @@ fn read(
         fields: &f,
         enabled,
         module_dirs,
+        python_dirs,
         fs,
     };
     let source = declaration.source(diag)?;
@@ -172,6 +226,7 @@ struct Declaration<'a> {
     fields: &'a Fields<'a>,
     enabled: bool,
     module_dirs: &'a [PathBuf],
+    python_dirs: &'a [PathBuf],
     fs: &'a dyn FileSource,
 }
 
@@ -187,9 +242,8 @@ impl Declaration<'_> {
                 self.find(&self.candidates(&path), self.fields.value_at("path"), diag)
             }
             // Python modules have no `path` in gmond either: the name finds the code.
-            (Some("wasm") | Some("python"), _) => {
-                self.find(&self.candidates(&self.wasm_file()), None, diag)
-            }
+            (Some("python"), _) => self.python(diag),
+            (Some("wasm"), _) => self.find(&self.candidates(&self.wasm_file()), None, diag),
             (None, Some(path)) if path.ends_with(".wasm") => {
                 self.find(&self.candidates(&path), self.fields.value_at("path"), diag)
             }
@@ -206,6 +260,77 @@ impl Declaration<'_> {
                 diag.error(
                     self.fields.value_at("language").expect("language is set"),
                     kind,
+                );
+                None
+            }
+        }
+    }
+
+    /// A gmond python module: `<name>.wasm` beside the `.pyconf`, else `<name>.py` in
+    /// the python modules directories (run by the bundled interpreter), else
+    /// `<name>.wasm` in a module directory.
+    fn python(&self, diag: &mut Diagnostics) -> Option<ModuleSource> {
+        let beside = self.declaring_dir().join(self.wasm_file());
+        if self.fs.is_file(&beside) {
+            return Some(ModuleSource::Wasm { path: beside });
+        }
+        let py_file = format!("{}.py", self.name);
+        let py_dirs: Vec<PathBuf> = self
+            .python_dirs
+            .iter()
+            .cloned()
+            .chain(std::iter::once(self.declaring_dir()))
+            .chain(GMOND_PYTHON_MODULE_DIRS.iter().map(PathBuf::from))
+            .collect();
+        let source = py_dirs
+            .iter()
+            .map(|dir| dir.join(&py_file))
+            .find(|p| self.fs.is_file(p));
+        let Some(source) = source else {
+            let mut candidates: Vec<PathBuf> =
+                py_dirs.iter().map(|dir| dir.join(&py_file)).collect();
+            candidates.extend(
+                self.module_dirs
+                    .iter()
+                    .map(|dir| dir.join(self.wasm_file())),
+            );
+            return self.find(&candidates, None, diag);
+        };
+        let interpreter = self
+            .module_dirs
+            .iter()
+            .map(|dir| dir.join(PYTHON_INTERPRETER))
+            .find(|p| self.fs.is_file(p));
+        match interpreter {
+            Some(interpreter) => Some(ModuleSource::Python {
+                source,
+                interpreter,
+            }),
+            None if !self.enabled => Some(ModuleSource::DisabledMissing {
+                looked_in: vec![source],
+            }),
+            None => {
+                let looked: Vec<String> = self
+                    .module_dirs
+                    .iter()
+                    .map(|d| format!("`{}`", d.display()))
+                    .collect();
+                let message = format!(
+                    "found `{}`, but not the bundled Python interpreter `{PYTHON_INTERPRETER}` that runs it \
+                     (looked in the module directories: {})",
+                    source.display(),
+                    if looked.is_empty() {
+                        "none set".to_string()
+                    } else {
+                        looked.join(", ")
+                    }
+                );
+                diag.error(
+                    self.sub.at,
+                    ErrorKind::Module {
+                        module: self.name.into(),
+                        message,
+                    },
                 );
                 None
             }
@@ -279,7 +404,7 @@ impl Declaration<'_> {
         let (kind, reason) = if self.name == "python_module" || file == Some("modpython.so") {
             (
                 "gmond's python host",
-                "wasmond does not need it: each python module runs from the `<name>.wasm` beside its .pyconf",
+                "wasmond does not need it: it runs each python module's `<name>.py` in its bundled, sandboxed Python interpreter",
             )
         } else if CORE_C_MODULES.contains(&self.name) {
             (

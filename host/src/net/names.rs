@@ -174,7 +174,9 @@ mod tests {
     async fn an_address_without_a_name_is_named_by_itself() {
         let mut names = HostNames::default();
         let started = std::time::Instant::now();
-        let host = names.identify("192.0.2.200".parse().unwrap(), "vm", false).await;
+        let host = names
+            .identify("192.0.2.200".parse().unwrap(), "vm", false)
+            .await;
         assert_eq!((&*host.name, &*host.ip), ("192.0.2.200", "192.0.2.200"));
         assert!(started.elapsed() < REVERSE_DNS_TIMEOUT + std::time::Duration::from_secs(1));
     }

@@ -5,20 +5,27 @@
 use super::state::HostState;
 use crate::metric;
 
+// The widest world: `metric-module` plus the `python` import of the bundled
+// interpreter. Its exports are the same, so its `Pre` type-checks every module, and
+// the linker offers every import (a component that imports less links as well).
 wasmtime::component::bindgen!({
     path: "../wit",
-    world: "metric-module",
+    world: "python-interpreter",
 });
+
+pub(crate) use self::PythonInterpreter as MetricModule;
+pub(crate) use self::PythonInterpreterPre as MetricModulePre;
 
 // `self::`: in doctests the crate itself is also an extern crate named `wasmond`.
 use self::wasmond::metric::log::{self as wit_log};
 use self::wasmond::metric::types as wit;
 
-/// Links our `log` and `filesystem` imports (`types` has no functions) into `linker`.
+/// Links our `log`, `filesystem` and `python` imports (`types` has no functions)
+/// into `linker`.
 pub(crate) fn add_to_linker(
     linker: &mut wasmtime::component::Linker<HostState>,
 ) -> wasmtime::Result<()> {
-    MetricModule::add_to_linker::<HostState, wasmtime::component::HasSelf<HostState>>(
+    PythonInterpreter::add_to_linker::<HostState, wasmtime::component::HasSelf<HostState>>(
         linker,
         |state| state,
     )

@@ -156,6 +156,7 @@ impl ModuleInstance {
             Ok(state) => state,
             Err(error) => return Err(self.error(Callback::Init, metric, ErrorKind::Load(error))),
         };
+        state.python = loaded.python.clone();
         // A restart must not refill the log's rate limit.
         if let Some(log) = self.kept_log.take() {
             state.log = log;

@@ -34,6 +34,7 @@ mod error;
 mod filesystem;
 mod instance;
 pub mod limits;
+mod python;
 mod state;
 mod stats;
 mod stderr;
@@ -52,6 +53,7 @@ use artifacts::Artifacts;
 use bindings::MetricModulePre;
 use cache::CompileCache;
 use epoch::EpochTicker;
+use python::{PythonModule, Translations};
 use state::HostState;
 
 pub use cache::default_cache_dir;
@@ -59,6 +61,7 @@ pub use epoch::DEFAULT_EPOCH_TICK;
 pub use error::{Callback, ErrorKind, InvalidOutput, LimitHit, LoadError, ModuleError};
 pub use instance::ModuleInstance;
 pub use limits::Limits;
+pub use python::MAX_SOURCE_BYTES as MAX_PYTHON_SOURCE_BYTES;
 pub use stats::{CallStats, ErrorCounts, ModuleStats};
 pub use stderr::MAX_STDERR_TAIL_BYTES;
 
@@ -83,6 +86,60 @@ impl Default for RuntimeConfig {
         }
     }
 }
+
+/// What a module runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Code {
+    /// A component of the `metric-module` world.
+    Wasm(PathBuf),
+    /// A gmond python module (`NAME.py`), run by `interpreter`, the bundled Python
+    /// interpreter component ([`PYTHON_INTERPRETER`]), which the host hands the
+    /// source through the `python` import.
+    Python {
+        source: PathBuf,
+        interpreter: PathBuf,
+    },
+}
+
+impl Code {
+    /// The component file that is compiled and instantiated.
+    pub fn component(&self) -> &Path {
+        match self {
+            Code::Wasm(path) => path,
+            Code::Python { interpreter, .. } => interpreter,
+        }
+    }
+}
+
+/// The file name of the bundled Python interpreter component in a module directory.
+pub const PYTHON_INTERPRETER: &str = "gmond_python.wasm";
+
+/// What a module runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Code {
+    /// A component of the `metric-module` world.
+    Wasm(PathBuf),
+    /// A gmond python module (`NAME.py`), run by `interpreter`, the bundled Python
+    /// interpreter component ([`PYTHON_INTERPRETER`]), to which the host hands the
+    /// source through the `python` import.
+    Python {
+        source: PathBuf,
+        interpreter: PathBuf,
+    },
+}
+
+impl Code {
+    /// The component file that is compiled and instantiated.
+    pub fn component(&self) -> &Path {
+        match self {
+            Code::Wasm(path) => path,
+            Code::Python { interpreter, .. } => interpreter,
+        }
+    }
+}
+
+/// The file name of the bundled Python interpreter component in a module directory.
+pub const PYTHON_INTERPRETER: &str = "gmond_python.wasm";
 
 /// What a module may do and consume. `Default` is safe for an untrusted tenant.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -121,6 +178,7 @@ struct Shared {
     /// The compiled, type-checked component of each `.wasm` content in use.
     artifacts: Artifacts<MetricModulePre<HostState>>,
     ticker: EpochTicker,
+    translations: Translations,
 }
 
 impl Runtime {
@@ -140,6 +198,13 @@ impl Runtime {
             .and_then(|dir| open_cache(dir, &engine));
         let ticker = EpochTicker::start(engine.clone(), config.epoch_tick)
             .context("starting the epoch ticker thread")?;
+        // Beside the compiled code, only where the cache itself could be opened.
+        let translations = Translations::new(
+            config
+                .cache_dir
+                .filter(|_| cache.is_some())
+                .map(|dir| dir.join("python")),
+        );
         Ok(Runtime {
             shared: Arc::new(Shared {
                 engine,
@@ -147,6 +212,7 @@ impl Runtime {
                 cache,
                 artifacts: Artifacts::default(),
                 ticker,
+                translations,
             }),
         })
     }
@@ -161,6 +227,33 @@ impl Runtime {
         wasm: &Path,
         sandbox: Sandbox,
     ) -> Result<LoadedModule, ModuleError> {
+        self.load_module(name, wasm, None, sandbox)
+    }
+
+    /// Loads `code`: [`Runtime::load`] for a component, or the gmond python module's
+    /// source run by the bundled Python interpreter component (see [`Code`]).
+    pub fn load_code(
+        &self,
+        name: &str,
+        code: &Code,
+        sandbox: Sandbox,
+    ) -> Result<LoadedModule, ModuleError> {
+        match code {
+            Code::Wasm(path) => self.load_module(name, path, None, sandbox),
+            Code::Python {
+                source,
+                interpreter,
+            } => self.load_module(name, interpreter, Some(source), sandbox),
+        }
+    }
+
+    fn load_module(
+        &self,
+        name: &str,
+        wasm: &Path,
+        python_source: Option<&Path>,
+        sandbox: Sandbox,
+    ) -> Result<LoadedModule, ModuleError> {
         let load_error = |kind: LoadError| ModuleError {
             module: name.to_string(),
             callback: Callback::Load,
@@ -169,6 +262,14 @@ impl Runtime {
         };
         let bytes = read_component(wasm).map_err(load_error)?;
         let content_hash: [u8; 32] = Sha256::digest(&bytes).into();
+        let python = python_source
+            .map(|path| {
+                let translations = self.shared.translations.clone();
+                PythonModule::read(name, path, &content_hash, translations)
+            })
+            .transpose()
+            .map_err(load_error)?
+            .map(Arc::new);
         let pre = self
             .shared
             .artifacts
@@ -186,6 +287,7 @@ impl Runtime {
                 content_hash,
                 pre,
                 sandbox,
+                python,
                 shared: self.shared.clone(),
             }),
         })
@@ -308,6 +410,8 @@ struct Loaded {
     /// Shared with every module of the same content.
     pre: Arc<MetricModulePre<HostState>>,
     sandbox: Sandbox,
+    /// The `.py` source, for a module run by the bundled Python interpreter.
+    python: Option<Arc<PythonModule>>,
     shared: Arc<Shared>,
 }
 

@@ -12,6 +12,7 @@ use super::error::{LoadError, truncate_to};
 use super::limits::{
     LOG_BURST_LINES, LOG_LINES_PER_SECOND, Limiter, Limits, MAX_LOG_LINE_BYTES, MAX_RANDOM_BYTES,
 };
+use super::python::PythonModule;
 use super::stderr::StderrTail;
 
 /// The data of one module instance's store.
@@ -25,6 +26,11 @@ pub(crate) struct HostState {
     pub(crate) log: ModuleLog,
     /// Whether the `filesystem` import answers (see `Grants::filesystem_usage`).
     pub(crate) filesystem_usage: bool,
+    /// The source the `python` import hands the bundled interpreter, for a module
+    /// loaded from a `.py` file.
+    pub(crate) python: Option<Arc<PythonModule>>,
+    /// The granted read-only directories, as the guest sees them.
+    pub(crate) readable_dirs: Vec<String>,
 }
 
 impl HostState {
@@ -42,6 +48,12 @@ impl HostState {
             stderr,
             log: ModuleLog::new(module),
             filesystem_usage: grants.filesystem_usage,
+            python: None,
+            readable_dirs: grants
+                .read_only_dirs
+                .iter()
+                .map(|dir| dir.to_string_lossy().into_owned())
+                .collect(),
         })
     }
 }

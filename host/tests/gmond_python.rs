@@ -1,0 +1,621 @@
+//! gmond's own python modules (`gmond/python_modules/` of Ganglia 3.7.2, fetched from
+//! Debian's source package by `tools/fetch-ganglia-python-modules.sh`), run unchanged
+//! by the bundled Python interpreter component, and the sandbox truths it offers.
+//!
+//! Each module's `.py` is copied as shipped into a python modules directory and its
+//! stock `.pyconf` into `conf.d/` with one addition, the grant (`sandbox { allow_read
+//! = ("/proc", "/sys") }`); a gmond.conf names the directory as gmond's does (the
+//! `python_module` declaration's `params`). The modules that need only `/proc` and
+//! `/sys` (and statvfs) are checked three ways: their descriptors equal what the same
+//! module declares natively (python3, after the same Python 2 translation), their
+//! values match the native module's sampled in lockstep, and `wasmond run` serves
+//! their metrics in its XML. procstat is left out: it runs `pgrep`/`ps` in a
+//! subprocess.
+//!
+//! Missing pieces (the interpreter component, the fetched modules, python3) skip the
+//! tests with a message, or fail them under `WASMOND_REQUIRE_TOOLCHAINS=1` (CI).
+
+#[path = "support/ganglia.rs"]
+#[allow(dead_code)]
+mod ganglia;
+#[path = "support/gxml.rs"]
+#[allow(dead_code)]
+mod gxml;
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use wasmond::collect::conversion::{module_code, sandbox as sandbox_of};
+use wasmond::config::ModuleConfig;
+use wasmond::daemon::ConfigSource;
+use wasmond::metric::{MetricDescriptor, MetricValue, Slope, ValueType};
+use wasmond::runtime::{Code, ModuleInstance, PYTHON_INTERPRETER, Runtime, RuntimeConfig};
+
+use ganglia::{Daemon, TempDir, free_port};
+
+/// The stock modules that need only /proc, /sys and statvfs: (folder, module).
+const MODULES: &[(&str, &str)] = &[
+    ("cpu", "cpu_stats"),
+    ("memory", "mem_stats"),
+    ("vm_stats", "vm_stats"),
+    ("network", "netstats"),
+    ("network", "multi_interface"),
+    ("disk", "diskstat"),
+    ("disk", "diskfree"),
+    ("ssl", "entropy"),
+];
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn interpreter() -> PathBuf {
+    wasmond::bundled::path(PYTHON_INTERPRETER)
+}
+
+fn ganglia_modules() -> PathBuf {
+    root().join("target/ganglia-3.7.2/gmond/python_modules")
+}
+
+fn python_deps() -> PathBuf {
+    root().join("target/python-deps")
+}
+
+/// Whether everything these tests need is here; else skip (or fail in CI).
+fn prerequisites(test: &str) -> bool {
+    let mut missing = Vec::new();
+    if wasmond::bundled::bytes(&interpreter()).is_none() {
+        missing.push(format!(
+            "{} (built by cargo when componentize-py is installed)",
+            interpreter().display()
+        ));
+    }
+    if !ganglia_modules().join("cpu/cpu_stats.py").is_file() {
+        missing.push("Ganglia's python modules (tools/fetch-ganglia-python-modules.sh)".into());
+    }
+    if !python_deps().join("fissix").is_dir() {
+        missing.push("target/python-deps (.ci/install-guest-toolchains.sh)".into());
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    let message = format!("{test}: skipped, missing {}", missing.join(", "));
+    if std::env::var("WASMOND_REQUIRE_TOOLCHAINS").is_ok_and(|v| v == "1") {
+        panic!("{message} (WASMOND_REQUIRE_TOOLCHAINS=1)");
+    }
+    eprintln!("{message}");
+    false
+}
+
+/// The compiled interpreter is cached here across tests and runs (a compile takes
+/// seconds); `wasmond run` finds it through XDG_CACHE_HOME.
+fn cache_home() -> PathBuf {
+    root().join("target/gmond-python-test-cache")
+}
+
+fn runtime() -> Runtime {
+    Runtime::new(RuntimeConfig {
+        cache_dir: Some(cache_home().join("wasmond")),
+        ..RuntimeConfig::default()
+    })
+    .unwrap()
+}
+
+/// A gmond-style install in `dir`: `python_modules/NAME.py` as shipped,
+/// `conf.d/NAME.pyconf` as shipped plus the grant, and `gmond.conf` naming both.
+fn install(dir: &Path, modules: &[(&str, &str)], port: u16) -> PathBuf {
+    let py_dir = dir.join("python_modules");
+    let conf_d = dir.join("conf.d");
+    fs::create_dir_all(&py_dir).unwrap();
+    fs::create_dir_all(&conf_d).unwrap();
+    for (folder, name) in modules {
+        let source = ganglia_modules().join(folder).join(format!("{name}.py"));
+        fs::copy(&source, py_dir.join(format!("{name}.py"))).unwrap();
+        let pyconf =
+            fs::read_to_string(ganglia_modules().join(format!("conf.d/{name}.pyconf"))).unwrap();
+        fs::write(
+            conf_d.join(format!("{name}.pyconf")),
+            with_grant(&pyconf, name),
+        )
+        .unwrap();
+    }
+    let conf = dir.join("gmond.conf");
+    fs::write(
+        &conf,
+        format!(
+            "globals {{\n  daemonize = no\n  setuid = no\n  send_metadata_interval = 0\n}}\n\
+             cluster {{\n  name = \"python\"\n}}\n\
+             udp_send_channel {{\n  host = 127.0.0.1\n  port = {port}\n}}\n\
+             udp_recv_channel {{\n  bind = 127.0.0.1\n  port = {port}\n}}\n\
+             tcp_accept_channel {{\n  bind = 127.0.0.1\n  port = {port}\n}}\n\
+             modules {{\n  module {{\n    name = \"python_module\"\n    path = \"modpython.so\"\n    params = \"{py}\"\n  }}\n}}\n\
+             include (\"{conf_d}/*.pyconf\")\n",
+            py = py_dir.display(),
+            conf_d = conf_d.display(),
+        ),
+    )
+    .unwrap();
+    conf
+}
+
+/// The stock `.pyconf` with the one thing gmond would not know: what the module may
+/// read (and, for diskfree, statvfs), inserted after its `language` line.
+fn with_grant(pyconf: &str, name: &str) -> String {
+    let usage = if name == "diskfree" {
+        " allow_filesystem_usage = yes"
+    } else {
+        ""
+    };
+    let grant = format!("\n    sandbox {{ allow_read = (\"/proc\", \"/sys\"){usage} }}");
+    let mut out = String::new();
+    let mut done = false;
+    for line in pyconf.lines() {
+        out.push_str(line);
+        if !done && line.trim_start().starts_with("language") {
+            out.push_str(&grant);
+            done = true;
+        }
+        out.push('\n');
+    }
+    assert!(done, "{name}.pyconf has a language line");
+    out
+}
+
+/// The config as the daemon reads it (module directories: the installed one, then the
+/// modules bundled in the binary, where the interpreter is).
+fn load_config(conf: &Path) -> Vec<ModuleConfig> {
+    let loaded = ConfigSource::File(conf.to_path_buf())
+        .load()
+        .unwrap_or_else(|errors| panic!("{}: {errors}", conf.display()));
+    loaded.config.modules
+}
+
+/// The same module, run natively by host/tests/support/gmond_native.py.
+struct Native {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    descriptors: Vec<Value>,
+}
+
+impl Native {
+    fn start(source: &Path, params: &[(String, String)]) -> Native {
+        let params: serde_json::Map<String, Value> = params
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        let mut child = Command::new("python3")
+            .arg(root().join("host/tests/support/gmond_native.py"))
+            .arg(source)
+            .arg(Value::Object(params).to_string())
+            .env("PYTHONPATH", python_deps())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("run python3");
+        let stdin = child.stdin.take().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let descriptors = serde_json::from_str::<Vec<Value>>(&line)
+            .unwrap_or_else(|e| panic!("native {}: {e}: {line:?}", source.display()));
+        Native {
+            child,
+            stdin,
+            stdout,
+            descriptors,
+        }
+    }
+
+    fn call(&mut self, metric: &str) -> Result<Value, String> {
+        writeln!(self.stdin, "{metric}").unwrap();
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        let reply: Value = serde_json::from_str(&line).unwrap();
+        match reply.get("value") {
+            Some(value) => Ok(value.clone()),
+            None => Err(reply["error"].as_str().unwrap_or_default().to_string()),
+        }
+    }
+}
+
+impl Drop for Native {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(runtime: &Runtime, module: &ModuleConfig) -> ModuleInstance {
+    let code = module_code(module).expect("an enabled module");
+    assert!(
+        matches!(code, Code::Python { .. }),
+        "{} runs in the interpreter",
+        module.name
+    );
+    runtime
+        .load_code(&module.name, &code, sandbox_of(&module.sandbox))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .start(module.params.clone())
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The native descriptor's fields as the gmond helper converts them.
+fn assert_same_descriptor(module: &str, wasm: &MetricDescriptor, native: &Value) {
+    let text = |key: &str, default: &str| {
+        native.get(key).map_or(default.to_string(), |v| match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+    };
+    let value_type = match text("value_type", "uint").as_str() {
+        "uint" => ValueType::UInt32,
+        "int" => ValueType::Int32,
+        "float" => ValueType::Float,
+        "double" => ValueType::Double,
+        "string" => ValueType::String,
+        other => panic!("{module}: value_type {other}"),
+    };
+    let slope = match text("slope", "both").as_str() {
+        "both" => Slope::Both,
+        "positive" => Slope::Positive,
+        "zero" => Slope::Zero,
+        other => panic!("{module}: slope {other}"),
+    };
+    let at = format!("{module}/{}", wasm.name);
+    assert_eq!(wasm.value_type, value_type, "{at}");
+    assert_eq!(wasm.slope, slope, "{at}");
+    assert_eq!(wasm.units, text("units", ""), "{at}");
+    assert_eq!(wasm.description, text("description", ""), "{at}");
+    assert_eq!(wasm.time_max.to_string(), text("time_max", "60"), "{at}");
+    if let Some(format) = native.get("format") {
+        assert_eq!(Some(wasm.format.as_str()), format.as_str(), "{at}");
+    }
+    let groups: Vec<String> = text("groups", "")
+        .split(',')
+        .map(|g| g.trim().to_string())
+        .filter(|g| !g.is_empty())
+        .collect();
+    assert_eq!(wasm.groups, groups, "{at}");
+}
+
+fn number(value: &MetricValue) -> Option<f64> {
+    match value {
+        MetricValue::String(_) => None,
+        MetricValue::Int8(v) => Some(f64::from(*v)),
+        MetricValue::UInt8(v) => Some(f64::from(*v)),
+        MetricValue::Int16(v) => Some(f64::from(*v)),
+        MetricValue::UInt16(v) => Some(f64::from(*v)),
+        MetricValue::Int32(v) => Some(f64::from(*v)),
+        MetricValue::UInt32(v) => Some(f64::from(*v)),
+        MetricValue::Float(v) => Some(f64::from(*v)),
+        MetricValue::Double(v) => Some(*v),
+    }
+}
+
+/// Whether two samples of one metric, taken a few milliseconds apart by the two
+/// runs, agree. Both runs compute the same formula over the same kernel counters at
+/// (nearly) the same instants, so they differ only by what the kernel counted in
+/// between: for a level or a counter, a small fraction of its size; for a rate over
+/// a window of a second or more, a few events' worth of that window. Hence 2 % of
+/// the larger magnitude plus an absolute slack of 2 (units, events/s or percentage
+/// points) — far below what a wrong page size (16x), a wrong CPU count or a missed
+/// file would change.
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 0.02 * a.abs().max(b.abs()) + 2.0
+}
+
+#[test]
+fn stock_gmond_python_modules_match_the_same_modules_run_natively() {
+    if !prerequisites("stock modules vs native") {
+        return;
+    }
+    let dir = TempDir::new("gmond-python-native");
+    let conf = install(dir.path(), MODULES, free_port());
+    let runtime = runtime();
+    let mut report = Vec::new();
+    for module in load_config(&conf) {
+        let Some(Code::Python { source, .. }) = module_code(&module) else {
+            continue;
+        };
+        let mut instance = start(&runtime, &module);
+        let mut native = Native::start(&source, &module.params);
+        let names: Vec<String> = instance
+            .descriptors()
+            .iter()
+            .map(|d| d.name.clone())
+            .collect();
+        assert_eq!(
+            names.len(),
+            native.descriptors.len(),
+            "{}: metric count",
+            module.name
+        );
+        for (wasm, native) in instance.descriptors().iter().zip(&native.descriptors) {
+            assert_eq!(
+                wasm.name,
+                native["name"].as_str().unwrap(),
+                "{}",
+                module.name
+            );
+            assert_same_descriptor(&module.name, wasm, native);
+        }
+        // Two rounds in lockstep: the first primes the modules' rates.
+        let (mut compared, mut failed) = (0, 0);
+        for round in 0..2 {
+            if round == 1 {
+                std::thread::sleep(Duration::from_millis(1500));
+            }
+            for name in &names {
+                let ours = instance.handle(name);
+                let theirs = native.call(name);
+                match (&ours, &theirs) {
+                    (Ok(ours), Ok(theirs)) => {
+                        compared += 1;
+                        match (number(ours), theirs.as_f64()) {
+                            (Some(a), Some(b)) => assert!(
+                                close(a, b),
+                                "{}/{name}: {a} here, {b} natively",
+                                module.name
+                            ),
+                            (None, _) => assert_eq!(
+                                ours,
+                                &MetricValue::String(theirs.as_str().unwrap_or_default().into()),
+                                "{}/{name}",
+                                module.name
+                            ),
+                            (Some(a), None) => {
+                                panic!("{}/{name}: {a} here, {theirs} natively", module.name)
+                            }
+                        }
+                    }
+                    // A Python 2 behaviour no translation restores fails both ways alike.
+                    (Err(ours), Err(theirs)) => {
+                        failed += 1;
+                        let ours = ours.to_string();
+                        assert!(
+                            ours.contains(name.as_str()) && ours.contains(theirs.as_str()),
+                            "{}/{name}: {ours} here, {theirs} natively",
+                            module.name
+                        );
+                    }
+                    _ => panic!("{}/{name}: {ours:?} here, {theirs:?} natively", module.name),
+                }
+            }
+        }
+        report.push(format!(
+            "{}: {} metrics, {compared} values matched, {failed} failed alike",
+            module.name,
+            names.len()
+        ));
+    }
+    eprintln!("{}", report.join("\n"));
+    assert_eq!(report.len(), MODULES.len(), "{report:#?}");
+}
+
+/// A metric's attribute in the daemon's XML.
+fn xml_with(port: u16, names: &[&str], deadline: Duration) -> Option<gxml::Document> {
+    let start = Instant::now();
+    while start.elapsed() < deadline {
+        if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let mut xml = String::new();
+            if std::io::Read::read_to_string(&mut stream, &mut xml).is_ok()
+                && names
+                    .iter()
+                    .all(|name| xml.contains(&format!("<METRIC NAME=\"{name}\"")))
+            {
+                return gxml::parse(&xml).ok();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    None
+}
+
+#[test]
+fn wasmond_run_serves_the_stock_modules_metrics() {
+    if !prerequisites("wasmond run with stock modules") {
+        return;
+    }
+    let dir = TempDir::new("gmond-python-run");
+    let port = free_port();
+    let conf = install(dir.path(), MODULES, port);
+    // A metric of each module that gets a value on every machine.
+    let expected = [
+        "cpu_intr",
+        "mem_dirty",
+        "vm_pgfault",
+        "entropy_avail",
+        "rx_bytes_lo",
+        "disk_free_absolute_rootfs",
+    ];
+    let daemon = Daemon::spawn(
+        "wasmond",
+        Command::new(env!("CARGO_BIN_EXE_wasmond"))
+            .args(["run", "-c"])
+            .arg(&conf)
+            .env("XDG_CACHE_HOME", cache_home()),
+        dir.path().join("wasmond.log"),
+    );
+    let names: Vec<&str> = expected
+        .iter()
+        .copied()
+        .filter(|name| *name != "disk_free_absolute_rootfs" || Path::new("/").exists())
+        .collect();
+    let document = xml_with(port, &names, Duration::from_secs(180))
+        .unwrap_or_else(|| panic!("the XML never held {names:?}; log:\n{}", daemon.log_text()));
+    let host = &document.hosts[0];
+    let entropy = host.metric("entropy_avail").unwrap();
+    assert_eq!(
+        (entropy.attr("TYPE"), entropy.attr("UNITS")),
+        ("uint32", "bits")
+    );
+    assert_eq!(entropy.extra("GROUP"), vec!["ssl"]);
+    assert_eq!(entropy.extra("DESC"), vec!["Entropy Available"]);
+    let intr = host.metric("cpu_intr").unwrap();
+    assert_eq!(
+        (intr.attr("TYPE"), intr.attr("UNITS"), intr.attr("TMAX")),
+        ("float", "intr/sec", "60")
+    );
+    let log = daemon.log_text();
+    assert!(!log.contains("cpu_stats: init"), "{log}");
+}
+
+/// A throwaway python module in a directory of its own, run by `wasmond module run`.
+fn module_run(dir: &Path, name: &str, source: &str, args: &[&str]) -> (bool, String) {
+    let path = dir.join(format!("{name}.py"));
+    fs::write(&path, source).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_wasmond"))
+        .args(["module", "run"])
+        .arg(&path)
+        .args(args)
+        .env("XDG_CACHE_HOME", cache_home())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn the_sandbox_tells_the_truth() {
+    if !prerequisites("sandbox truths") {
+        return;
+    }
+    let dir = TempDir::new("gmond-python-truths");
+    let getconf = |name: &str| {
+        let out = Command::new("getconf").arg(name).output().unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let native_inodes = Command::new("python3")
+        .args(["-c", "import os; print(os.statvfs('/').f_files)"])
+        .output()
+        .unwrap();
+    let native_inodes = String::from_utf8(native_inodes.stdout)
+        .unwrap()
+        .trim()
+        .to_string();
+    // Python 2, lazily imported modules, sysconf, cpu_count, statvfs with inodes and a
+    // path written as //, logging to a file, and a duplicate name.
+    let source = r#"
+import os, logging
+logging.basicConfig(filename='/var/log/truths.log', level=logging.INFO)
+def value(name):
+    import json, optparse, hashlib
+    if name == 'page': return os.sysconf('SC_PAGE_SIZE')
+    if name == 'ticks': return os.sysconf(os.sysconf_names['SC_CLK_TCK'])
+    if name == 'cpus': return os.cpu_count()
+    if name == 'inodes': return os.statvfs('//').f_files
+    return json.dumps({'md5': hashlib.md5(b'x').hexdigest()[:4]})
+def metric_init(params):
+    logging.info("truths starting")
+    print "python 2"
+    d = lambda n, t='uint': {'name': n, 'call_back': value, 'value_type': t, 'format': '%s' if t == 'string' else '%u'}
+    return [d('page'), d('ticks'), d('cpus'), d('inodes', 'double'), d('json', 'string'), d('page', 'string')]
+"#;
+    let (ok, text) = module_run(dir.path(), "truths", source, &["--allow-filesystem-usage"]);
+    assert!(ok, "{text}");
+    let row = |name: &str| {
+        text.lines()
+            .find(|line| line.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("no {name} row in\n{text}"))
+            .split_whitespace()
+            .nth(2)
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(row("page"), getconf("PAGESIZE"), "{text}");
+    assert_eq!(row("ticks"), getconf("CLK_TCK"), "{text}");
+    assert_eq!(row("cpus"), getconf("_NPROCESSORS_ONLN"), "{text}");
+    assert_eq!(
+        row("inodes").parse::<f64>().unwrap(),
+        native_inodes.parse::<f64>().unwrap(),
+        "{text}"
+    );
+    assert!(row("json").contains("9dd4"), "{text}");
+    assert!(text.contains("metric page is declared twice"), "{text}");
+    assert!(
+        text.contains("truths starting"),
+        "the file handler writes to the host log:\n{text}"
+    );
+}
+
+#[test]
+fn errors_name_the_python_file_line_and_metric() {
+    if !prerequisites("python errors") {
+        return;
+    }
+    let dir = TempDir::new("gmond-python-errors");
+    let (ok, text) = module_run(
+        dir.path(),
+        "broken",
+        "def metric_init(params):\n    return [\n",
+        &[],
+    );
+    assert!(!ok);
+    assert!(
+        text.contains("broken.py:2") || text.contains("broken.py:3"),
+        "{text}"
+    );
+
+    let (ok, text) = module_run(
+        dir.path(),
+        "raises",
+        "def value(name):\n    return {}[name]\n\ndef metric_init(params):\n    return [{'name': 'm', 'call_back': value}]\n",
+        &[],
+    );
+    assert!(!ok);
+    assert!(
+        text.contains("m: call_back failed: KeyError: 'm' (at "),
+        "{text}"
+    );
+    assert!(text.contains("raises.py:2 in value"), "{text}");
+
+    let (ok, text) = module_run(
+        dir.path(),
+        "threads",
+        "import threading\ndef metric_init(params):\n    threading.Thread(target=lambda: None).start()\n    return []\n",
+        &[],
+    );
+    assert!(!ok);
+    assert!(
+        text.contains("cannot start: wasmond runs python modules without threads"),
+        "{text}"
+    );
+    assert!(text.contains("threads.py:3 in metric_init"), "{text}");
+}
+
+#[test]
+fn denials_are_visible_even_when_the_module_hides_them() {
+    if !prerequisites("python denials") {
+        return;
+    }
+    let dir = TempDir::new("gmond-python-denials");
+    // entropy.py's pattern: an IOError becomes a 0.
+    let source = "def value(name):\n    try:\n        return int(open('/proc/sys/kernel/random/entropy_avail').read())\n    except IOError:\n        return 0\n\ndef metric_init(params):\n    import subprocess\n    try:\n        subprocess.Popen(['ps'])\n    except OSError:\n        pass\n    return [{'name': 'entropy', 'call_back': value}]\n";
+    let (ok, text) = module_run(dir.path(), "hides", source, &[]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains(r#"refused: open /proc/sys/kernel/random/entropy_avail: not granted; allow it with sandbox { allow_read = ("/proc") }"#),
+        "{text}"
+    );
+    assert!(
+        text.contains("refused: subprocess ['ps']: wasmond runs no processes"),
+        "{text}"
+    );
+    // Granted, the same open is not reported.
+    let (ok, text) = module_run(dir.path(), "hides", source, &["--allow-read", "/proc"]);
+    assert!(ok, "{text}");
+    assert!(!text.contains("refused: open"), "{text}");
+}
