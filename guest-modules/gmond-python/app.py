@@ -108,7 +108,12 @@ def _load(source):
 class WitWorld:
     def init(self, params):
         global _state
-        module = _load(host_python.module_source())
+        try:
+            module = _load(host_python.module_source())
+        except Err:
+            raise
+        except Exception as error:  # noqa: BLE001 - never trap: say what went wrong
+            raise Err(f"loading the module failed: {wasmond_gmond.describe(error)}") from None
         _state = wasmond_gmond.GmondModule(module)
         return _state.init(params)
 

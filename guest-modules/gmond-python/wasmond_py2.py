@@ -72,8 +72,8 @@ def translate(text, name):
     except ParseError as error:
         line = error.context[1][0] if error.context else 0
         raise TranslationError(line, f"cannot parse as Python 2 or 3 ({error.msg}: {error.value!r})") from None
-    except (tokenize.TokenError, IndentationError) as error:
-        raise TranslationError(_line_of(error), str(error)) from None
+    except Exception as error:  # noqa: BLE001 - fissix's own TokenError, IndentationError, ...
+        raise TranslationError(_line_of(error), f"{type(error).__name__}: {error}") from None
     return str(tree), _warnings(_TOOL.fixer_log)
 
 

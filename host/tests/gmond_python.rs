@@ -7,10 +7,9 @@
 //! = ("/proc", "/sys") }`); a gmond.conf names the directory as gmond's does (the
 //! `python_module` declaration's `params`). The modules that need only `/proc` and
 //! `/sys` (and statvfs) are checked three ways: their descriptors equal what the same
-//! module declares natively (python3, after the same Python 2 translation), their
-//! values match the native module's sampled in lockstep, and `wasmond run` serves
-//! their metrics in its XML. procstat is left out: it runs `pgrep`/`ps` in a
-//! subprocess.
+//! module declares natively (python3, after the same Python 2 translation) and their
+//! values match the native module's sampled in lockstep. procstat is left out: it
+//! runs `pgrep`/`ps` in a subprocess.
 //!
 //! Missing pieces (the interpreter component, the fetched modules, python3) skip the
 //! tests with a message, or fail them under `WASMOND_REQUIRE_TOOLCHAINS=1` (CI).
@@ -18,16 +17,12 @@
 #[path = "support/ganglia.rs"]
 #[allow(dead_code)]
 mod ganglia;
-#[path = "support/gxml.rs"]
-#[allow(dead_code)]
-mod gxml;
 
-use std::collections::HashMap;
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use wasmond::collect::conversion::{module_code, sandbox as sandbox_of};
@@ -36,7 +31,7 @@ use wasmond::daemon::ConfigSource;
 use wasmond::metric::{MetricDescriptor, MetricValue, Slope, ValueType};
 use wasmond::runtime::{Code, ModuleInstance, PYTHON_INTERPRETER, Runtime, RuntimeConfig};
 
-use ganglia::{Daemon, TempDir, free_port};
+use ganglia::{TempDir, free_port};
 
 /// The stock modules that need only /proc, /sys and statvfs: (folder, module).
 const MODULES: &[(&str, &str)] = &[
@@ -360,7 +355,11 @@ fn stock_gmond_python_modules_match_the_same_modules_run_natively() {
                 match (&ours, &theirs) {
                     (Ok(ours), Ok(theirs)) => {
                         compared += 1;
-                        match (number(ours), theirs.as_f64()) {
+                        // gmond's C side parses a number a call_back returns as a string.
+                        let theirs_number = theirs
+                            .as_f64()
+                            .or_else(|| theirs.as_str()?.trim().parse().ok());
+                        match (number(ours), theirs_number) {
                             (Some(a), Some(b)) => assert!(
                                 close(a, b),
                                 "{}/{name}: {a} here, {b} natively",
@@ -399,74 +398,6 @@ fn stock_gmond_python_modules_match_the_same_modules_run_natively() {
     }
     eprintln!("{}", report.join("\n"));
     assert_eq!(report.len(), MODULES.len(), "{report:#?}");
-}
-
-/// A metric's attribute in the daemon's XML.
-fn xml_with(port: u16, names: &[&str], deadline: Duration) -> Option<gxml::Document> {
-    let start = Instant::now();
-    while start.elapsed() < deadline {
-        if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-            let mut xml = String::new();
-            if std::io::Read::read_to_string(&mut stream, &mut xml).is_ok()
-                && names
-                    .iter()
-                    .all(|name| xml.contains(&format!("<METRIC NAME=\"{name}\"")))
-            {
-                return gxml::parse(&xml).ok();
-            }
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    None
-}
-
-#[test]
-fn wasmond_run_serves_the_stock_modules_metrics() {
-    if !prerequisites("wasmond run with stock modules") {
-        return;
-    }
-    let dir = TempDir::new("gmond-python-run");
-    let port = free_port();
-    let conf = install(dir.path(), MODULES, port);
-    // A metric of each module that gets a value on every machine.
-    let expected = [
-        "cpu_intr",
-        "mem_dirty",
-        "vm_pgfault",
-        "entropy_avail",
-        "rx_bytes_lo",
-        "disk_free_absolute_rootfs",
-    ];
-    let daemon = Daemon::spawn(
-        "wasmond",
-        Command::new(env!("CARGO_BIN_EXE_wasmond"))
-            .args(["run", "-c"])
-            .arg(&conf)
-            .env("XDG_CACHE_HOME", cache_home()),
-        dir.path().join("wasmond.log"),
-    );
-    let names: Vec<&str> = expected
-        .iter()
-        .copied()
-        .filter(|name| *name != "disk_free_absolute_rootfs" || Path::new("/").exists())
-        .collect();
-    let document = xml_with(port, &names, Duration::from_secs(180))
-        .unwrap_or_else(|| panic!("the XML never held {names:?}; log:\n{}", daemon.log_text()));
-    let host = &document.hosts[0];
-    let entropy = host.metric("entropy_avail").unwrap();
-    assert_eq!(
-        (entropy.attr("TYPE"), entropy.attr("UNITS")),
-        ("uint32", "bits")
-    );
-    assert_eq!(entropy.extra("GROUP"), vec!["ssl"]);
-    assert_eq!(entropy.extra("DESC"), vec!["Entropy Available"]);
-    let intr = host.metric("cpu_intr").unwrap();
-    assert_eq!(
-        (intr.attr("TYPE"), intr.attr("UNITS"), intr.attr("TMAX")),
-        ("float", "intr/sec", "60")
-    );
-    let log = daemon.log_text();
-    assert!(!log.contains("cpu_stats: init"), "{log}");
 }
 
 /// A throwaway python module in a directory of its own, run by `wasmond module run`.
@@ -543,7 +474,11 @@ def metric_init(params):
         native_inodes.parse::<f64>().unwrap(),
         "{text}"
     );
-    assert!(row("json").contains("9dd4"), "{text}");
+    assert!(
+        text.lines()
+            .any(|line| line.starts_with("json") && line.contains("9dd4")),
+        "{text}"
+    );
     assert!(text.contains("metric page is declared twice"), "{text}");
     assert!(
         text.contains("truths starting"),
