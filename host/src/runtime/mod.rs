@@ -93,33 +93,6 @@ pub enum Code {
     /// A component of the `metric-module` world.
     Wasm(PathBuf),
     /// A gmond python module (`NAME.py`), run by `interpreter`, the bundled Python
-    /// interpreter component ([`PYTHON_INTERPRETER`]), which the host hands the
-    /// source through the `python` import.
-    Python {
-        source: PathBuf,
-        interpreter: PathBuf,
-    },
-}
-
-impl Code {
-    /// The component file that is compiled and instantiated.
-    pub fn component(&self) -> &Path {
-        match self {
-            Code::Wasm(path) => path,
-            Code::Python { interpreter, .. } => interpreter,
-        }
-    }
-}
-
-/// The file name of the bundled Python interpreter component in a module directory.
-pub const PYTHON_INTERPRETER: &str = "gmond_python.wasm";
-
-/// What a module runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Code {
-    /// A component of the `metric-module` world.
-    Wasm(PathBuf),
-    /// A gmond python module (`NAME.py`), run by `interpreter`, the bundled Python
     /// interpreter component ([`PYTHON_INTERPRETER`]), to which the host hands the
     /// source through the `python` import.
     Python {
