@@ -371,17 +371,25 @@ collection_group { collect_once = yes time_threshold = 20 metric { name = "heart
 }
 
 #[test]
-fn a_python_module_without_its_wasm_is_an_error_at_its_declaration() {
+fn a_python_module_without_its_code_is_an_error_at_its_declaration() {
     let files = [
         ("/g/gmond.conf", "include (\"conf.d/*.pyconf\")\n"),
         ("/g/conf.d/refmod.pyconf", PYCONF),
     ];
-    assert_eq!(
-        errors_of(&files),
-        vec![
-            "/g/conf.d/refmod.pyconf:3:3: error: module `refmod`: expected its WebAssembly file at `/g/conf.d/refmod.wasm`, found none"
-        ]
+    let errors = errors_of(&files);
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    // Where gmond looks for refmod.py: beside the .pyconf, then its default directories.
+    assert!(
+        errors[0].starts_with("/g/conf.d/refmod.pyconf:3:3: error: module `refmod`: expected"),
+        "{errors:#?}"
     );
+    for place in [
+        "/g/conf.d/refmod.py",
+        "/usr/lib/ganglia/python_modules/refmod.py",
+        "/usr/lib64/ganglia/python_modules/refmod.py",
+    ] {
+        assert!(errors[0].contains(&format!("`{place}`")), "{errors:#?}");
+    }
 }
 
 #[test]
