@@ -1,6 +1,7 @@
 //! Wire-format and store costs at gmond scale: rendering the XML of 10 000 metrics (goal
-//! ≤ 5 ms per document), encoding/decoding 10 000 gmetric value packets, and storing
-//! 10 000 values (what the scheduler and the receiver do per cycle).
+//! ≤ 5 ms per document) and, beside it, their Prometheus exposition in both formats (goal:
+//! under the XML's), encoding/decoding 10 000 gmetric value packets, and storing 10 000
+//! values (what the scheduler and the receiver do per cycle).
 //!
 //! Run: `cargo bench -p wasmond --bench xml`. The `*_cpu` groups measure the thread's CPU
 //! time instead of wall time (Linux): on a busy shared machine wall time also counts the
@@ -11,6 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use wasmond::export::prometheus::{self, Format};
 use wasmond::metric::{MetricValue, Slope, ValueType};
 use wasmond::store::{ClusterInfo, HostRef, MetricMeta, Store, StoreConfig};
 use wasmond::wire::xdr::{self, Header, Message, Value};
@@ -119,6 +121,14 @@ fn xml<M: Measurement>(c: &mut Criterion<M>, group_name: &str) {
     group.bench_function(format!("render_{METRICS}_metrics_{size}_bytes"), |b| {
         b.iter(|| black_box(store.render_xml(black_box(now()))))
     });
+    let store = std::sync::Arc::new(store);
+    for format in [Format::Text, Format::OpenMetrics] {
+        let size = prometheus::render(&store, now(), format).text.len();
+        let name = format!("prometheus_{format:?}_{METRICS}_metrics_{size}_bytes");
+        group.bench_function(name.to_lowercase(), |b| {
+            b.iter(|| black_box(prometheus::render(&store, black_box(now()), format)))
+        });
+    }
     group.finish();
 }
 

@@ -519,7 +519,9 @@ fn check_explains_the_config_and_fails_on_a_clash() {
     let config = dir.join("gmond.conf");
     let module_a = module_block("a", guests::EXAMPLE, &[("prefix", "a_")], "");
     let text = daemon_config(port(3), &module_a)
-        + "collection_group {\n  collect_every = 60\n  metric { name = \"nothing_here\" }\n}\n";
+        + "collection_group {\n  collect_every = 60\n  metric { name = \"nothing_here\" }\n}\n"
+        + "collection_group {\n  collect_every = 30\n  metric { name = \"a_*int*\" }\n  metric { name = \"!a_?int8\" }\n}\n"
+        + "collection_group {\n  collect_every = 45\n  metric { name = \"!a_*\" }\n}\n";
     std::fs::write(&config, text).unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_wasmond"))
         .args(["check", "-c"])
@@ -534,12 +536,26 @@ fn check_explains_the_config_and_fails_on_a_clash() {
     );
     assert!(
         stdout.contains(
-            "a_double (double, ratio, tmax 60 s): group 1 (every 1 s, sent at least every 1 s)"
+            "a_double (double, ratio, tmax 60 s): group 1 by name_match \"^(a_|b_|attack|calls)\" (every 1 s, sent at least every 1 s)"
         ),
         "{stdout}"
     );
+    // Globs select, `!` excludes whatever the order, and a group of exclusions only
+    // takes everything else.
     assert!(
-        stdout.contains("heartbeat (uint32, tmax 20 s): collected by no group"),
+        stdout.contains("a_uint16 (uint16, count, tmax 60 s): group 1 by name_match \"^(a_|b_|attack|calls)\" (every 1 s, sent at least every 1 s); group 3 by name \"a_*int*\" (every 30 s, sent at least every 3600 s); excluded from group 4 by name \"!a_*\""),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("a_uint8 (uint8, count, tmax 60 s): group 1 by name_match \"^(a_|b_|attack|calls)\" (every 1 s, sent at least every 1 s); excluded from group 3 by name \"!a_?int8\"; excluded from group 4 by name \"!a_*\""),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("a_int8 (int8, count, tmax 60 s): group 1 by name_match \"^(a_|b_|attack|calls)\" (every 1 s, sent at least every 1 s); group 3 by name \"a_*int*\""),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("heartbeat (uint32, tmax 20 s): group 4 by name \"!a_*\" (every metric but the excluded) (every 45 s, sent at least every 3600 s)"),
         "{stdout}"
     );
     assert!(

@@ -225,12 +225,34 @@ fn render(
                         format!(", title {:?}", selected.title)
                     };
                     Some(format!(
-                        "group {} ({}{threshold}{title})",
+                        "group {} by {}{} ({}{threshold}{title})",
                         index + 1,
+                        group.entries[selected.entry].selector.describe(),
+                        if group.entries[selected.entry].selector.is_exclusion() {
+                            " (every metric but the excluded)"
+                        } else {
+                            ""
+                        },
                         describe_group(group)
                     ))
                 })
                 .collect();
+            let exclusions: Vec<String> = selections
+                .iter()
+                .zip(groups)
+                .enumerate()
+                .filter_map(|(index, (selection, group))| {
+                    let (_, entry) = selection.excluded.iter().find(|(k, _)| *k == key)?;
+                    Some(format!(
+                        "excluded from group {} by {}",
+                        index + 1,
+                        group.entries[*entry].selector.describe()
+                    ))
+                })
+                .collect();
+            let collectors: Vec<String> = collectors.into_iter().chain(exclusions).collect();
+            let only_excluded =
+                !collectors.is_empty() && collectors.iter().all(|c| c.starts_with("excluded from"));
             if collectors.is_empty()
                 && metric.name.starts_with(HOST_PREFIX)
                 && module.name == HOST_MODULE
@@ -241,6 +263,8 @@ fn render(
                 );
             } else if collectors.is_empty() {
                 let _ = writeln!(out, ": collected by no group");
+            } else if only_excluded {
+                let _ = writeln!(out, ": collected by no group ({})", collectors.join("; "));
             } else {
                 let _ = writeln!(out, ": {}", collectors.join("; "));
             }

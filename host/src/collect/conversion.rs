@@ -56,7 +56,7 @@ fn group_spec(group: &CollectionGroup, errors: &mut Vec<EntryError>) -> GroupSpe
         .iter()
         .filter_map(|metric| {
             let selector = match &metric.selector {
-                MetricSelector::Name(name) => Ok(Selector::name(name, metric.title.clone())),
+                MetricSelector::Name(name) => Selector::from_name(name, metric.title.clone()),
                 MetricSelector::NameMatch(pattern) => {
                     Selector::name_match(pattern, metric.title.as_deref())
                 }

@@ -680,6 +680,7 @@ impl Engine {
                 selection: GroupSelection {
                     metrics: Vec::new(),
                     unmatched_entries: Vec::new(),
+                    excluded: Vec::new(),
                 },
                 slices: BTreeMap::new(),
                 info: Vec::new(),

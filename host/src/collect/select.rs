@@ -7,6 +7,12 @@
 //! metric's name is its title. A title naming a group the match did not set gets an empty
 //! string there, as in gmond. `\` followed by anything but `1`..`9` is refused (gmond
 //! exits on it); a lone trailing `\` is dropped, as gmond does.
+//!
+//! wasmond's additions (Ceilometer's pollster-list habits): a `name` with `*`, `?` or
+//! `[...]` is a glob over the whole name (`cpu_*`, `disk_?`); a `name` starting with `!`
+//! (`!cpu_steal`, `!cpu_*`) excludes what it matches from every other entry of the
+//! group, whatever their order; a group whose entries are all exclusions collects every
+//! metric but those.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -50,6 +56,14 @@ pub enum Selector {
         pattern: Regex,
         title: Option<TitleTemplate>,
     },
+    /// `name = "cpu_*"`: every metric whose whole name the glob matches.
+    Glob {
+        pattern: glob::Pattern,
+        title: Option<String>,
+    },
+    /// `name = "!cpu_*"` (or `"!cpu_steal"`): what the group's other entries must not
+    /// select.
+    Exclude { pattern: glob::Pattern },
 }
 
 /// Why a group entry cannot be used.
@@ -59,6 +73,21 @@ pub enum SelectorError {
     BadPattern { pattern: String, reason: String },
     #[error("title {template:?}: '\\{found}' is not a reference to a group; use \\1 to \\9")]
     BadReference { template: String, found: char },
+    #[error("name {name:?} is not a valid glob: {reason}")]
+    BadGlob { name: String, reason: String },
+}
+
+/// How globs match metric names: every character alike (a `/` or a leading `.` is
+/// nothing special in a metric name), case-sensitive as names are.
+const GLOB_OPTIONS: glob::MatchOptions = glob::MatchOptions {
+    case_sensitive: true,
+    require_literal_separator: false,
+    require_literal_leading_dot: false,
+};
+
+/// Whether a `name` is a glob rather than one metric's name.
+pub fn is_glob(name: &str) -> bool {
+    name.contains(['*', '?', '['])
 }
 
 impl Selector {
@@ -66,6 +95,41 @@ impl Selector {
         Selector::Name {
             name: name.into(),
             title,
+        }
+    }
+
+    /// A `name` entry: one metric, a glob, or (with a leading `!`) an exclusion.
+    pub fn from_name(name: &str, title: Option<String>) -> Result<Selector, SelectorError> {
+        let glob = |text: &str| {
+            glob::Pattern::new(text).map_err(|err| SelectorError::BadGlob {
+                name: name.to_string(),
+                reason: err.msg.to_string(),
+            })
+        };
+        if let Some(excluded) = name.strip_prefix('!') {
+            return Ok(Selector::Exclude {
+                pattern: glob(excluded)?,
+            });
+        }
+        if is_glob(name) {
+            return Ok(Selector::Glob {
+                pattern: glob(name)?,
+                title,
+            });
+        }
+        Ok(Selector::name(name, title))
+    }
+
+    /// Whether this entry excludes rather than selects.
+    pub fn is_exclusion(&self) -> bool {
+        matches!(self, Selector::Exclude { .. })
+    }
+
+    /// Whether this entry is an exclusion that matches `metric`.
+    pub fn excludes(&self, metric: &str) -> bool {
+        match self {
+            Selector::Exclude { pattern } => pattern.matches_with(metric, GLOB_OPTIONS),
+            _ => false,
         }
     }
 
@@ -87,6 +151,8 @@ impl Selector {
         match self {
             Selector::Name { name, .. } => format!("name {name:?}"),
             Selector::Match { pattern, .. } => format!("name_match {:?}", pattern.as_str()),
+            Selector::Glob { pattern, .. } => format!("name {:?}", pattern.as_str()),
+            Selector::Exclude { pattern } => format!("name {:?}", format!("!{}", pattern.as_str())),
         }
     }
 
@@ -103,6 +169,10 @@ impl Selector {
                     None => metric.to_string(),
                 })
             }
+            Selector::Glob { pattern, title } => pattern
+                .matches_with(metric, GLOB_OPTIONS)
+                .then(|| title.clone().unwrap_or_else(|| metric.to_string())),
+            Selector::Exclude { .. } => None,
         }
     }
 }
@@ -196,22 +266,73 @@ pub struct Selected {
 pub struct GroupSelection {
     pub metrics: Vec<Selected>,
     pub unmatched_entries: Vec<usize>,
+    /// Metrics an exclusion (`!...`) kept out of the group, with that entry's index.
+    pub excluded: Vec<(MetricKey, usize)>,
 }
 
 /// Resolves a group's entries against the catalog, in catalog order within each entry.
-/// A metric selected by two entries of one group is collected once, by the first.
+/// A metric selected by two entries of one group is collected once, by the first; one
+/// that an exclusion matches is collected by none. When every entry is an exclusion, the
+/// first of them selects every metric the exclusions leave (see the module docs).
 pub fn select_group(spec: &GroupSpec, catalog: &[MetricKey]) -> GroupSelection {
     let mut metrics: Vec<Selected> = Vec::new();
     let mut taken: HashSet<&MetricKey> = HashSet::new();
     let mut unmatched_entries = Vec::new();
+    let mut excluded = Vec::new();
+    let exclusions: Vec<(usize, &EntrySpec)> = spec
+        .entries
+        .iter()
+        .enumerate()
+        .filter(|(_, entry)| entry.selector.is_exclusion())
+        .collect();
+    for key in catalog {
+        let first = exclusions
+            .iter()
+            .find(|(_, entry)| entry.selector.excludes(&key.metric));
+        if let Some((entry_index, _)) = first {
+            excluded.push((key.clone(), *entry_index));
+        }
+    }
+    for (entry_index, entry) in &exclusions {
+        if !catalog
+            .iter()
+            .any(|key| entry.selector.excludes(&key.metric))
+        {
+            unmatched_entries.push(*entry_index);
+        }
+    }
+    let is_excluded = |key: &MetricKey| {
+        exclusions
+            .iter()
+            .any(|(_, entry)| entry.selector.excludes(&key.metric))
+    };
+    if !exclusions.is_empty() && exclusions.len() == spec.entries.len() {
+        let (entry_index, entry) = exclusions[0];
+        for key in catalog.iter().filter(|key| !is_excluded(key)) {
+            metrics.push(Selected {
+                key: key.clone(),
+                title: key.metric.to_string(),
+                value_threshold: entry.value_threshold,
+                entry: entry_index,
+            });
+        }
+        return GroupSelection {
+            metrics,
+            unmatched_entries,
+            excluded,
+        };
+    }
     for (entry_index, entry) in spec.entries.iter().enumerate() {
+        if entry.selector.is_exclusion() {
+            continue;
+        }
         let mut matched = false;
         for key in catalog {
             let Some(title) = entry.selector.select(&key.metric) else {
                 continue;
             };
             matched = true;
-            if !taken.insert(key) {
+            if is_excluded(key) || !taken.insert(key) {
                 continue;
             }
             metrics.push(Selected {
@@ -225,9 +346,11 @@ pub fn select_group(spec: &GroupSpec, catalog: &[MetricKey]) -> GroupSelection {
             unmatched_entries.push(entry_index);
         }
     }
+    unmatched_entries.sort_unstable();
     GroupSelection {
         metrics,
         unmatched_entries,
+        excluded,
     }
 }
 
@@ -361,5 +484,83 @@ mod tests {
         assert_eq!(selection.unmatched_entries, [2]);
         let left = uncollected(&catalog, &[selection]);
         assert_eq!(left, [&catalog[0]]);
+    }
+
+    fn names(selection: &GroupSelection) -> Vec<&str> {
+        selection.metrics.iter().map(|m| &*m.key.metric).collect()
+    }
+
+    #[test]
+    fn name_globs_match_whole_names() {
+        let cpu = Selector::from_name("cpu_*", Some("CPU".into())).unwrap();
+        assert_eq!(cpu.select("cpu_user").as_deref(), Some("CPU"));
+        assert_eq!(cpu.select("cpu_").as_deref(), Some("CPU"));
+        assert_eq!(
+            cpu.select("multicpu_user"),
+            None,
+            "anchored, unlike name_match"
+        );
+        let disk = Selector::from_name("disk_?", None).unwrap();
+        assert_eq!(disk.select("disk_a").as_deref(), Some("disk_a"));
+        assert_eq!(disk.select("disk_ab"), None);
+        let class = Selector::from_name("net_[io]*", None).unwrap();
+        assert!(class.select("net_in").is_some() && class.select("net_out").is_some());
+        assert_eq!(class.select("net_x"), None);
+        // A plain name stays an exact match.
+        assert!(matches!(
+            Selector::from_name("cpu_user", None).unwrap(),
+            Selector::Name { .. }
+        ));
+        assert!(matches!(
+            Selector::from_name("cpu_[", None),
+            Err(SelectorError::BadGlob { .. })
+        ));
+        assert_eq!(
+            Selector::from_name("!cpu_*", None).unwrap().describe(),
+            "name \"!cpu_*\""
+        );
+    }
+
+    #[test]
+    fn exclusions_win_whatever_their_order() {
+        let spec = group(vec![
+            entry(Selector::from_name("!cpu_steal", None).unwrap(), None),
+            entry(Selector::from_name("cpu_*", None).unwrap(), Some(1.0)),
+            entry(Selector::name("cpu_steal", None), None),
+            entry(Selector::from_name("!disk_*", None).unwrap(), None),
+        ]);
+        let catalog = catalog(&["cpu_user", "cpu_steal", "cpu_idle", "load_one"]);
+        let selection = select_group(&spec, &catalog);
+        assert_eq!(names(&selection), ["cpu_user", "cpu_idle"]);
+        assert!(selection.metrics.iter().all(|m| m.entry == 1));
+        assert_eq!(selection.excluded, [(catalog[1].clone(), 0)]);
+        // The `!disk_*` exclusion matches nothing: reported like an unmatched name. The
+        // `cpu_steal` entry matched, so it is not reported, though it collects nothing.
+        assert_eq!(selection.unmatched_entries, [3]);
+    }
+
+    #[test]
+    fn a_group_of_exclusions_takes_everything_else() {
+        let spec = group(vec![
+            entry(Selector::from_name("!cpu_*", None).unwrap(), Some(2.0)),
+            entry(Selector::from_name("!load_f*", None).unwrap(), None),
+            entry(Selector::from_name("!swap_*", None).unwrap(), None),
+        ]);
+        let catalog = catalog(&["cpu_user", "load_one", "load_fifteen", "mem_free"]);
+        let selection = select_group(&spec, &catalog);
+        assert_eq!(names(&selection), ["load_one", "mem_free"]);
+        assert!(
+            selection
+                .metrics
+                .iter()
+                .all(|m| m.entry == 0 && m.value_threshold == Some(2.0))
+        );
+        let excluded: Vec<_> = selection
+            .excluded
+            .iter()
+            .map(|(k, e)| (&*k.metric, *e))
+            .collect();
+        assert_eq!(excluded, [("cpu_user", 0), ("load_fifteen", 1)]);
+        assert_eq!(selection.unmatched_entries, [2]);
     }
 }

@@ -94,6 +94,12 @@ pub fn build(
     let collection_groups = each("collection_group")
         .map(|s| collection_group(s, diag))
         .collect();
+    let prometheus_listeners = each("prometheus_listener")
+        .filter_map(|s| prometheus_listener(s, diag))
+        .collect();
+    let interactive_channels = each("interactive_channel")
+        .filter_map(|s| interactive_channel(s, diag))
+        .collect();
     Config {
         globals,
         cluster,
@@ -103,6 +109,8 @@ pub fn build(
         tcp_accept_channels,
         modules,
         collection_groups,
+        prometheus_listeners,
+        interactive_channels,
     }
 }
 
@@ -306,6 +314,50 @@ fn tcp_accept(sub: &Sub, diag: &mut Diagnostics) -> Option<TcpAcceptChannel> {
     })
 }
 
+fn prometheus_listener(sub: &Sub, diag: &mut Diagnostics) -> Option<PrometheusListener> {
+    let f = Fields::read(
+        "prometheus_listener",
+        schema::PROMETHEUS_LISTENER,
+        [sub.body],
+        diag,
+    );
+    let path = f
+        .string("path")
+        .unwrap_or_else(|| DEFAULT_METRICS_PATH.to_owned());
+    if !path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || c == '?') {
+        let kind = ErrorKind::InvalidValue {
+            key: "path".into(),
+            expected: "a URL path starting with `/`, without spaces or `?`".into(),
+            found: format!("`{path}`"),
+        };
+        diag.error(f.value_at("path").expect("path is set"), kind);
+    }
+    Some(PrometheusListener {
+        port: port(&f, sub, 0, diag)?,
+        bind: f.string("bind"),
+        family: family(&f, diag),
+        path,
+        acl: acl(&f, diag),
+        declared_at: sub.at.clone(),
+    })
+}
+
+fn interactive_channel(sub: &Sub, diag: &mut Diagnostics) -> Option<InteractiveChannel> {
+    let f = Fields::read(
+        "interactive_channel",
+        schema::INTERACTIVE_CHANNEL,
+        [sub.body],
+        diag,
+    );
+    Some(InteractiveChannel {
+        port: port(&f, sub, 0, diag)?,
+        bind: f.string("bind"),
+        family: family(&f, diag),
+        acl: acl(&f, diag),
+        declared_at: sub.at.clone(),
+    })
+}
+
 fn acl_action(f: &Fields, key: &str, diag: &mut Diagnostics) -> Option<AclAction> {
     match f.string(key)?.to_ascii_lowercase().as_str() {
         "allow" => Some(AclAction::Allow),
@@ -406,7 +458,24 @@ fn collection_group(sub: &Sub, diag: &mut Diagnostics) -> CollectionGroup {
 fn collected_metric(sub: &Sub, diag: &mut Diagnostics) -> Option<CollectedMetric> {
     let f = Fields::read("metric", schema::METRIC, [sub.body], diag);
     let selector = match (f.string("name"), f.string("name_match")) {
-        (Some(name), None) => MetricSelector::Name(name),
+        (Some(name), None) => {
+            // wasmond's globs and `!` exclusions (collect/select.rs), checked here so a
+            // bad one is reported where it is written.
+            let glob = name.strip_prefix('!').unwrap_or(&name);
+            if name.starts_with('!') || glob.contains(['*', '?', '[']) {
+                if let Err(e) = glob::Pattern::new(glob) {
+                    let kind = ErrorKind::InvalidValue {
+                        key: "name".into(),
+                        expected: "a metric name, a glob (`cpu_*`) or an exclusion (`!cpu_*`)"
+                            .into(),
+                        found: format!("`{name}` ({})", e.msg),
+                    };
+                    diag.error(f.value_at("name").expect("name is set"), kind);
+                    return None;
+                }
+            }
+            MetricSelector::Name(name)
+        }
         (None, Some(pattern)) => {
             if let Err(e) = regex::Regex::new(&pattern) {
                 let reason = e

@@ -39,6 +39,7 @@ pub use model::{
     HostInfo, MetricSelector, ModuleConfig, ModuleSource, TcpAcceptChannel, UdpRecvChannel,
     UdpSendChannel,
 };
+pub use model::{DEFAULT_METRICS_PATH, InteractiveChannel, PrometheusListener};
 pub use raw::{Item, RawTree, Scalar, Value, parse_str};
 pub use sandbox::{EnvGrant, SandboxConfig};
 

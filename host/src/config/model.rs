@@ -21,6 +21,10 @@ pub struct Config {
     /// Every `module { }` of every `modules { }` block, in file order.
     pub modules: Vec<ModuleConfig>,
     pub collection_groups: Vec<CollectionGroup>,
+    /// wasmond's `prometheus_listener { }` blocks; none unless declared.
+    pub prometheus_listeners: Vec<PrometheusListener>,
+    /// wasmond's `interactive_channel { }` blocks; none unless declared.
+    pub interactive_channels: Vec<InteractiveChannel>,
 }
 
 /// `globals { }`. Durations are in seconds, as in gmond.
@@ -165,6 +169,35 @@ pub struct TcpAcceptChannel {
     pub declared_at: Location,
 }
 
+/// `prometheus_listener { }` (wasmond's own section): serves every metric of the store as
+/// Prometheus text (0.0.4) or OpenMetrics over HTTP at `path`, to the peers its `acl`
+/// allows (the same semantics as `tcp_accept_channel`'s).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PrometheusListener {
+    pub port: u16,
+    pub bind: Option<String>,
+    pub family: Family,
+    /// The URL path served; anything else gets 404. Default `/metrics`.
+    pub path: String,
+    pub acl: Option<Acl>,
+    pub declared_at: Location,
+}
+
+/// `interactive_channel { }` (wasmond's own section): gmetad's interactive port, answering
+/// one request line (a path such as `/CLUSTER/HOST`) with that part of the XML, to the
+/// peers its `acl` allows.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InteractiveChannel {
+    pub port: u16,
+    pub bind: Option<String>,
+    pub family: Family,
+    pub acl: Option<Acl>,
+    pub declared_at: Location,
+}
+
+/// `path` when a `prometheus_listener` names none, as Prometheus' scrape configs assume.
+pub const DEFAULT_METRICS_PATH: &str = "/metrics";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AclAction {
@@ -272,7 +305,9 @@ pub struct CollectedMetric {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MetricSelector {
-    /// `name = "cpu_user"`: exactly this metric.
+    /// `name = "cpu_user"`: exactly this metric; wasmond also takes a glob
+    /// (`"cpu_*"`, `"disk_?"`) and an exclusion (`"!cpu_steal"`, `"!cpu_*"`), see
+    /// `collect::select`.
     Name(String),
     /// `name_match = "ref_(u?int)"`: every metric whose name the regex matches,
     /// unanchored like gmond's `pcre_exec` (validated at load time; Rust `regex`

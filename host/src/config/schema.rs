@@ -39,6 +39,9 @@ pub const TOP: &[Key] = &[
     key("modules", SEC),
     key("collection_group", SEC),
     key("sflow", SEC),
+    // wasmond's extensions: exports for users beyond Ganglia.
+    key("prometheus_listener", SEC),
+    key("interactive_channel", SEC),
 ];
 
 pub const GLOBALS: &[Key] = &[
@@ -99,6 +102,23 @@ pub const TCP_ACCEPT: &[Key] = &[
     key("timeout", Kind::Int),
     key("family", Kind::Str),
     key("gzip_output", Kind::Bool),
+];
+
+/// wasmond's `prometheus_listener { }`: the store as Prometheus/OpenMetrics text over HTTP.
+pub const PROMETHEUS_LISTENER: &[Key] = &[
+    key("bind", Kind::Str),
+    key("port", Kind::Int),
+    key("family", Kind::Str),
+    key("path", Kind::Str),
+    key("acl", SEC),
+];
+
+/// wasmond's `interactive_channel { }`: gmetad's interactive port on the store.
+pub const INTERACTIVE_CHANNEL: &[Key] = &[
+    key("bind", Kind::Str),
+    key("port", Kind::Int),
+    key("family", Kind::Str),
+    key("acl", SEC),
 ];
 
 pub const ACL: &[Key] = &[key("default", Kind::Str), key("access", SEC)];
@@ -170,6 +190,8 @@ const HOMES: &[(&str, &[Key])] = &[
     ("udp_send_channel", UDP_SEND),
     ("udp_recv_channel", UDP_RECV),
     ("tcp_accept_channel", TCP_ACCEPT),
+    ("prometheus_listener", PROMETHEUS_LISTENER),
+    ("interactive_channel", INTERACTIVE_CHANNEL),
     ("module", MODULE),
     ("sandbox", SANDBOX),
     ("collection_group", COLLECTION_GROUP),

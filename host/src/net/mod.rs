@@ -5,6 +5,9 @@
 //!   as gmetric XDR, batched (`sendmmsg`) and paced so a receiver's buffer never overflows.
 //! - [`recv`]: `udp_recv_channel`s, taking packets from gmetric, gmond and other wasmonds
 //!   into the store, asking senders for missing metadata (id 136) and answering such asks.
+//! - [`interactive`]: wasmond's `interactive_channel`s, gmetad's interactive port.
+//! - [`prometheus`]: wasmond's `prometheus_listener`s, serving the store's Prometheus
+//!   exposition over HTTP.
 //!
 //! [`service::Network`] opens every channel of a configuration (honouring `mute` and
 //! `deaf`), starts their tasks and sweeps expired hosts; it is what the daemon calls.
@@ -14,7 +17,9 @@
 
 pub mod acl;
 pub mod batch;
+pub mod interactive;
 pub mod names;
+pub mod prometheus;
 pub mod recv;
 pub mod send;
 pub mod service;

@@ -23,6 +23,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::interactive;
+use super::prometheus::{self, ExpositionOptions};
 use super::recv::{self, MetadataRequestHandler, RecvContext};
 use super::send::{self, Identity, SendChannel, SendOptions};
 use super::socket;
@@ -49,6 +51,10 @@ pub struct Network {
     pub xml_addrs: Vec<SocketAddr>,
     /// The addresses the receive channels listen on.
     pub udp_addrs: Vec<SocketAddr>,
+    /// The addresses the `prometheus_listener`s listen on.
+    pub prometheus_addrs: Vec<SocketAddr>,
+    /// The addresses the `interactive_channel`s listen on.
+    pub interactive_addrs: Vec<SocketAddr>,
     metadata_requests: Option<mpsc::Receiver<String>>,
     tasks: TaskTracker,
 }
@@ -126,11 +132,15 @@ impl Network {
             stats,
             xml_addrs: Vec::new(),
             udp_addrs: Vec::new(),
+            prometheus_addrs: Vec::new(),
+            interactive_addrs: Vec::new(),
             metadata_requests: Some(metadata_requests),
             tasks,
         };
         if globals.deaf {
-            tracing::info!("deaf: no udp_recv_channel or tcp_accept_channel is opened");
+            tracing::info!(
+                "deaf: no udp_recv_channel, tcp_accept_channel or interactive_channel is opened"
+            );
         } else {
             network.start_receivers(
                 receivers,
@@ -140,7 +150,11 @@ impl Network {
                 on_metadata_request,
             );
             network.start_xml_servers(config, &setup)?;
+            network.start_interactive_channels(config, &setup)?;
         }
+        // Not affected by `deaf`: the exposition shows whatever the store holds, which
+        // for a deaf daemon is its own metrics.
+        network.start_prometheus_listeners(config, &setup)?;
         network.start_expiry(&setup, globals.cleanup_threshold);
         network.tasks.close();
         Ok(network)
@@ -211,6 +225,56 @@ impl Network {
                 Arc::clone(&setup.store),
                 XmlServerOptions::from_channel(channel),
                 Arc::clone(&self.stats),
+                setup.shutdown.clone().cancelled_owned(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn start_interactive_channels(
+        &mut self,
+        config: &Config,
+        setup: &NetworkSetup,
+    ) -> anyhow::Result<()> {
+        for channel in &config.interactive_channels {
+            let at = &channel.declared_at;
+            let socket =
+                socket::bind_tcp_listener(channel.bind.as_deref(), channel.family, channel.port)
+                    .with_context(|| {
+                        format!("interactive_channel (port {}) at {at}", channel.port)
+                    })?;
+            let addr = socket.local_addr()?;
+            tracing::info!(%addr, "interactive_channel listening");
+            self.interactive_addrs.push(addr);
+            self.tasks.spawn(interactive::run(
+                socket,
+                Arc::clone(&setup.store),
+                channel.acl.clone(),
+                setup.shutdown.clone().cancelled_owned(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn start_prometheus_listeners(
+        &mut self,
+        config: &Config,
+        setup: &NetworkSetup,
+    ) -> anyhow::Result<()> {
+        for listener in &config.prometheus_listeners {
+            let at = &listener.declared_at;
+            let socket =
+                socket::bind_tcp_listener(listener.bind.as_deref(), listener.family, listener.port)
+                    .with_context(|| {
+                        format!("prometheus_listener (port {}) at {at}", listener.port)
+                    })?;
+            let addr = socket.local_addr()?;
+            tracing::info!(%addr, path = %listener.path, "prometheus_listener listening");
+            self.prometheus_addrs.push(addr);
+            self.tasks.spawn(prometheus::run(
+                socket,
+                Arc::clone(&setup.store),
+                ExpositionOptions::from_listener(listener),
                 setup.shutdown.clone().cancelled_owned(),
             ));
         }

@@ -26,8 +26,13 @@ const TCP_BACKLOG: i32 = 1024;
 
 /// Binds a `tcp_accept_channel`: its `bind` address, else every address of its family.
 pub fn bind_tcp(channel: &TcpAcceptChannel) -> io::Result<TcpListener> {
-    let ip = bind_ip(channel.bind.as_deref(), channel.family)?;
-    let addr = SocketAddr::new(ip, channel.port);
+    bind_tcp_listener(channel.bind.as_deref(), channel.family, channel.port)
+}
+
+/// Binds a TCP listener on `bind` (else every address of `family`) and `port`.
+pub fn bind_tcp_listener(bind: Option<&str>, family: Family, port: u16) -> io::Result<TcpListener> {
+    let ip = bind_ip(bind, family)?;
+    let addr = SocketAddr::new(ip, port);
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     socket.set_nonblocking(true)?;

@@ -14,8 +14,10 @@
 //! once both its metadata and a value are known; DMAX 0 means never expire.
 
 mod meta;
+mod view;
 
 pub use meta::{EXTRA_DESC, EXTRA_GROUP, EXTRA_TITLE, MetricMeta};
+pub use view::{HostView, MetricView, View};
 
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;

@@ -1,0 +1,91 @@
+//! A borrowed, read-only view of the store for readers that write a format of their own
+//! (the Prometheus exposition, the interactive port's filtered XML), taken under the
+//! read lock like [`Store::render_xml`]: nothing is copied, so keep the work inside short
+//! and free of I/O.
+
+use std::time::SystemTime;
+
+use super::{Host, MetricMeta, Sample, State, Store, StoreConfig};
+use crate::wire::xml::ExtraData;
+
+/// The whole store, as of the moment the read lock was taken.
+#[derive(Clone, Copy)]
+pub struct View<'a> {
+    state: &'a State,
+}
+
+/// One host and its metrics.
+#[derive(Clone, Copy)]
+pub struct HostView<'a> {
+    pub name: &'a str,
+    host: &'a Host,
+}
+
+/// One metric whose metadata and value are both known (what the XML shows).
+#[derive(Clone, Copy)]
+pub struct MetricView<'a> {
+    pub name: &'a str,
+    pub meta: &'a MetricMeta,
+    pub sample: &'a Sample,
+    /// When the value last changed.
+    pub updated: SystemTime,
+    /// The metadata's extras as the XML shows them.
+    pub extra_data: &'a ExtraData,
+}
+
+impl Store {
+    /// Runs `read` over a view of the store, holding the read lock meanwhile.
+    pub fn with_view<R>(&self, read: impl FnOnce(View<'_>) -> R) -> R {
+        let state = self.read();
+        read(View { state: &state })
+    }
+}
+
+impl<'a> View<'a> {
+    pub fn config(&self) -> &'a StoreConfig {
+        &self.state.config
+    }
+
+    /// Every host, ordered by name.
+    pub fn hosts(&self) -> impl Iterator<Item = HostView<'a>> + 'a {
+        self.state
+            .hosts
+            .iter()
+            .map(|(name, host)| HostView { name, host })
+    }
+}
+
+impl<'a> HostView<'a> {
+    pub fn ip(&self) -> &'a str {
+        &self.host.ip
+    }
+
+    pub fn location(&self) -> &'a str {
+        &self.host.location
+    }
+
+    pub fn gmond_started(&self) -> u32 {
+        self.host.gmond_started
+    }
+
+    /// When any packet from the host last arrived.
+    pub fn last_heard(&self) -> SystemTime {
+        self.host.last_heard
+    }
+
+    /// The host's metrics whose metadata and value are known, ordered by name.
+    pub fn metrics(&self) -> impl Iterator<Item = MetricView<'a>> + 'a {
+        self.host.metrics.iter().filter_map(|(name, metric)| {
+            let (Some(described), Some(sample)) = (&metric.meta, &metric.sample) else {
+                return None;
+            };
+            Some(MetricView {
+                name,
+                meta: &described.meta,
+                sample,
+                updated: metric.updated,
+                extra_data: &described.extra_data,
+            })
+        })
+    }
+}
