@@ -8,11 +8,34 @@ use wasmond::cli::logging::{self, LogFormat};
 use wasmond::cli::module_run::{ModuleRunArgs, module_run};
 use wasmond::cli::{check, run};
 
+/// `wasmond --help`'s closing part: what the man page (wasmond(8)) says beyond the options.
+const AFTER_LONG_HELP: &str = "\
+Files:
+  /etc/ganglia/gmond.conf    the configuration the service runs (wasmond.service, as user ganglia)
+  /usr/lib/wasmond/modules   installed modules ($WASMOND_MODULE_DIR instead, when set); a module's
+                             NAME.wasm is looked for beside the file declaring it, in
+                             globals { module_dir }, here, then among those built in (core_metrics)
+  $XDG_CACHE_HOME/wasmond    compiled modules (~/.cache/wasmond; the service's: /var/cache/wasmond)
+
+Environment:
+  RUST_LOG        a log filter over the debug level, e.g. wasmond=debug
+  NO_COLOR        no colour, even on a terminal
+  NOTIFY_SOCKET   set by systemd (Type=notify): READY=1, RELOADING=1, STOPPING=1 are sent there
+
+wasmond stays in the foreground (gmond's daemonize is ignored, with a warning) and writes no pid
+file: run it from systemd (wasmond.service) or another supervisor. SIGHUP reloads the
+configuration, SIGTERM and SIGINT stop it. See wasmond(8).";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "wasmond",
     version,
-    about = "A gmond-compatible metric daemon with WebAssembly modules"
+    about = "A gmond-compatible metric daemon with WebAssembly modules",
+    long_about = "A gmond-compatible metric daemon whose metric modules run in a WebAssembly \
+                  sandbox (fuel, deadline, memory cap; no file, network or environment unless \
+                  granted). It reads gmond.conf as it is, serves gmond's XML on its TCP port and \
+                  sends gmetric packets, so gmetad, gstat and ganglia-web take it for a gmond.",
+    after_long_help = AFTER_LONG_HELP
 )]
 struct Cli {
     /// Without a command, `run` on the bundled default config.

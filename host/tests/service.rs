@@ -325,3 +325,27 @@ fn a_copied_binary_serves_the_core_metrics_it_carries() {
     }
     terminate(&mut child);
 }
+
+/// `wasmond --help` says what the man page does beyond the options: files, environment,
+/// signals, how it runs in the background, where to read more.
+#[test]
+fn help_reads_like_a_man_page() {
+    let output = Command::new(env!("CARGO_BIN_EXE_wasmond"))
+        .arg("--help")
+        .output()
+        .expect("run wasmond --help");
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    for part in [
+        "Files:",
+        "/etc/ganglia/gmond.conf",
+        "/usr/lib/wasmond/modules",
+        "Environment:",
+        "NOTIFY_SOCKET",
+        "SIGHUP",
+        "pid",
+        "wasmond(8)",
+    ] {
+        assert!(text.contains(part), "{part:?} not in:\n{text}");
+    }
+}
