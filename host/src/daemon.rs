@@ -166,6 +166,7 @@ pub async fn run(
     let outputs = Outputs {
         store: store.clone(),
         sink: network.take_sink(),
+        network: Some(network.stats.clone()),
     };
     let (engine, engine_task) = crate::collect::spawn(engine_config, outputs, engine_stop.clone());
     if let Some(mut requests) = network.take_metadata_requests() {
