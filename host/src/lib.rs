@@ -10,6 +10,7 @@ pub mod cli;
 pub mod collect;
 pub mod config;
 pub mod daemon;
+pub mod lockdown;
 pub mod metric;
 pub mod net;
 pub mod runtime;

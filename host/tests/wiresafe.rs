@@ -15,6 +15,7 @@ use std::time::Duration;
 use ganglia::{Daemon, Gmond, TempDir, require_ganglia, wait_for, xmllint_valid};
 use wasmond::metric::{MetricValue, Slope, ValueType};
 use wasmond::wire::xdr;
+use wasmond_test_guests as guests;
 
 const CLUSTER: &str = "WireSafe";
 
@@ -83,11 +84,11 @@ tcp_accept_channel {{
 
 /// Whether the guest modules were built; says so when they were not.
 fn hostile_guest_built() -> bool {
-    let built = Path::new(wasmond::guests::HOSTILE).exists();
+    let built = Path::new(guests::HOSTILE).exists();
     if !built {
         let message = format!(
             "the hostile guest was not built ({})",
-            wasmond::guests::HOSTILE
+            guests::HOSTILE
         );
         assert!(
             std::env::var("WASMOND_REQUIRE_TOOLCHAINS").as_deref() != Ok("1"),
@@ -162,7 +163,7 @@ collection_group {{
 }}
 "#,
         gmond.port,
-        wasmond::guests::HOSTILE
+        guests::HOSTILE
     );
     let wasmond = Wasmond::start("wire", &body);
     let theirs = wait_for(
@@ -431,7 +432,7 @@ collection_group {{
   }}
 }}
 "#,
-        wasmond::guests::HOSTILE
+        guests::HOSTILE
     ));
     std::fs::write(&conf, text).unwrap();
     wasmond.daemon.signal(libc::SIGHUP);
@@ -449,4 +450,133 @@ collection_group {{
         },
         || wasmond.daemon.log_text(),
     );
+}
+
+/// One line of `/proc/PID/status`, e.g. `Uid:` gives `["102", "102", "102", "102"]`.
+fn status_field(pid: u32, field: &str) -> Vec<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field))
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Issue 16 item 3: started as root from a stock-like config (`setuid = yes`,
+/// `user = ganglia`), the daemon runs as `ganglia` once its sockets are open, and it is
+/// Landlocked: after SIGHUP with an include of a file outside its configuration
+/// directories, which `ganglia` itself may read, the reload fails with "permission
+/// denied" and the running configuration is kept.
+#[test]
+fn started_as_root_it_runs_as_ganglia_under_landlock() {
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != 0 {
+        eprintln!("started_as_root_it_runs_as_ganglia_under_landlock: skipped, not root");
+        return;
+    }
+    if !hostile_guest_built() {
+        return;
+    }
+    let ganglia = match wasmond::lockdown::lookup_user("ganglia") {
+        Ok(user) => user,
+        Err(error) => {
+            let message = format!("skipped, no ganglia user (install ganglia-monitor): {error:#}");
+            assert!(
+                std::env::var("WASMOND_REQUIRE_INTEROP").as_deref() != Ok("1"),
+                "{message}"
+            );
+            eprintln!("started_as_root_it_runs_as_ganglia_under_landlock: {message}");
+            return;
+        }
+    };
+    let modules = format!(
+        r#"modules {{
+  module {{
+    name = "guest"
+    language = "wasm"
+    path = "{}"
+  }}
+}}
+collection_group {{
+  collect_every = 1
+  time_threshold = 1
+  metric {{
+    name_match = "^(attack|calls)$"
+  }}
+}}
+"#,
+        guests::HOSTILE
+    );
+    let wasmond = Wasmond::start_with("privdrop", "setuid = yes\n  user = ganglia", &modules);
+    let conf = wasmond.dir.path().join("wasmond.conf");
+    let text = std::fs::read_to_string(&conf).unwrap();
+    wait_for(
+        Duration::from_secs(30),
+        "the guest's metrics in the XML",
+        || wasmond.xml().filter(|xml| xml.contains("NAME=\"calls\"")),
+        || wasmond.daemon.log_text(),
+    );
+    let pid = wasmond.daemon.pid();
+    let uid = ganglia.uid.to_string();
+    let gid = ganglia.gid.to_string();
+    assert_eq!(status_field(pid, "Uid:"), [uid.as_str(); 4]);
+    assert_eq!(status_field(pid, "Gid:"), [gid.as_str(); 4]);
+    assert_eq!(
+        status_field(pid, "NoNewPrivs:"),
+        ["1"],
+        "Landlock sets no_new_privs"
+    );
+    assert!(
+        wasmond
+            .daemon
+            .log_text()
+            .contains("running as user ganglia"),
+        "{}",
+        wasmond.daemon.log_text()
+    );
+
+    // A file outside the allowed set, that the ganglia user may read.
+    let outside = TempDir::new("privdrop-outside");
+    let extra = outside.write("extra.conf", "host {\n  location = \"outside\"\n}\n");
+    let readable = std::process::Command::new("setpriv")
+        .args(["--reuid", &uid, "--regid", &gid, "--init-groups", "cat"])
+        .arg(&extra)
+        .output();
+    if let Ok(output) = readable {
+        assert!(
+            output.status.success(),
+            "ganglia can read {}: {}",
+            extra.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let with_include = format!("{text}\ninclude (\"{}\")\n", extra.display());
+    std::fs::write(&conf, with_include).unwrap();
+    wasmond.daemon.signal(libc::SIGHUP);
+    let log = wait_for(
+        Duration::from_secs(20),
+        "the reload to fail on the include",
+        || {
+            let log = wasmond.daemon.log_text();
+            log.contains("the running one is kept").then_some(log)
+        },
+        || wasmond.daemon.log_text(),
+    );
+    let denied = log
+        .lines()
+        .find(|line| line.contains(&extra.display().to_string()))
+        .unwrap_or_else(|| panic!("no error names the include:\n{log}"));
+    assert!(
+        denied.to_lowercase().contains("permission denied"),
+        "{denied}"
+    );
+    // Still serving, as ganglia.
+    assert!(
+        wasmond
+            .xml()
+            .is_some_and(|xml| xml.contains("NAME=\"calls\""))
+    );
+    assert_eq!(status_field(pid, "Uid:")[0], uid);
 }
