@@ -86,10 +86,7 @@ tcp_accept_channel {{
 fn hostile_guest_built() -> bool {
     let built = Path::new(guests::HOSTILE).exists();
     if !built {
-        let message = format!(
-            "the hostile guest was not built ({})",
-            guests::HOSTILE
-        );
+        let message = format!("the hostile guest was not built ({})", guests::HOSTILE);
         assert!(
             std::env::var("WASMOND_REQUIRE_TOOLCHAINS").as_deref() != Ok("1"),
             "{message}"
@@ -364,7 +361,13 @@ fn a_flood_of_spoofed_hosts_cannot_starve_the_host() {
     if !hostile_guest_built() {
         return;
     }
-    let wasmond = Wasmond::start("flood", NET_COUNTERS_GROUP);
+    // A module from the guests' directory from the start: Landlock allows reading the
+    // directories the configuration uses when the daemon starts.
+    let early = format!(
+        "{NET_COUNTERS_GROUP}modules {{\n  module {{\n    name = \"early\"\n    language = \"wasm\"\n    path = \"{}\"\n  }}\n}}\n",
+        guests::HOSTILE
+    );
+    let wasmond = Wasmond::start("flood", &early);
     wait_for(
         Duration::from_secs(30),
         "wasmond's XML",
@@ -422,17 +425,20 @@ fn a_flood_of_spoofed_hosts_cannot_starve_the_host() {
     name = "late"
     language = "wasm"
     path = "{}"
+    param prefix {{
+      value = "late_"
+    }}
   }}
 }}
 collection_group {{
   collect_every = 1
   time_threshold = 1
   metric {{
-    name_match = "^(attack|calls)$"
+    name_match = "^late_"
   }}
 }}
 "#,
-        guests::HOSTILE
+        guests::EXAMPLE
     ));
     std::fs::write(&conf, text).unwrap();
     wasmond.daemon.signal(libc::SIGHUP);
@@ -446,7 +452,8 @@ collection_group {{
                 .hosts
                 .iter()
                 .find(|host| host.metric("wasmond_udp_received").is_some())?;
-            (own.metric("attack").is_some() && own.metric("calls").is_some()).then_some(())
+            (own.metric("late_double").is_some() && own.metric("late_string").is_some())
+                .then_some(())
         },
         || wasmond.daemon.log_text(),
     );
