@@ -122,6 +122,7 @@ async fn measure(
         Outputs {
             store: store(),
             sink: Some(sink),
+            network: None,
         },
         stop.clone(),
     );

@@ -13,6 +13,9 @@
 //! Under systemd (`Type=notify`, `$NOTIFY_SOCKET`) the daemon says READY=1 once its
 //! sockets serve, RELOADING=1 then READY=1 around a reload, and STOPPING=1.
 //!
+//! Privileges: the sockets are opened first, then the daemon becomes the `user` of
+//! `setuid = yes` ([`lockdown`]); the caller has already Landlocked the process.
+//!
 //! Reload re-reads the same configuration source, on a blocking thread and never on the
 //! signal loop, so SIGTERM always wins over a reload in progress (which is then
 //! abandoned). A configuration with errors is refused with every error logged, and the
@@ -42,6 +45,7 @@ use crate::collect::engine::{
 };
 use crate::collect::host_module::{HOST_MODULE, HostFacts};
 use crate::config::{self, Config, ConfigErrors, FileSource, LoadOptions, Loaded, RealFs};
+use crate::lockdown::{self, Plan};
 use crate::net::{self, Network, NetworkSetup};
 use crate::runtime::{Runtime, RuntimeConfig};
 use crate::store::{ClusterInfo, Store, StoreConfig};
@@ -144,6 +148,7 @@ pub struct Started {
 pub async fn run(
     source: ConfigSource,
     loaded: Loaded,
+    lockdown: Plan,
     stop: CancellationToken,
     started: Option<oneshot::Sender<Started>>,
 ) -> anyhow::Result<()> {
@@ -153,7 +158,6 @@ pub async fn run(
     let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     log_warnings(&loaded);
     let mut config = loaded.config;
-    let runtime = Runtime::new(RuntimeConfig::default())?;
     let facts = HostFacts {
         started: SystemTime::now(),
         location: config.host.location.clone(),
@@ -168,6 +172,14 @@ pub async fn run(
         shutdown: network_stop.clone(),
     };
     let mut network = Network::start(&config, setup).await?;
+    // Sockets are open: the rest runs as gmond.conf's `user` (with `setuid = yes`).
+    if let Some(user) = &lockdown.switch_to {
+        lockdown::switch_user(user)?;
+    }
+    let runtime = Runtime::new(RuntimeConfig {
+        cache_dir: lockdown.cache_dir.clone(),
+        ..RuntimeConfig::default()
+    })?;
     let engine_config =
         engine_config(&config, &runtime, &facts, &identity).map_err(|e| anyhow!("{e}"))?;
     let mut running = fingerprints(&engine_config);
@@ -175,6 +187,7 @@ pub async fn run(
     let outputs = Outputs {
         store: store.clone(),
         sink: network.take_sink(),
+        network: Some(network.stats.clone()),
     };
     let (engine, engine_task) = crate::collect::spawn(engine_config, outputs, engine_stop.clone());
     if let Some(mut requests) = network.take_metadata_requests() {

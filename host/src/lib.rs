@@ -11,6 +11,7 @@ pub mod collect;
 pub mod config;
 pub mod daemon;
 pub mod export;
+pub mod lockdown;
 pub mod metric;
 pub mod net;
 pub mod runtime;

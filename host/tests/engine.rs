@@ -129,6 +129,7 @@ fn start(modules: Vec<ModuleSpec>, pattern: &str) -> Running {
         Outputs {
             store: store(),
             sink: Some(sink),
+            network: None,
         },
         stop.clone(),
     );

@@ -13,6 +13,9 @@
 //! `log-flood` (param `count`), `huge-log-line` (param `size`), `handler-error`, `sleep`,
 //! `statvfs` (param `path`: the size in bytes of the file system mounted there).
 //! Attacks in `cleanup`: `loop-cleanup`.
+//! `wire` declares, beside `calls`, metrics whose formats, units, descriptions, groups,
+//! extras and string values would crash a real gmond 3.7.2 or make its XML ill-formed
+//! if sent as they are (`wire_*`, and `Location`, a double gmond would read as a string).
 //! `log-then-panic` (param `count`) writes log lines, then panics, in the handler.
 //! `none` (the default) is well-behaved: `attack` is a double, 1.5.
 
@@ -37,6 +40,7 @@ impl Module for Hostile {
                 Metric::new("twin", ValueType::Double),
                 Metric::new("twin", ValueType::Double),
             ],
+            "wire" => wire_metrics(),
             _ => vec![
                 Metric::new("attack", attack_metric_type(&attack)),
                 Metric::new("calls", ValueType::Uint32),
@@ -55,6 +59,7 @@ impl Module for Hostile {
         match metric {
             "calls" => Ok(MetricValue::Uint32(self.calls)),
             "attack" => self.attack(),
+            wire if self.attack == "wire" => Ok(wire_value(wire)),
             other => Err(format!("unknown metric {other}")),
         }
     }
@@ -123,6 +128,48 @@ fn attack_metric_type(attack: &str) -> ValueType {
             ValueType::String
         }
         _ => ValueType::Double,
+    }
+}
+
+/// Text with every character gmond 3.7.2 would put raw into its XML and break it.
+const HOSTILE_TEXT: &str = "a<b>&c'd\"e\u{1}f\u{1b}[31mg\u{e9}h\u{7f}";
+
+/// Metrics a gmond receiving them as they are would die of (formats) or serve ill-formed
+/// XML for (text, lengths).
+fn wire_metrics() -> Vec<Metric> {
+    let mut many_extras = Metric::new("wire_extras", ValueType::Double);
+    for i in 0..60 {
+        many_extras = many_extras.extra(format!("k{i:02}"), "v".repeat(8));
+    }
+    vec![
+        Metric::new("calls", ValueType::Uint32),
+        Metric::new("wire_s4", ValueType::Double).format("%s%s%s%s"),
+        Metric::new("wire_n", ValueType::Int32).format("%n"),
+        Metric::new("wire_fn", ValueType::Float).format("%.3f%n"),
+        Metric::new("wire_sd", ValueType::Uint32).format("%s"),
+        Metric::new("wire_wide", ValueType::Double).format("%1000.1000f"),
+        Metric::new("wire_literal", ValueType::Double).format("<%f>&\""),
+        Metric::new("wire_text", ValueType::String)
+            .units(HOSTILE_TEXT)
+            .description(HOSTILE_TEXT)
+            .group(HOSTILE_TEXT)
+            .extra(HOSTILE_TEXT, HOSTILE_TEXT),
+        Metric::new("wire_long", ValueType::String)
+            .units("u".repeat(1000))
+            .description("d".repeat(1000)),
+        many_extras,
+        Metric::new("Location", ValueType::Double),
+    ]
+}
+
+fn wire_value(metric: &str) -> MetricValue {
+    match metric {
+        "wire_n" => MetricValue::Int32(-7),
+        "wire_fn" => MetricValue::Float(2.5),
+        "wire_sd" => MetricValue::Uint32(7),
+        "wire_text" => MetricValue::String(HOSTILE_TEXT.to_string()),
+        "wire_long" => MetricValue::String("x".repeat(1000)),
+        _ => MetricValue::Double(1.5),
     }
 }
 

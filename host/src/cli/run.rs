@@ -1,4 +1,6 @@
 //! `wasmond run [-c FILE] [-d LEVEL]`: the daemon, in the foreground, logging to stderr.
+//! Before any thread starts, the process is Landlocked and the user it switches to is
+//! decided ([`crate::lockdown`]).
 //!
 //! The log level follows gmond's `debug_level` (from the config, or `-d`, which wins):
 //! 0 logs errors, warnings and the daemon's milestones (info), 1 adds debug lines, 2 and
@@ -12,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::logging::{self, LogFormat};
 use crate::daemon::{self, ConfigSource};
+use crate::lockdown;
 
 #[derive(Debug, Default, clap::Args)]
 pub struct RunArgs {
@@ -30,12 +33,21 @@ pub fn run(args: RunArgs, log_format: LogFormat) -> anyhow::Result<()> {
         .with_context(|| format!("{}: the configuration has errors", source.describe()))?;
     let debug_level = args.debug.unwrap_or(loaded.config.globals.debug_level);
     logging::init(log_format, level_filter(debug_level));
+    // Still one thread: what is decided and restricted here holds for every thread the
+    // runtime and the modules start.
+    let plan = lockdown::plan(&loaded)?;
+    if let Err(error) = lockdown::prepare_cache(&plan) {
+        tracing::warn!("compile cache {:?}: {error}", plan.cache_dir);
+    }
+    // The resolver loads what it needs for a first lookup while it still can.
+    let _ = crate::net::names::name_of(std::net::Ipv4Addr::LOCALHOST.into());
+    lockdown::restrict(&loaded, &daemon::default_module_dirs(), &plan)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("wasmond")
         .build()
         .context("starting the async runtime")?;
-    let result = runtime.block_on(daemon::run(source, loaded, CancellationToken::new(), None));
+    let result = runtime.block_on(daemon::run(source, loaded, plan, CancellationToken::new(), None));
     // Not shut down: a module abandoned in a call (or a reload abandoned mid-compile) may
     // still be running on a thread inside this runtime's context, and shutting it down
     // under it panics there. Everything the daemon owed is done, each part bounded, so

@@ -40,7 +40,9 @@ use super::worker::{
 };
 use super::{OutgoingMetric, SendRequest};
 use crate::metric::{MetricDescriptor, MetricValue};
+use crate::net::NetStats;
 use crate::store::{HostRef, MetricMeta, Store};
+use crate::wire::safe;
 
 /// The longest the shutdown waits for a module's cleanup (behind a call still in flight):
 /// past it, the module is abandoned, so a module stuck in a call with a long deadline
@@ -99,6 +101,8 @@ pub struct Outputs {
     pub store: Arc<Store>,
     /// The UDP sender; `None` when muted or nothing listens.
     pub sink: Option<mpsc::Sender<SendRequest>>,
+    /// The network's counters, which the host module publishes; `None` without one.
+    pub network: Option<Arc<NetStats>>,
 }
 
 /// How a module is doing, for `status` and `wasmond check`.
@@ -550,7 +554,10 @@ impl Engine {
             .slice
             .iter()
             .zip(collected.values)
-            .filter_map(|((slot, metric), value)| {
+            .filter_map(|((slot, metric), mut value)| {
+                if let Some(value) = &mut value {
+                    safe::value(value);
+                }
                 if same_layout {
                     return Some((*slot, value));
                 }
@@ -663,7 +670,10 @@ impl Engine {
                 handler: Duration::ZERO,
                 cleanup: Duration::ZERO,
             },
-            driver: Box::new(HostModule::new(config.facts, names, self.accounts.clone())),
+            driver: Box::new(
+                HostModule::new(config.facts, names, self.accounts.clone())
+                    .with_network(self.outputs.network.clone()),
+            ),
             inline: true,
         };
         let wanted: Vec<ModuleSpec> = std::iter::once(host).chain(config.modules).collect();
@@ -839,7 +849,9 @@ impl Engine {
                 _ => MetricInfo {
                     descriptor: Arc::new((*descriptor).clone()),
                     meta: Arc::new(meta),
-                    format: descriptor.format.as_str().into(),
+                    format: safe::format(&descriptor.format, descriptor.value_type)
+                        .as_ref()
+                        .into(),
                     metadata_sent: None,
                 },
             };

@@ -12,6 +12,9 @@
 //!   rates, in units such as `calls/s` — and `_memory` (its largest linear memory,
 //!   bytes), all in metric group `wasmond`, each with a title (`Module M calls`, given
 //!   by the built-in group's [`accounting_selectors`]) and a description.
+//! - With a network, its counters (`wasmond_udp_received`, `_malformed`, `_refused`,
+//!   `_over_quota`, `_denied`, `_kernel_drops`, `_sent`, `_send_failures`: whole counts
+//!   of datagrams, slope positive, units `packets/s`), in group `wasmond` too.
 //!
 //! Module authors may not publish names starting with [`HOST_PREFIX`].
 
@@ -23,6 +26,7 @@ use super::driver::{Failure, ModuleDriver};
 use super::select::Selector;
 use super::worker::Account;
 use crate::metric::{MetricDescriptor, MetricValue, Slope, ValueType};
+use crate::net::NetStats;
 
 /// The host module's name, and the metric group of its accounting metrics.
 pub const HOST_MODULE: &str = "wasmond";
@@ -126,6 +130,7 @@ pub struct HostModule {
     facts: HostFacts,
     modules: Vec<String>,
     accounts: Accounts,
+    network: Option<Arc<NetStats>>,
 }
 
 impl HostModule {
@@ -135,7 +140,20 @@ impl HostModule {
             facts,
             modules,
             accounts,
+            network: None,
         }
+    }
+
+    /// Also publishes the network's counters ([`NetStats::published`]).
+    pub fn with_network(mut self, network: Option<Arc<NetStats>>) -> HostModule {
+        self.network = network;
+        self
+    }
+
+    fn network_value(&self, metric: &str) -> Option<MetricValue> {
+        let published = self.network.as_ref()?.published();
+        let counter = published.iter().find(|counter| counter.name == metric)?;
+        Some(MetricValue::Double(counter.value as f64))
     }
 
     fn account_value(&self, metric: &str) -> Option<MetricValue> {
@@ -177,6 +195,19 @@ impl ModuleDriver for HostModule {
                 });
             }
         }
+        for counter in self.network.iter().flat_map(|network| network.published()) {
+            metrics.push(MetricDescriptor {
+                name: counter.name.into(),
+                value_type: ValueType::Double,
+                units: counter.units.into(),
+                slope: Slope::Positive,
+                format: "%.0f".into(),
+                time_max: 60,
+                description: counter.description.into(),
+                groups: vec![HOST_MODULE.into()],
+                extra: Vec::new(),
+            });
+        }
         Ok(metrics)
     }
 
@@ -186,6 +217,7 @@ impl ModuleDriver for HostModule {
             "location" => Ok(MetricValue::String(self.facts.location.clone())),
             _ => self
                 .account_value(metric)
+                .or_else(|| self.network_value(metric))
                 .ok_or_else(|| Failure::error(format!("module {HOST_MODULE}: no metric {metric}"))),
         }
     }
@@ -299,6 +331,30 @@ mod tests {
             (heartbeat.value_type, heartbeat.time_max, heartbeat.slope),
             (ValueType::UInt32, 20, Slope::Unspecified)
         );
+    }
+
+    #[test]
+    fn publishes_the_networks_counters() {
+        let net = Arc::new(NetStats::default());
+        let mut module = host(&Accounts::default()).with_network(Some(Arc::clone(&net)));
+        let descriptors = module.start().unwrap();
+        let refused = descriptors
+            .iter()
+            .find(|d| d.name == "wasmond_udp_refused")
+            .unwrap();
+        assert_eq!(refused.groups, ["wasmond"]);
+        assert_eq!(refused.slope, Slope::Positive);
+        net.packets_refused.add(3);
+        assert_eq!(
+            module.handle("wasmond_udp_refused"),
+            Ok(MetricValue::Double(3.0))
+        );
+        for counter in net.published() {
+            crate::collect::names::validate_metric_name(counter.name).unwrap();
+            assert!(module.handle(counter.name).is_ok(), "{}", counter.name);
+        }
+        let without = host(&Accounts::default()).start().unwrap();
+        assert!(!without.iter().any(|d| d.name.starts_with("wasmond_udp_")));
     }
 
     #[test]

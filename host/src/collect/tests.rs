@@ -194,6 +194,7 @@ fn harness(groups: Vec<GroupSpec>, modules: Vec<ModuleDef>, values: &[(&str, f64
     let outputs = Outputs {
         store: store.clone(),
         sink: Some(sink),
+        network: None,
     };
     let (handle, task) = spawn(
         config(groups, modules, &values, &journal),

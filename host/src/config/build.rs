@@ -32,11 +32,6 @@ const UNSUPPORTED_GLOBALS: &[Unsupported] = &[
         instead: "wasmond always runs in the foreground; let the service manager (e.g. systemd) run it in the background",
     },
     Unsupported {
-        key: "setuid",
-        only_when_on: true,
-        instead: "wasmond does not switch users (nor reads `user`); start it as the intended user, e.g. with systemd's `User=`",
-    },
-    Unsupported {
         key: "gexec",
         only_when_on: true,
         instead: "wasmond has no gexec support; the host is reported with gexec OFF",

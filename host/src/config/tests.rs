@@ -273,10 +273,10 @@ fn unimplemented_gmond_settings_warn_only_when_turned_on() {
     let conf = "globals { daemonize = yes setuid = yes user = ganglia gexec = no }\nsflow { udp_port = 6343 }\n";
     let loaded = load_mem(&[("/c/g.conf", conf)]).unwrap();
     let warnings = warnings_of(&loaded);
-    assert_eq!(warnings.len(), 3, "{warnings:#?}");
+    assert_eq!(warnings.len(), 2, "{warnings:#?}");
     assert!(warnings[0].starts_with("/c/g.conf:1:11: warning: `daemonize` is not implemented"));
-    assert!(warnings[1].starts_with("/c/g.conf:1:27: warning: `setuid` is not implemented"));
-    assert!(warnings[2].starts_with("/c/g.conf:2:1: warning: wasmond does not receive sFlow"));
+    assert!(warnings[1].starts_with("/c/g.conf:2:1: warning: wasmond does not receive sFlow"));
+    assert!(loaded.config.globals.setuid && loaded.config.globals.user == "ganglia");
 }
 
 #[test]

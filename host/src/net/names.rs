@@ -7,11 +7,14 @@
 //! once per address, for at most [`REVERSE_DNS_TIMEOUT`]: gmond waits on its resolver
 //! with its whole receive loop, wasmond names a host it cannot resolve in time by its
 //! address. The answers (or the address itself) are cached for the daemon's life, up to
-//! [`MAX_CACHED_NAMES`].
+//! [`MAX_CACHED_NAMES`]. Every name is kept as [`safe::host_name`] makes it: a PTR
+//! record or a spoofed field may say anything, and gmond and gmetad use it raw.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+
+use crate::wire::safe;
 
 /// Most addresses whose names are remembered; past it the cache starts afresh, so a
 /// flood of source addresses cannot grow it without bound.
@@ -60,7 +63,7 @@ impl HostNames {
             }
         };
         let host = HostId {
-            name: name.into(),
+            name: safe::host_name(&name).into(),
             ip: source.to_string().into(),
         };
         if self.cache.len() >= MAX_CACHED_NAMES {
@@ -73,21 +76,25 @@ impl HostNames {
 
 /// The host a spoofed packet names in its `IP:name` field; `None` when the field has no
 /// colon or an empty part (gmetric refuses such a `-S`, but a packet may carry anything).
+/// Both parts are kept as [`safe::host_name`] makes them.
 pub fn spoofed(host_field: &str) -> Option<HostId> {
     let (ip, name) = host_field.rsplit_once(':')?;
     if ip.is_empty() || name.is_empty() {
         return None;
     }
     Some(HostId {
-        name: name.into(),
-        ip: ip.into(),
+        name: safe::host_name(name).into(),
+        ip: safe::host_name(ip).into(),
     })
 }
 
 /// The name gmond gives the host whose packets come from `ip`: its reverse DNS, or
 /// the address itself. Blocks on the resolver.
 pub fn name_of(ip: IpAddr) -> String {
-    reverse_dns(ip).unwrap_or_else(|| ip.to_string())
+    reverse_dns(ip).map_or_else(
+        || ip.to_string(),
+        |name| safe::host_name(&name).into_owned(),
+    )
 }
 
 /// The address this host's packets to `destination` leave from, as the peer sees it

@@ -8,10 +8,18 @@
 //! per [`REQUEST_INTERVAL`] per host and metric). A request from a peer (136) is handed
 //! to the scheduler, which re-sends that metric's metadata at once.
 //!
-//! A datagram that does not decode is counted and dropped, never a crash. Our own
+//! What is taken in is first made safe as [`safe`] says (names, units, extras, formats,
+//! string values), so that nothing a peer sends can make wasmond serve or send what would
+//! break gmond or gmetad. A value that does not read as its metric's declared type is
+//! refused by the store ([`safe::fits_type`]).
+//!
+//! A datagram that does not decode is counted as malformed and dropped, never a crash;
+//! one that decodes but is refused (a bad name, a mistyped value, a full store) is
+//! counted as refused. Our own
 //! datagrams, looped back from our send channels, are skipped: the scheduler already
 //! wrote those values into the store under this host's own name.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -27,7 +35,7 @@ use super::send::SendChannel;
 use super::stats::NetStats;
 use crate::config::Acl;
 use crate::store::{HostRef, MetricMeta, Store, StoreError};
-use crate::wire::xdr;
+use crate::wire::{safe, xdr};
 
 /// Largest datagram read: the UDP maximum, so an oversized one is read whole and then
 /// rejected by the decoder instead of being silently cut.
@@ -56,10 +64,17 @@ pub struct RecvContext {
     pub stats: Arc<NetStats>,
 }
 
+/// How often the kernel's drop count of a receive socket is read into the stats.
+pub const KERNEL_DROPS_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Receives on `socket` until `shutdown` completes.
 pub async fn run(socket: UdpSocket, context: RecvContext, shutdown: impl Future<Output = ()>) {
+    let stats = Arc::clone(&context.stats);
     let mut receiver = Receiver::new(context);
     let mut buffer = vec![0u8; RECV_BUFFER];
+    let mut drops_seen = 0u32;
+    let mut drops_tick = tokio::time::interval(KERNEL_DROPS_INTERVAL);
+    drops_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -70,6 +85,14 @@ pub async fn run(socket: UdpSocket, context: RecvContext, shutdown: impl Future<
                     tracing::debug!(%error, "udp_recv_channel: receive failed");
                 }
             },
+            _ = drops_tick.tick() => {
+                // The kernel's count only grows (a u32 that may wrap); channels share
+                // the stats, so each adds what it saw since its last look.
+                if let Ok(drops) = super::socket::kernel_drops(&socket) {
+                    stats.kernel_drops.add(u64::from(drops.wrapping_sub(drops_seen)));
+                    drops_seen = drops;
+                }
+            }
             () = &mut shutdown => return,
         }
     }
@@ -114,7 +137,11 @@ impl Receiver {
         match self.apply(message, source, now).await {
             Ok(()) => stats.packets_received.incr(),
             Err(error) => {
-                stats.packets_malformed.incr();
+                if error.is_over_quota() {
+                    stats.packets_over_quota.incr();
+                } else {
+                    stats.packets_refused.incr();
+                }
                 tracing::debug!(%source, %error, "udp_recv_channel: datagram refused");
             }
         }
@@ -125,10 +152,11 @@ impl Receiver {
         message: xdr::Message,
         source: SocketAddr,
         now: SystemTime,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), Refused> {
         match message {
-            xdr::Message::Metadata(metadata) => {
-                let header = &metadata.header;
+            xdr::Message::Metadata(mut metadata) => {
+                let header = &mut metadata.header;
+                header.name = safe_name(&header.name)?;
                 let host = self
                     .names
                     .identify(source.ip(), &header.host, header.spoof)
@@ -137,12 +165,14 @@ impl Receiver {
                     name: &host.name,
                     ip: &host.ip,
                 };
-                self.context
-                    .store
-                    .update_metadata(host, into_meta(metadata), now)
+                safe::metadata(&mut metadata.units, &mut metadata.extras);
+                let meta = into_meta(metadata);
+                let store = &self.context.store;
+                Ok(store.update_metadata_from(source.ip(), host, meta, now)?)
             }
-            xdr::Message::Value(value) => {
-                let header = &value.header;
+            xdr::Message::Value(mut value) => {
+                let header = &mut value.header;
+                header.name = safe_name(&header.name)?;
                 let host = self
                     .names
                     .identify(source.ip(), &header.host, header.spoof)
@@ -151,9 +181,12 @@ impl Receiver {
                     name: &host.name,
                     ip: &host.ip,
                 };
+                safe::value(&mut value.value);
+                let format = safe::format(&value.format, value.value.value_type());
                 let store = &self.context.store;
+                let (name, value) = (&header.name, value.value);
                 let known =
-                    store.update_value(host_ref, &header.name, value.value, &value.format, now)?;
+                    store.update_value_from(source.ip(), host_ref, name, value, &format, now)?;
                 if !known {
                     self.request_metadata(&host, &header.name).await;
                 }
@@ -211,6 +244,38 @@ impl Receiver {
         self.requested.insert(key, now);
         true
     }
+}
+
+/// Why a datagram that decoded was not applied.
+#[derive(Debug, thiserror::Error)]
+enum Refused {
+    #[error("metric name of {0} bytes (empty, or over the limit)")]
+    Name(usize),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Refused {
+    /// Whether the store refused it for want of room (the sender's share, or all
+    /// senders'), not for what it said.
+    fn is_over_quota(&self) -> bool {
+        matches!(
+            self,
+            Refused::Store(
+                StoreError::TooManyHosts
+                    | StoreError::TooManyMetrics
+                    | StoreError::SenderHostsFull
+                    | StoreError::SenderMetricsFull
+            )
+        )
+    }
+}
+
+/// A peer's metric name as wasmond keeps it ([`safe::metric_name`]).
+fn safe_name(name: &str) -> Result<String, Refused> {
+    safe::metric_name(name)
+        .map(Cow::into_owned)
+        .ok_or(Refused::Name(name.len()))
 }
 
 /// The store's view of a metadata message.
@@ -481,21 +546,24 @@ mod tests {
 
     proptest::proptest! {
         /// Whatever arrives, the receiver neither panics nor loses count: every datagram
-        /// is either applied or counted as malformed.
+        /// is either applied or counted as malformed or refused.
         #[test]
         fn any_datagram_is_applied_or_counted(datagram in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             runtime.block_on(async {
                 let mut h = harness(None, HashSet::new()).await;
                 h.receiver.handle(&datagram, loopback(40000), SystemTime::now()).await;
-                let counted = h.stats.packets_received.get() + h.stats.packets_malformed.get();
+                let counted = h.stats.packets_received.get()
+                    + h.stats.packets_malformed.get()
+                    + h.stats.packets_refused.get()
+                    + h.stats.packets_over_quota.get();
                 assert_eq!(counted, 1);
             });
         }
 
         /// Well-formed datagrams with any strings in them are taken in.
         #[test]
-        fn any_valid_value_is_applied(host in ".{0,40}", name in ".{1,40}", text in ".{0,200}", spoof in proptest::prelude::any::<bool>()) {
+        fn any_valid_value_is_applied(host in ".{0,40}", name in ".{1,30}", text in ".{0,200}", spoof in proptest::prelude::any::<bool>()) {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             runtime.block_on(async {
                 let mut h = harness(None, HashSet::new()).await;

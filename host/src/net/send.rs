@@ -7,7 +7,9 @@
 //! batches (`sendmmsg`), paced by a [`Pacer`] so a receiver with a default buffer keeps
 //! up. With `override_hostname` every datagram is spoofed as `IP:name`, as gmond does.
 //!
-//! A metric that does not fit `max_udp_msg_len` is logged and skipped, never truncated.
+//! A metric that does not fit `max_udp_msg_len` is logged and skipped, never truncated;
+//! so is a value gmond would misread ([`safe::misread_by_gmond`]). Descriptors and values
+//! were made wire-safe where they entered (the engine).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,7 +23,7 @@ use super::batch::{self, Pacer};
 use super::stats::NetStats;
 use crate::collect::{OutgoingMetric, SendRequest};
 use crate::config::UdpSendChannel;
-use crate::wire::xdr;
+use crate::wire::{safe, xdr};
 
 /// Datagrams per second sent to one channel, at most: 10 000 metrics (metadata and
 /// value each) go out in a second.
@@ -78,7 +80,8 @@ pub struct Identity {
 
 impl Identity {
     /// gmond's choice: `override_hostname` spoofs as `override_ip:override_hostname`
-    /// (the name twice without `override_ip`); otherwise the host name, unspoofed.
+    /// (the name twice without `override_ip`); otherwise the host name, unspoofed. Names
+    /// go out as [`safe::host_name`] makes them: gmond puts a spoofed one in its XML raw.
     pub fn new(
         hostname: &str,
         override_hostname: Option<&str>,
@@ -86,11 +89,15 @@ impl Identity {
     ) -> Identity {
         match override_hostname {
             Some(name) => Identity {
-                host: format!("{}:{name}", override_ip.unwrap_or(name)),
+                host: format!(
+                    "{}:{}",
+                    safe::host_name(override_ip.unwrap_or(name)),
+                    safe::host_name(name)
+                ),
                 spoof: true,
             },
             None => Identity {
-                host: hostname.to_owned(),
+                host: safe::host_name(hostname).into_owned(),
                 spoof: false,
             },
         }
@@ -161,6 +168,17 @@ impl Sender {
     pub async fn send(&mut self, metrics: &[OutgoingMetric]) {
         self.datagrams.clear();
         for metric in metrics {
+            if safe::misread_by_gmond(&metric.name, &metric.value) {
+                self.stats.send_errors.incr();
+                log_limited(
+                    &mut self.last_error_log,
+                    format_args!(
+                        "metric {}: not sent: gmond reads any 'location' value as a string",
+                        metric.name
+                    ),
+                );
+                continue;
+            }
             if let Err(error) = self.datagrams.push_metric(metric, &self.options) {
                 self.stats.send_errors.incr();
                 log_limited(

@@ -193,6 +193,38 @@ pub fn recv_buffer_size(socket: &UdpSocket) -> io::Result<usize> {
     SockRef::from(socket).recv_buffer_size()
 }
 
+/// `SO_MEMINFO` (asm-generic/socket.h; libc does not name it): the socket's memory
+/// counters, `SK_MEMINFO_DROPS` among them.
+const SO_MEMINFO: libc::c_int = 55;
+
+/// Datagrams the kernel dropped on this socket since it opened (its receive buffer was
+/// full): the `drops` column of `/proc/net/udp`, read with `SO_MEMINFO`.
+pub fn kernel_drops(socket: &UdpSocket) -> io::Result<u32> {
+    use std::os::fd::AsRawFd;
+    let mut counters = [0u32; libc::SK_MEMINFO_DROPS as usize + 1];
+    let mut len = std::mem::size_of_val(&counters) as libc::socklen_t;
+    // SAFETY: the buffer and its length are valid for writing; the kernel copies at most
+    // `len` bytes and sets `len` to what it copied.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_MEMINFO,
+            counters.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if (len as usize) < std::mem::size_of_val(&counters) {
+        return Err(io::Error::other(
+            "SO_MEMINFO has no drop count on this kernel",
+        ));
+    }
+    Ok(counters[libc::SK_MEMINFO_DROPS as usize])
+}
+
 fn bind_ip(bind: Option<&str>, family: Family) -> io::Result<IpAddr> {
     match (bind, family) {
         (Some(bind), _) => parse_ip(bind),

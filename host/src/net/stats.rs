@@ -22,14 +22,95 @@ pub struct NetStats {
     pub send_errors: Counter,
     /// Datagrams received and applied to the store.
     pub packets_received: Counter,
-    /// Datagrams that did not decode (or held a value the store refused): dropped.
+    /// Datagrams that did not decode: dropped.
     pub packets_malformed: Counter,
+    /// Datagrams that decoded but were not applied: a bad metric name, a value that does
+    /// not read as its metric's type, or a store (or sender's share of it) that is full.
+    pub packets_refused: Counter,
     /// Datagrams dropped because the sender's address is denied by the channel's acl.
     pub packets_denied: Counter,
+    /// Datagrams the store refused because their sender (one source address) or all
+    /// senders together reached their share of it ([`crate::store`]'s caps).
+    pub packets_over_quota: Counter,
+    /// Datagrams the kernel dropped on the receive sockets (receive buffer full).
+    pub kernel_drops: Counter,
     /// Metadata requests (id 136) sent for values whose metadata is unknown.
     pub metadata_requests_sent: Counter,
     /// Metadata requests (id 136) received from peers.
     pub metadata_requests_received: Counter,
+}
+
+/// One counter published as a metric of the host's own `wasmond` module.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Published {
+    pub name: &'static str,
+    pub units: &'static str,
+    pub description: &'static str,
+    pub value: u64,
+}
+
+impl NetStats {
+    /// The counters published in the host's `wasmond` group, in a fixed order. Their
+    /// names end in none of the per-module accounting suffixes, so no module's
+    /// accounting metric can take one.
+    pub fn published(&self) -> [Published; 8] {
+        let counter = |name, units, description, counter: &Counter| Published {
+            name,
+            units,
+            description,
+            value: counter.get(),
+        };
+        [
+            counter(
+                "wasmond_udp_received",
+                "packets/s",
+                "Datagrams received and applied",
+                &self.packets_received,
+            ),
+            counter(
+                "wasmond_udp_malformed",
+                "packets/s",
+                "Datagrams received that did not decode",
+                &self.packets_malformed,
+            ),
+            counter(
+                "wasmond_udp_refused",
+                "packets/s",
+                "Datagrams received and refused: a bad metric name or a value not of its metric's type",
+                &self.packets_refused,
+            ),
+            counter(
+                "wasmond_udp_over_quota",
+                "packets/s",
+                "Datagrams refused because their sender, or all senders, filled their share of the store",
+                &self.packets_over_quota,
+            ),
+            counter(
+                "wasmond_udp_denied",
+                "packets/s",
+                "Datagrams from senders the receive channel's acl denies",
+                &self.packets_denied,
+            ),
+            counter(
+                "wasmond_udp_kernel_drops",
+                "packets/s",
+                "Datagrams the kernel dropped on the receive sockets (buffer full)",
+                &self.kernel_drops,
+            ),
+            counter(
+                "wasmond_udp_sent",
+                "packets/s",
+                "Datagrams sent",
+                &self.packets_sent,
+            ),
+            counter(
+                "wasmond_udp_send_failures",
+                "packets/s",
+                "Datagrams not sent: refused by the OS, or by wasmond as unsafe or too long",
+                &self.send_errors,
+            ),
+        ]
+    }
 }
 
 /// One monotonically increasing tally.

@@ -28,7 +28,8 @@ pub struct MetricMeta {
 impl MetricMeta {
     /// Metadata for a module's metric, with extras in the order gmond sends them for its
     /// own metrics: `TITLE` (the collection group's title, else the metric name), `DESC`,
-    /// a `GROUP` per group, then the descriptor's other keys.
+    /// a `GROUP` per group, then the descriptor's other keys. Units and extras are made
+    /// safe for the wire ([`crate::wire::safe::metadata`]).
     pub fn from_descriptor(descriptor: &MetricDescriptor, title: Option<&str>, dmax: u32) -> Self {
         let mut extras = Vec::with_capacity(2 + descriptor.groups.len() + descriptor.extra.len());
         let title = title.unwrap_or(&descriptor.name);
@@ -38,10 +39,12 @@ impl MetricMeta {
             extras.push((EXTRA_GROUP.to_owned(), group.clone()));
         }
         extras.extend(descriptor.extra.iter().cloned());
+        let mut units = descriptor.units.clone();
+        crate::wire::safe::metadata(&mut units, &mut extras);
         MetricMeta {
             name: descriptor.name.clone(),
             value_type: descriptor.value_type,
-            units: descriptor.units.clone(),
+            units,
             slope: descriptor.slope,
             tmax: descriptor.time_max,
             dmax,
@@ -101,6 +104,22 @@ mod tests {
             ["reftest", "second_group"]
         );
         assert_eq!((meta.tmax, meta.dmax, meta.slope), (60, 0, Slope::Positive));
+    }
+
+    /// A module's units and extras reach the wire only as gmond can take them.
+    #[test]
+    fn descriptor_text_is_made_wire_safe() {
+        let mut hostile = ref_uint();
+        hostile.units = "u<&>".into();
+        hostile.description = "desc <&> 'q'\u{1}".into();
+        hostile.groups = vec!["g\"r".into()];
+        hostile.extra = vec![("k<".into(), "caf\u{e9}".into())];
+        let meta = MetricMeta::from_descriptor(&hostile, Some("T<itle>"), 0);
+        assert_eq!(meta.units, "u???");
+        assert_eq!(meta.title(), Some("T?itle?"));
+        assert_eq!(meta.description(), Some("desc ??? ?q??"));
+        assert_eq!(meta.groups().collect::<Vec<_>>(), ["g?r"]);
+        assert_eq!(meta.extras[3], ("k?".to_string(), "caf?".to_string()));
     }
 
     /// gmond's `heartbeat` metadata has TITLE "heartbeat": without a title, the name.

@@ -11,7 +11,19 @@
 //!
 //! gmond's semantics kept here: `heartbeat` and `location` values set the host's
 //! GMOND_STARTED and LOCATION instead of becoming metrics; a metric shows in the XML only
-//! once both its metadata and a value are known; DMAX 0 means never expire.
+//! once both its metadata and a value are known; DMAX 0 means never expire. Unlike gmond,
+//! a value that does not read as its metadata's type (`VAL="not-a-number"` for an
+//! `int32`) is refused ([`StoreError::Mistyped`]), and one taken before its metadata is
+//! dropped when the metadata says otherwise.
+//!
+//! Capacity: what other senders add ([`Store::update_metadata_from`],
+//! [`Store::update_value_from`]) is counted per sender (source address) against
+//! [`MAX_HOSTS_PER_SENDER`] and [`MAX_METRICS_PER_SENDER`], and over all senders against
+//! [`MAX_HOSTS`] and [`MAX_METRICS`]; past a cap, what is new is refused (what exists is
+//! still updated), and an expired host or metric gives its sender its room back. The
+//! host's own writes ([`Store::update_metadata`], [`Store::update_value`]: its modules'
+//! metrics, bounded by the modules' own caps) are never counted there, so a flood of
+//! senders cannot take the host's room.
 
 mod meta;
 mod view;
@@ -19,23 +31,32 @@ mod view;
 pub use meta::{EXTRA_DESC, EXTRA_GROUP, EXTRA_TITLE, MetricMeta};
 pub use view::{HostView, MetricView, View};
 
-use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Write};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::metric::MetricValue;
+use crate::metric::{MetricValue, ValueType};
 use crate::wire::format::format_value;
+use crate::wire::safe::fits_type;
 use crate::wire::xml::{ClusterAttrs, ExtraData, GangliaXmlWriter, HostAttrs, MetricAttrs};
 
-/// Most hosts the store keeps; past it, packets from new hosts are refused, so a flood of
-/// spoofed host names cannot exhaust memory.
+/// Most hosts other senders may add to the store; past it, packets about new hosts are
+/// refused, so a flood of spoofed host names cannot exhaust memory.
 pub const MAX_HOSTS: usize = 100_000;
 
-/// Most metrics the store keeps over all hosts, for the same reason.
+/// Most metrics other senders may add to the store over all hosts, for the same reason.
 pub const MAX_METRICS: usize = 1_000_000;
+
+/// Most hosts one sender (one source address) may add: a few spoofing bridges (gmetric
+/// `-S`) fit, a flood of spoofed names from one address stops here.
+pub const MAX_HOSTS_PER_SENDER: usize = 4096;
+
+/// Most metrics one sender may add, over all the hosts it names.
+pub const MAX_METRICS_PER_SENDER: usize = 65_536;
 
 /// The metric whose value is the sender's start time (HOST GMOND_STARTED).
 pub const HEARTBEAT_METRIC: &str = "heartbeat";
@@ -81,10 +102,16 @@ pub struct Sample {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
-    #[error("the store already holds {MAX_HOSTS} hosts")]
+    #[error("other senders already added {MAX_HOSTS} hosts")]
     TooManyHosts,
-    #[error("the store already holds {MAX_METRICS} metrics")]
+    #[error("other senders already added {MAX_METRICS} metrics")]
     TooManyMetrics,
+    #[error("this sender already added {MAX_HOSTS_PER_SENDER} hosts")]
+    SenderHostsFull,
+    #[error("this sender already added {MAX_METRICS_PER_SENDER} metrics")]
+    SenderMetricsFull,
+    #[error("the value does not read as the metric's type {0}")]
+    Mistyped(ValueType),
 }
 
 /// What [`Store::expire`] deleted.
@@ -131,11 +158,33 @@ pub struct Store {
 struct State {
     config: StoreConfig,
     hosts: BTreeMap<String, Host>,
-    metric_count: usize,
+    peers: PeerShares,
+}
+
+/// Who added a host or a metric: the host itself (its modules) or another sender.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Own,
+    Peer(IpAddr),
+}
+
+/// What other senders added, in all and per source address.
+#[derive(Debug, Default)]
+struct PeerShares {
+    hosts: usize,
+    metrics: usize,
+    by_sender: HashMap<IpAddr, Share>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Share {
+    hosts: usize,
+    metrics: usize,
 }
 
 #[derive(Debug)]
 struct Host {
+    origin: Origin,
     ip: String,
     location: String,
     gmond_started: u32,
@@ -145,6 +194,7 @@ struct Host {
 
 #[derive(Debug)]
 struct Metric {
+    origin: Origin,
     meta: Option<Described>,
     sample: Option<Sample>,
     updated: SystemTime,
@@ -163,7 +213,7 @@ impl Store {
         let state = State {
             config,
             hosts: BTreeMap::new(),
-            metric_count: 0,
+            peers: PeerShares::default(),
         };
         Store {
             state: RwLock::new(state),
@@ -177,30 +227,49 @@ impl Store {
         self.write().config = config;
     }
 
-    /// Records a metric's metadata. Metadata for `heartbeat` or `location` only marks the
-    /// host as heard: those never show as metrics.
+    /// Records a metric's metadata from the host itself. Metadata for `heartbeat` or
+    /// `location` only marks the host as heard: those never show as metrics.
     pub fn update_metadata(
         &self,
         host: HostRef<'_>,
         meta: MetricMeta,
         now: SystemTime,
     ) -> Result<(), StoreError> {
+        self.put_metadata(Origin::Own, host, meta, now)
+    }
+
+    /// [`update_metadata`](Self::update_metadata) for what another sender sent from
+    /// `sender`, within its share of the store (see the module docs).
+    pub fn update_metadata_from(
+        &self,
+        sender: IpAddr,
+        host: HostRef<'_>,
+        meta: MetricMeta,
+        now: SystemTime,
+    ) -> Result<(), StoreError> {
+        self.put_metadata(Origin::Peer(sender), host, meta, now)
+    }
+
+    fn put_metadata(
+        &self,
+        origin: Origin,
+        host: HostRef<'_>,
+        meta: MetricMeta,
+        now: SystemTime,
+    ) -> Result<(), StoreError> {
         let mut state = self.write();
-        let State {
-            hosts,
-            metric_count,
-            ..
-        } = &mut *state;
-        let host = host_entry(hosts, host, now)?;
+        let State { hosts, peers, .. } = &mut *state;
+        let host = host_entry(hosts, peers, origin, host, now)?;
         if !is_host_attribute(&meta.name) {
-            let metric = metric_entry(&mut host.metrics, metric_count, &meta.name, now)?;
+            let metric = metric_entry(&mut host.metrics, peers, origin, &meta.name, now)?;
             metric.set_meta(meta);
         }
         Ok(())
     }
 
-    /// Records a metric's value. Returns whether the metric's metadata is known; when it
-    /// is not, gmond asks the sender for it (a metadata request, id 136).
+    /// Records a metric's value from the host itself. Returns whether the metric's
+    /// metadata is known; when it is not, gmond asks the sender for it (a metadata
+    /// request, id 136).
     pub fn update_value(
         &self,
         host: HostRef<'_>,
@@ -209,13 +278,35 @@ impl Store {
         format: &str,
         now: SystemTime,
     ) -> Result<bool, StoreError> {
+        self.put_value(Origin::Own, host, name, value, format, now)
+    }
+
+    /// [`update_value`](Self::update_value) for what another sender sent from `sender`,
+    /// within its share of the store (see the module docs).
+    pub fn update_value_from(
+        &self,
+        sender: IpAddr,
+        host: HostRef<'_>,
+        name: &str,
+        value: MetricValue,
+        format: &str,
+        now: SystemTime,
+    ) -> Result<bool, StoreError> {
+        self.put_value(Origin::Peer(sender), host, name, value, format, now)
+    }
+
+    fn put_value(
+        &self,
+        origin: Origin,
+        host: HostRef<'_>,
+        name: &str,
+        value: MetricValue,
+        format: &str,
+        now: SystemTime,
+    ) -> Result<bool, StoreError> {
         let mut state = self.write();
-        let State {
-            hosts,
-            metric_count,
-            ..
-        } = &mut *state;
-        let host = host_entry(hosts, host, now)?;
+        let State { hosts, peers, .. } = &mut *state;
+        let host = host_entry(hosts, peers, origin, host, now)?;
         match name {
             HEARTBEAT_METRIC => host.gmond_started = start_time(&value),
             LOCATION_METRIC => {
@@ -223,7 +314,12 @@ impl Store {
                 format_value(format, &value, &mut host.location);
             }
             _ => {
-                let metric = metric_entry(&mut host.metrics, metric_count, name, now)?;
+                let metric = metric_entry(&mut host.metrics, peers, origin, name, now)?;
+                if let Some(described) = &metric.meta
+                    && !fits_type(&value, described.meta.value_type)
+                {
+                    return Err(StoreError::Mistyped(described.meta.value_type));
+                }
                 metric.set_sample(value, format, now);
                 return Ok(metric.meta.is_some());
             }
@@ -238,7 +334,9 @@ impl Store {
         gmond_started: u32,
         now: SystemTime,
     ) -> Result<(), StoreError> {
-        host_entry(&mut self.write().hosts, host, now)?.gmond_started = gmond_started;
+        let mut state = self.write();
+        let State { hosts, peers, .. } = &mut *state;
+        host_entry(hosts, peers, Origin::Own, host, now)?.gmond_started = gmond_started;
         Ok(())
     }
 
@@ -246,13 +344,33 @@ impl Store {
     /// more than their DMAX (gmond: 0 = never).
     pub fn expire(&self, now: SystemTime) -> Expired {
         let mut state = self.write();
-        let state = &mut *state;
-        let host_dmax = u64::from(state.config.host_dmax);
+        let State {
+            config,
+            hosts,
+            peers,
+        } = &mut *state;
+        let host_dmax = u64::from(config.host_dmax);
         let mut expired = Expired::default();
-        state.hosts.retain(|_, host| {
+        hosts.retain(|_, host| {
             if host_dmax > 0 && seconds_between(host.last_heard, now) > host_dmax {
                 expired.hosts += 1;
                 expired.metrics += host.metrics.len();
+                peers.release(
+                    host.origin,
+                    Share {
+                        hosts: 1,
+                        metrics: 0,
+                    },
+                );
+                for metric in host.metrics.values() {
+                    peers.release(
+                        metric.origin,
+                        Share {
+                            hosts: 0,
+                            metrics: 1,
+                        },
+                    );
+                }
                 return false;
             }
             host.metrics.retain(|_, metric| {
@@ -261,12 +379,20 @@ impl Store {
                     .as_ref()
                     .map_or(0, |described| u64::from(described.meta.dmax));
                 let keep = dmax == 0 || seconds_between(metric.updated, now) <= dmax;
-                expired.metrics += usize::from(!keep);
+                if !keep {
+                    expired.metrics += 1;
+                    peers.release(
+                        metric.origin,
+                        Share {
+                            hosts: 0,
+                            metrics: 1,
+                        },
+                    );
+                }
                 keep
             });
             true
         });
-        state.metric_count -= expired.metrics;
         expired
     }
 
@@ -387,23 +513,34 @@ impl State {
     }
 }
 
-/// The host's entry, created if new; either way it was heard from `now`.
+/// The host's entry, created if new (and if `origin` has room for it); either way it
+/// was heard from `now`.
 fn host_entry<'m>(
     hosts: &'m mut BTreeMap<String, Host>,
+    peers: &mut PeerShares,
+    origin: Origin,
     host: HostRef<'_>,
     now: SystemTime,
 ) -> Result<&'m mut Host, StoreError> {
-    let count = hosts.len();
     let entry = match hosts.entry(host.name.to_owned()) {
         Entry::Occupied(entry) => entry.into_mut(),
-        Entry::Vacant(_) if count >= MAX_HOSTS => return Err(StoreError::TooManyHosts),
-        Entry::Vacant(entry) => entry.insert(Host {
-            ip: String::new(),
-            location: UNSPECIFIED_LOCATION.to_owned(),
-            gmond_started: 0,
-            last_heard: now,
-            metrics: BTreeMap::new(),
-        }),
+        Entry::Vacant(entry) => {
+            peers.take(
+                origin,
+                Share {
+                    hosts: 1,
+                    metrics: 0,
+                },
+            )?;
+            entry.insert(Host {
+                origin,
+                ip: String::new(),
+                location: UNSPECIFIED_LOCATION.to_owned(),
+                gmond_started: 0,
+                last_heard: now,
+                metrics: BTreeMap::new(),
+            })
+        }
     };
     if entry.ip != host.ip {
         host.ip.clone_into(&mut entry.ip);
@@ -412,19 +549,26 @@ fn host_entry<'m>(
     Ok(entry)
 }
 
-/// The metric's entry, created (and counted) if new.
+/// The metric's entry, created (and counted against `origin`'s share) if new.
 fn metric_entry<'m>(
     metrics: &'m mut BTreeMap<String, Metric>,
-    metric_count: &mut usize,
+    peers: &mut PeerShares,
+    origin: Origin,
     name: &str,
     now: SystemTime,
 ) -> Result<&'m mut Metric, StoreError> {
     match metrics.entry(name.to_owned()) {
         Entry::Occupied(entry) => Ok(entry.into_mut()),
-        Entry::Vacant(_) if *metric_count >= MAX_METRICS => Err(StoreError::TooManyMetrics),
         Entry::Vacant(entry) => {
-            *metric_count += 1;
+            peers.take(
+                origin,
+                Share {
+                    hosts: 0,
+                    metrics: 1,
+                },
+            )?;
             Ok(entry.insert(Metric {
+                origin,
                 meta: None,
                 sample: None,
                 updated: now,
@@ -433,8 +577,60 @@ fn metric_entry<'m>(
     }
 }
 
+impl PeerShares {
+    /// Books `share` for `origin`, or refuses it past a cap; the host's own is free.
+    fn take(&mut self, origin: Origin, share: Share) -> Result<(), StoreError> {
+        let Origin::Peer(sender) = origin else {
+            return Ok(());
+        };
+        if self.hosts + share.hosts > MAX_HOSTS {
+            return Err(StoreError::TooManyHosts);
+        }
+        if self.metrics + share.metrics > MAX_METRICS {
+            return Err(StoreError::TooManyMetrics);
+        }
+        let mine = self.by_sender.entry(sender).or_default();
+        if mine.hosts + share.hosts > MAX_HOSTS_PER_SENDER {
+            return Err(StoreError::SenderHostsFull);
+        }
+        if mine.metrics + share.metrics > MAX_METRICS_PER_SENDER {
+            return Err(StoreError::SenderMetricsFull);
+        }
+        mine.hosts += share.hosts;
+        mine.metrics += share.metrics;
+        self.hosts += share.hosts;
+        self.metrics += share.metrics;
+        Ok(())
+    }
+
+    /// Gives back what `origin` had booked.
+    fn release(&mut self, origin: Origin, share: Share) {
+        let Origin::Peer(sender) = origin else {
+            return;
+        };
+        self.hosts -= share.hosts;
+        self.metrics -= share.metrics;
+        if let Some(mine) = self.by_sender.get_mut(&sender) {
+            mine.hosts -= share.hosts;
+            mine.metrics -= share.metrics;
+            if mine.hosts == 0 && mine.metrics == 0 {
+                self.by_sender.remove(&sender);
+            }
+        }
+    }
+}
+
 impl Metric {
     fn set_meta(&mut self, meta: MetricMeta) {
+        // A value taken before its metadata (or under an older type) must read as the
+        // type now declared, like any value that arrives from now on.
+        if self
+            .sample
+            .as_ref()
+            .is_some_and(|sample| !fits_type(&sample.value, meta.value_type))
+        {
+            self.sample = None;
+        }
         match &mut self.meta {
             // Senders repeat their metadata (gmond: every send_metadata_interval).
             Some(described) if described.meta.extras == meta.extras => described.meta = meta,

@@ -3,6 +3,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::metric::{Slope, ValueType};
+use std::net::IpAddr;
 
 const T0: u64 = 1_795_447_229;
 
@@ -328,18 +329,111 @@ fn hosts_expire_after_host_dmax_with_their_metrics() {
     assert_eq!(forever.expire(at(T0 + 10_000_000)), Expired::default());
 }
 
+const SENDER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 7));
+
 #[test]
 fn the_metric_cap_counts_expired_metrics_back() {
     let store = Store::new(config(0));
     store
-        .update_metadata(LOCAL, meta("m", ValueType::UInt32, 1, &[]), at(T0))
+        .update_metadata_from(SENDER, LOCAL, meta("m", ValueType::UInt32, 1, &[]), at(T0))
         .unwrap();
-    assert_eq!(store.read().metric_count, 1);
+    assert_eq!(store.read().peers.metrics, 1);
     store.expire(at(T0 + 2));
-    assert_eq!(store.read().metric_count, 0);
-    store.write().metric_count = MAX_METRICS;
-    let refused = store.update_value(LOCAL, "n", MetricValue::UInt32(1), "%u", at(T0));
+    assert_eq!(store.read().peers.metrics, 0);
+    store.write().peers.metrics = MAX_METRICS;
+    let refused = store.update_value_from(SENDER, LOCAL, "n", MetricValue::UInt32(1), "%u", at(T0));
     assert_eq!(refused, Err(StoreError::TooManyMetrics));
+}
+
+/// Issue 16 item 6: one source address cannot fill the store, and the host's own
+/// metrics (its modules') always have room, whatever other senders did.
+#[test]
+fn one_sender_is_capped_and_the_host_keeps_its_room() {
+    let store = Store::new(config(0));
+    for i in 0..MAX_HOSTS_PER_SENDER {
+        let name = format!("spoof{i}");
+        let host = HostRef {
+            name: &name,
+            ip: "10.9.9.9",
+        };
+        store
+            .update_metadata_from(SENDER, host, meta("m", ValueType::UInt32, 0, &[]), at(T0))
+            .unwrap();
+    }
+    let one_more = HostRef {
+        name: "spoof-over",
+        ip: "10.9.9.9",
+    };
+    let refused = store.update_metadata_from(
+        SENDER,
+        one_more,
+        meta("m", ValueType::UInt32, 0, &[]),
+        at(T0),
+    );
+    assert_eq!(refused, Err(StoreError::SenderHostsFull));
+    // Another sender still has its own share; known hosts still take updates.
+    let other = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 8));
+    store
+        .update_metadata_from(
+            other,
+            one_more,
+            meta("m", ValueType::UInt32, 0, &[]),
+            at(T0),
+        )
+        .unwrap();
+    let known = HostRef {
+        name: "spoof0",
+        ip: "10.9.9.9",
+    };
+    store
+        .update_value_from(SENDER, known, "m", MetricValue::UInt32(1), "%u", at(T0))
+        .unwrap();
+    store
+        .write()
+        .peers
+        .by_sender
+        .get_mut(&SENDER)
+        .unwrap()
+        .metrics = MAX_METRICS_PER_SENDER;
+    let refused =
+        store.update_value_from(SENDER, known, "m2", MetricValue::UInt32(1), "%u", at(T0));
+    assert_eq!(refused, Err(StoreError::SenderMetricsFull));
+    // Even with every sender's share and the whole store taken, the host's own writes go in.
+    {
+        let mut state = store.write();
+        state.peers.hosts = MAX_HOSTS;
+        state.peers.metrics = MAX_METRICS;
+    }
+    store
+        .update_metadata(LOCAL, meta("own", ValueType::UInt32, 0, &[]), at(T0))
+        .unwrap();
+    store
+        .update_value(LOCAL, "own", MetricValue::UInt32(3), "%u", at(T0))
+        .unwrap();
+    assert!(xml(&store, at(T0)).contains("NAME=\"own\" VAL=\"3\""));
+}
+
+/// Hosts and metrics that expire give their sender its room back.
+#[test]
+fn expiry_gives_a_sender_its_share_back() {
+    let store = Store::new(config(60));
+    for i in 0..10 {
+        let name = format!("h{i}");
+        let host = HostRef {
+            name: &name,
+            ip: "10.9.9.9",
+        };
+        store
+            .update_metadata_from(SENDER, host, meta("m", ValueType::UInt32, 0, &[]), at(T0))
+            .unwrap();
+    }
+    assert_eq!(store.read().peers.by_sender[&SENDER].hosts, 10);
+    assert_eq!(store.read().peers.by_sender[&SENDER].metrics, 10);
+    store.heartbeat(LOCAL, 1, at(T0 + 100)).unwrap();
+    assert_eq!(store.expire(at(T0 + 100)).hosts, 10);
+    let state = store.read();
+    assert!(state.peers.by_sender.is_empty());
+    assert_eq!((state.peers.hosts, state.peers.metrics), (0, 0));
 }
 
 #[test]
@@ -454,7 +548,11 @@ fn many_tasks_write_and_read_concurrently() {
     let snapshot = store.snapshot();
     assert_eq!(snapshot.len(), 4);
     assert!(snapshot.iter().all(|host| host.metrics.len() == 50));
-    assert_eq!(store.read().metric_count, 200);
+    assert_eq!(
+        store.read().peers.metrics,
+        0,
+        "the host's own writes are not a peer's"
+    );
 }
 
 #[test]
@@ -490,4 +588,46 @@ fn new_metadata_replaces_the_rendered_extras() {
         "{document}"
     );
     assert!(!document.contains("VAL=\"old\""));
+}
+
+/// Issue 12: `VAL="not-a-number" TYPE="int32"` was served.
+#[test]
+fn a_value_that_does_not_read_as_its_type_is_refused() {
+    let store = Store::new(config(0));
+    store
+        .update_metadata(LOCAL, meta("n", ValueType::Int32, 0, &[]), at(T0))
+        .unwrap();
+    let text = |s: &str| MetricValue::String(s.into());
+    let refused = store.update_value(LOCAL, "n", text("not-a-number"), "%s", at(T0));
+    assert_eq!(refused, Err(StoreError::Mistyped(ValueType::Int32)));
+    assert!(!xml(&store, at(T0)).contains("<METRIC"));
+    // gmetric sends every value as a string: one that reads as a number is taken.
+    store
+        .update_value(LOCAL, "n", text("42"), "%s", at(T0))
+        .unwrap();
+    assert!(xml(&store, at(T0)).contains("VAL=\"42\" TYPE=\"int32\""));
+    // A later bad value is refused and the good one stays.
+    assert!(
+        store
+            .update_value(LOCAL, "n", text("4x2"), "%s", at(T0))
+            .is_err()
+    );
+    assert!(xml(&store, at(T0)).contains("VAL=\"42\""));
+}
+
+#[test]
+fn a_value_taken_before_its_metadata_must_read_as_the_type_declared() {
+    let store = Store::new(config(0));
+    let text = |s: &str| MetricValue::String(s.into());
+    store
+        .update_value(LOCAL, "early", text("oops"), "%s", at(T0))
+        .unwrap();
+    store
+        .update_metadata(LOCAL, meta("early", ValueType::Double, 0, &[]), at(T0))
+        .unwrap();
+    assert!(!xml(&store, at(T0)).contains("<METRIC"), "dropped");
+    store
+        .update_value(LOCAL, "early", text("1.5"), "%s", at(T0))
+        .unwrap();
+    assert!(xml(&store, at(T0)).contains("VAL=\"1.5\" TYPE=\"double\""));
 }

@@ -61,6 +61,95 @@ fn default_spec(value: &MetricValue) -> Spec {
     }
 }
 
+/// The C argument a printf conversion reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Argument {
+    /// An `int` (`d i u x X o`, with `h` a short promoted to int).
+    Int,
+    /// A `double` (`f F e E g G`; a C float is promoted to double).
+    Double,
+    /// A `char *` (`s`).
+    Str,
+}
+
+/// A format with exactly one conversion, as [`single_conversion`] parses it.
+pub struct SingleConversion<'a> {
+    /// Literal text before and after the conversion; may hold `%%`.
+    pub prefix: &'a str,
+    pub suffix: &'a str,
+    pub argument: Argument,
+    spec: Spec,
+}
+
+impl SingleConversion<'_> {
+    /// Appends the conversion in a canonical spelling (`%` flags width precision
+    /// conversion) without any length modifier but `h`, which C applies to a promoted int.
+    pub fn push_spec(&self, out: &mut String) {
+        let spec = &self.spec;
+        out.push('%');
+        for (set, flag) in [
+            (spec.flags.left, '-'),
+            (spec.flags.plus, '+'),
+            (spec.flags.space, ' '),
+            (spec.flags.zero, '0'),
+            (spec.flags.alternate, '#'),
+        ] {
+            if set {
+                out.push(flag);
+            }
+        }
+        if spec.width > 0 {
+            out.push_str(Digits::decimal(spec.width as u64).as_str());
+        }
+        if let Some(precision) = spec.precision {
+            out.push('.');
+            out.push_str(Digits::decimal(precision as u64).as_str());
+        }
+        if matches!((spec.length, self.argument), (Length::Short, Argument::Int)) {
+            out.push('h');
+        }
+        let conversion = match spec.conversion {
+            Conversion::Str => 's',
+            Conversion::Signed => 'd',
+            Conversion::Unsigned(Radix::Decimal) => 'u',
+            Conversion::Unsigned(Radix::Octal) => 'o',
+            Conversion::Unsigned(Radix::Hex) => 'x',
+            Conversion::Fixed => 'f',
+            Conversion::Exponent => 'e',
+            Conversion::General => 'g',
+        };
+        // gmond's `apr_snprintf` has no `%F`: write `%f` for it.
+        let upper = spec.upper && !matches!(spec.conversion, Conversion::Fixed);
+        out.push(if upper {
+            conversion.to_ascii_uppercase()
+        } else {
+            conversion
+        });
+    }
+
+    /// The larger of the width and the precision.
+    pub fn widest(&self) -> usize {
+        self.spec.width.max(self.spec.precision.unwrap_or(0))
+    }
+}
+
+/// Parses a format that holds exactly one conversion this module knows (no `*`, no `%n`,
+/// no positional arguments, widths and precisions up to [`MAX_WIDTH_OR_PRECISION`]).
+pub fn single_conversion(format: &str) -> Option<SingleConversion<'_>> {
+    let parsed = parse(format)?;
+    let argument = match parsed.spec.conversion {
+        Conversion::Str => Argument::Str,
+        Conversion::Signed | Conversion::Unsigned(_) => Argument::Int,
+        Conversion::Fixed | Conversion::Exponent | Conversion::General => Argument::Double,
+    };
+    Some(SingleConversion {
+        prefix: parsed.prefix,
+        suffix: parsed.suffix,
+        argument,
+        spec: parsed.spec,
+    })
+}
+
 /// A format split around its single conversion. `prefix` and `suffix` may hold `%%`.
 struct Parsed<'a> {
     prefix: &'a str,

@@ -135,6 +135,18 @@ impl Daemon {
         None
     }
 
+    /// Sends `signal` (e.g. `libc::SIGHUP`) to the daemon.
+    pub fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.child.borrow().id()).expect("a pid");
+        // SAFETY: kill(2) on our own child's pid, which has not been reaped yet.
+        unsafe { libc::kill(pid, signal) };
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.borrow().id()
+    }
+
     /// Panics (with the log) if the daemon has exited.
     pub fn assert_running(&self) {
         if let Ok(Some(status)) = self.child.borrow_mut().try_wait() {
