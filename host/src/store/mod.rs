@@ -404,19 +404,23 @@ impl Store {
         names: impl IntoIterator<Item = &'a str>,
     ) -> usize {
         let mut state = self.write();
-        let State {
-            hosts,
-            metric_count,
-            ..
-        } = &mut *state;
+        let State { hosts, peers, .. } = &mut *state;
         let Some(host) = hosts.get_mut(host) else {
             return 0;
         };
-        let removed = names
-            .into_iter()
-            .filter(|name| host.metrics.remove(*name).is_some())
-            .count();
-        *metric_count -= removed;
+        let mut removed = 0;
+        for name in names {
+            if let Some(metric) = host.metrics.remove(name) {
+                peers.release(
+                    metric.origin,
+                    Share {
+                        hosts: 0,
+                        metrics: 1,
+                    },
+                );
+                removed += 1;
+            }
+        }
         removed
     }
 
