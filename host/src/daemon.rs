@@ -30,7 +30,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, anyhow};
@@ -174,6 +174,7 @@ pub async fn run(
     let mut network = Network::start(&config, setup).await?;
     // Sockets are open: the rest runs as gmond.conf's `user` (with `setuid = yes`).
     if let Some(user) = &lockdown.switch_to {
+        NOTIFY_SOCKET.get_or_init(connect_notify_socket);
         lockdown::switch_user(user)?;
     }
     let runtime = Runtime::new(RuntimeConfig {
@@ -250,14 +251,16 @@ pub async fn run(
     Ok(())
 }
 
-/// Tells the service manager what the daemon is doing, when one asked (systemd's
-/// `Type=notify` sets `$NOTIFY_SOCKET`: a datagram socket, its path or `@` and an
-/// abstract name). Failing to tell is logged, never fatal.
-fn notify(state: &str) {
-    let Some(socket) = std::env::var_os("NOTIFY_SOCKET") else {
-        return;
-    };
-    let sent = UnixDatagram::unbound().and_then(|datagram| {
+/// The service manager's notify socket, connected once and before the daemon gives up
+/// root: systemd's socket (or a test's) may refuse the unprivileged `user` a new
+/// connection, while a connected socket keeps working.
+static NOTIFY_SOCKET: OnceLock<Option<UnixDatagram>> = OnceLock::new();
+
+/// Connects to `$NOTIFY_SOCKET` (systemd's `Type=notify`: a datagram socket, its path or
+/// `@` and an abstract name), when one was given.
+fn connect_notify_socket() -> Option<UnixDatagram> {
+    let socket = std::env::var_os("NOTIFY_SOCKET")?;
+    let connected = UnixDatagram::unbound().and_then(|datagram| {
         use std::os::unix::ffi::OsStrExt;
         let address = match socket.as_bytes().strip_prefix(b"@") {
             Some(name) => {
@@ -266,10 +269,22 @@ fn notify(state: &str) {
             }
             None => std::os::unix::net::SocketAddr::from_pathname(&socket)?,
         };
-        datagram.send_to_addr(state.as_bytes(), &address)
+        datagram.connect_addr(&address)?;
+        Ok(datagram)
     });
-    if let Err(error) = sent {
-        warn!("cannot notify the service manager ({socket:?}) of {state}: {error}");
+    connected
+        .inspect_err(|error| warn!("cannot reach the service manager ({socket:?}): {error}"))
+        .ok()
+}
+
+/// Tells the service manager what the daemon is doing, when one asked. Failing to tell
+/// is logged, never fatal.
+fn notify(state: &str) {
+    let Some(socket) = NOTIFY_SOCKET.get_or_init(connect_notify_socket) else {
+        return;
+    };
+    if let Err(error) = socket.send(state.as_bytes()) {
+        warn!("cannot notify the service manager of {state}: {error}");
     }
 }
 
