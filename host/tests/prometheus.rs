@@ -92,15 +92,7 @@ collection_group {{
 }}
 "#
         );
-        let conf_path = dir.write("wasmond.conf", &conf);
-        let daemon = ganglia::Daemon::spawn(
-            "wasmond",
-            std::process::Command::new(env!("CARGO_BIN_EXE_wasmond"))
-                .arg("run")
-                .arg("-c")
-                .arg(&conf_path),
-            dir.path().join("wasmond.log"),
-        );
+        let daemon = ganglia::Daemon::spawn_wasmond(&dir, &conf);
         Some(WasmondRun {
             daemon,
             udp_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, udp_port)),

@@ -59,15 +59,7 @@ tcp_accept_channel {{
 {body}
 "#
         );
-        let conf_path = dir.write("wasmond.conf", &conf);
-        let daemon = Daemon::spawn(
-            "wasmond",
-            std::process::Command::new(env!("CARGO_BIN_EXE_wasmond"))
-                .arg("run")
-                .arg("-c")
-                .arg(&conf_path),
-            dir.path().join("wasmond.log"),
-        );
+        let daemon = Daemon::spawn_wasmond(&dir, &conf);
         Wasmond {
             daemon,
             xml_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, xml_port)),

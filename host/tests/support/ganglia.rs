@@ -115,6 +115,20 @@ impl Daemon {
         }
     }
 
+    /// The `wasmond run` binary of this build on `conf`, written to `dir/wasmond.conf`;
+    /// it logs to `dir/wasmond.log`.
+    pub fn spawn_wasmond(dir: &TempDir, conf: &str) -> Daemon {
+        let conf_path = dir.write("wasmond.conf", conf);
+        Daemon::spawn(
+            "wasmond",
+            Command::new(env!("CARGO_BIN_EXE_wasmond"))
+                .arg("run")
+                .arg("-c")
+                .arg(&conf_path),
+            dir.path().join("wasmond.log"),
+        )
+    }
+
     /// Everything the daemon printed so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
