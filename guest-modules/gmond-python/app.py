@@ -95,8 +95,10 @@ def _load(source):
     code = _compile(source)
     module = pytypes.ModuleType(source.name)
     module.__file__ = source.path
-    # Python 2's builtin `file` has no fixer; it was `open`.
-    module.__dict__.setdefault("file", open)
+    # What translated Python 2 calls (`file`, the ordering helpers); harmless in
+    # Python 3 source, which may define its own `file`.
+    for name, value in wasmond_py2.BUILTINS.items():
+        module.__dict__.setdefault(name, value)
     sys.modules[source.name] = module
     try:
         exec(code, module.__dict__)

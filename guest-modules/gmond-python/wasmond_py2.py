@@ -8,6 +8,13 @@ expanded the way Python 2 read them (to the next multiple of 8 columns: Python 3
 refuses a mix of tabs and spaces). What the fixers flag but cannot change comes
 back as ``(line, reason)`` warnings.
 
+One fixer of our own, :class:`FixOrdering`, keeps Python 2's ordering of values of
+different types, which no 2to3 fixer can (it depends on the values at run time):
+``a < b`` becomes ``_py2_lt(a, b)``, which compares as Python 3 does and, where
+Python 3 raises TypeError, as Python 2 did (:data:`BUILTINS`). gmond's own
+``netstats.py`` depends on it: it keeps a field when ``value >= 0``, ``value``
+being the field's text, which Python 2 ordered after every number.
+
 The grammar tables and the fixers are built when this module is imported, which
 componentize-py does once at build time (the interpreter's memory is snapshot
 after its imports), so a load only pays for the translation itself.
@@ -23,12 +30,75 @@ from fissix.pgen2 import pgen
 # sandbox there is none, and the tables are built once, at build time, anyway.
 fissix.pgen2.driver.load_grammar = lambda gt="Grammar.txt", *args, **kwargs: pgen.generate_grammar(gt)
 
-from fissix import refactor  # noqa: E402 - needs the patch above
+import operator  # noqa: E402
+
+from fissix import fixer_base, refactor  # noqa: E402 - needs the patch above
+from fissix.fixer_util import Call, Comma, Name  # noqa: E402
 from fissix.pgen2.parse import ParseError  # noqa: E402
+
+_ORDERINGS = {"<": "_py2_lt", "<=": "_py2_le", ">": "_py2_gt", ">=": "_py2_ge"}
+
+
+def _python2_rank(value):
+    """Where Python 2 put a value among values of other types: None first, then
+    numbers, then everything else by the name of its type (then by identity)."""
+    if value is None:
+        return (0, "", 0)
+    if isinstance(value, (int, float)):
+        return (1, "", 0)
+    return (2, type(value).__name__, id(value))
+
+
+def _python2_ordering(compare):
+    """``compare`` as Python 3 does it, and where that refuses values of two
+    different types, as Python 2 did."""
+    def ordered(a, b):
+        try:
+            return compare(a, b)
+        except TypeError:
+            if type(a) is type(b):
+                raise  # the same type: what failed is inside (e.g. lists' items)
+            return compare(_python2_rank(a), _python2_rank(b))
+
+    return ordered
+
+
+# What translated source needs in its namespace: the ordering helpers, and Python 2's
+# builtin ``file``, which no fixer renames (it was ``open``).
+BUILTINS = {
+    "file": open,
+    "_py2_lt": _python2_ordering(operator.lt),
+    "_py2_le": _python2_ordering(operator.le),
+    "_py2_gt": _python2_ordering(operator.gt),
+    "_py2_ge": _python2_ordering(operator.ge),
+}
+
+
+class FixOrdering(fixer_base.BaseFix):
+    """``a < b`` (``<=``, ``>``, ``>=``) to ``_py2_lt(a, b)`` and so on. Chains
+    (``a < b < c``) are left alone: rewriting them would evaluate ``b`` twice."""
+
+    PATTERN = "comparison< left=any op=('<' | '<=' | '>' | '>=') right=any >"
+
+    def transform(self, node, results):
+        left, right = results["left"].clone(), results["right"].clone()
+        left.prefix = ""
+        right.prefix = " "
+        op = results["op"]
+        op = op[0] if isinstance(op, list) else op  # an alternative matches as a list
+        return Call(Name(_ORDERINGS[op.value]), [left, Comma(), right], prefix=node.prefix)
+
+
+class _Tool(refactor.RefactoringTool):
+    def get_fixers(self):
+        pre_order, post_order = super().get_fixers()
+        post_order.append(FixOrdering(self.options, self.fixer_log))
+        return pre_order, post_order
+
 
 # Every fixer 2to3 runs by default (the package's fixers but the explicit-only ones).
 FIXERS = sorted(refactor.get_fixers_from_package("fissix.fixes"))
-_TOOL = refactor.RefactoringTool(FIXERS)
+_TOOL = _Tool(FIXERS)
 
 
 class TranslationError(Exception):

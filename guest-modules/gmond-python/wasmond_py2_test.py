@@ -47,6 +47,24 @@ class TranslateTest(unittest.TestCase):
         self.assertEqual(warnings, [(2, "could not convert: raise 'oops' "
                                         "(Python 3 does not support string exceptions)")])
 
+    def test_values_of_different_types_order_as_in_python_2(self):
+        source = ("ok = []\n"
+                  "for value in ['12', None, 3, []]:\n"
+                  "    ok.append(value >= 0)\n"
+                  "print 'chained', 1 < 2 < 3\n"
+                  "assert 1 <= 2.5 and not 'b' < 'a'\n")
+        text, warnings = wasmond_py2.translate(source, "m")
+        self.assertEqual(warnings, [])
+        self.assertIn("_py2_ge(value, 0)", text)
+        self.assertIn("1 < 2 < 3", text)  # a chain is left as it is
+        namespace = dict(wasmond_py2.BUILTINS)
+        exec(compile(text, "m.py", "exec"), namespace)
+        # Python 2: a str and a list order after every number, None before.
+        self.assertEqual(namespace["ok"], [True, False, True, True])
+        # Same-type comparisons are Python 3's, errors inside them included.
+        with self.assertRaises(TypeError):
+            namespace["_py2_lt"]([1], ["a"])
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -7,9 +7,11 @@
 //! = ("/proc", "/sys") }`); a gmond.conf names the directory as gmond's does (the
 //! `python_module` declaration's `params`). The modules that need only `/proc` and
 //! `/sys` (and statvfs) are checked three ways: their descriptors equal what the same
-//! module declares natively (python3, after the same Python 2 translation) and their
-//! values match the native module's sampled in lockstep. procstat is left out: it
-//! runs `pgrep`/`ps` in a subprocess.
+//! module declares natively (python3, after the same Python 2 translation), their
+//! values match the native module's sampled in lockstep, and `wasmond run` on the
+//! stock `.pyconf` files serves every metric their collection groups name, with the
+//! descriptor the module declares. procstat is left out: it runs `pgrep`/`ps` in a
+//! subprocess.
 //!
 //! Missing pieces (the interpreter component, the fetched modules, python3) skip the
 //! tests with a message, or fail them under `WASMOND_REQUIRE_TOOLCHAINS=1` (CI).
@@ -17,21 +19,23 @@
 #[path = "support/ganglia.rs"]
 #[allow(dead_code)]
 mod ganglia;
+#[path = "support/gxml.rs"]
+mod gxml;
 
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use wasmond::collect::conversion::{module_code, sandbox as sandbox_of};
-use wasmond::config::ModuleConfig;
+use wasmond::config::{Config, MetricSelector, ModuleConfig};
 use wasmond::daemon::ConfigSource;
 use wasmond::metric::{MetricDescriptor, MetricValue, Slope, ValueType};
 use wasmond::runtime::{Code, ModuleInstance, PYTHON_INTERPRETER, Runtime, RuntimeConfig};
 
-use ganglia::{TempDir, free_port};
+use ganglia::{Daemon, TempDir, free_port};
 
 /// The stock modules that need only /proc, /sys and statvfs: (folder, module).
 const MODULES: &[(&str, &str)] = &[
@@ -167,10 +171,14 @@ fn with_grant(pyconf: &str, name: &str) -> String {
 /// The config as the daemon reads it (module directories: the installed one, then the
 /// modules bundled in the binary, where the interpreter is).
 fn load_config(conf: &Path) -> Vec<ModuleConfig> {
-    let loaded = ConfigSource::File(conf.to_path_buf())
+    load_whole_config(conf).modules
+}
+
+fn load_whole_config(conf: &Path) -> Config {
+    ConfigSource::File(conf.to_path_buf())
         .load()
-        .unwrap_or_else(|errors| panic!("{}: {errors}", conf.display()));
-    loaded.config.modules
+        .unwrap_or_else(|errors| panic!("{}: {errors}", conf.display()))
+        .config
 }
 
 /// The same module, run natively by host/tests/support/gmond_native.py.
@@ -429,6 +437,226 @@ fn resample_until_close(
     Err(format!(
         "(here, natively) disagree on every sample: {attempts:?}"
     ))
+}
+
+/// One metric a stock `.pyconf`'s collection groups name, as the module declares it
+/// natively, with the title the group gives it.
+struct Expected {
+    module: String,
+    descriptor: Value,
+    title: String,
+}
+
+/// Every metric the config's collection groups select among the modules' native
+/// declarations (gmond collects only those: `vm_stats` declares 88 metrics, its
+/// `.pyconf` names 4), leaving out any whose call_back fails natively as well: those
+/// have no value to serve.
+fn expected_metrics(config: &Config) -> Vec<Expected> {
+    let mut declared = Vec::new();
+    for module in &config.modules {
+        let Some(Code::Python { source, .. }) = module_code(module) else {
+            continue;
+        };
+        let mut native = Native::start(&source, &module.params);
+        for descriptor in native.descriptors.clone() {
+            let name = descriptor["name"].as_str().unwrap().to_string();
+            if native.call(&name).is_ok() {
+                declared.push((module.name.clone(), name, descriptor));
+            }
+        }
+    }
+    let mut expected: Vec<Expected> = Vec::new();
+    for entry in config.collection_groups.iter().flat_map(|g| &g.metrics) {
+        for (module, name, descriptor) in &declared {
+            let selected = match &entry.selector {
+                MetricSelector::Name(wanted) => wanted == name,
+                MetricSelector::NameMatch(pattern) => {
+                    regex::Regex::new(pattern).unwrap().is_match(name)
+                }
+            };
+            // The first entry selecting a metric gives its title, as in gmond.
+            if selected
+                && !expected
+                    .iter()
+                    .any(|e| e.descriptor["name"] == name.as_str())
+            {
+                let title = entry.title.clone().unwrap_or_else(|| name.clone());
+                assert!(!title.contains('\\'), "the stock titles quote no groups");
+                expected.push(Expected {
+                    module: module.clone(),
+                    descriptor: descriptor.clone(),
+                    title,
+                });
+            }
+        }
+    }
+    expected
+}
+
+/// The daemon's XML once it holds every one of `names`, or None at `deadline`.
+fn xml_with(port: u16, names: &[&str], deadline: Duration) -> Option<gxml::Document> {
+    let start = Instant::now();
+    while start.elapsed() < deadline {
+        if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let mut xml = String::new();
+            if std::io::Read::read_to_string(&mut stream, &mut xml).is_ok() {
+                let document = gxml::parse(&xml).unwrap_or_else(|e| panic!("{e}:\n{xml}"));
+                let host = document.hosts.first()?;
+                if names.iter().all(|name| host.metric(name).is_some()) {
+                    return Some(document);
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    None
+}
+
+/// Whether `value` is what the printf `format` of a number makes: `%u`/`%d` an
+/// integer, `%f` six decimals, `%.Nf` N decimals.
+fn formatted_as(format: &str, value: &str) -> bool {
+    let decimals = value.split_once('.').map_or(0, |(_, d)| d.len());
+    let number = value.parse::<f64>().is_ok();
+    match format {
+        "%u" | "%d" | "%i" => value.parse::<i64>().is_ok(),
+        "%f" => number && decimals == 6,
+        other => {
+            let wanted = other
+                .strip_prefix("%.")
+                .and_then(|f| f.strip_suffix('f'))
+                .and_then(|n| n.parse::<usize>().ok())
+                .unwrap_or_else(|| panic!("a format the stock modules do not use: {other}"));
+            number && decimals == wanted
+        }
+    }
+}
+
+#[test]
+fn wasmond_run_serves_the_stock_modules_metrics_as_declared() {
+    if !prerequisites("wasmond run with stock modules") {
+        return;
+    }
+    let dir = TempDir::new("gmond-python-run");
+    let port = free_port();
+    let conf = install(dir.path(), MODULES, port);
+    let expected = expected_metrics(&load_whole_config(&conf));
+    for (_, module) in MODULES {
+        assert!(
+            expected.iter().any(|e| e.module == *module),
+            "{module}: its .pyconf selects none of its metrics"
+        );
+    }
+    let daemon = Daemon::spawn(
+        "wasmond",
+        Command::new(env!("CARGO_BIN_EXE_wasmond"))
+            .args(["run", "-c"])
+            .arg(&conf)
+            .env("XDG_CACHE_HOME", cache_home()),
+        dir.path().join("wasmond.log"),
+    );
+    // Every collection group collects at start-up and gmond sends a metric's first
+    // value at once, so the stock collect_every (10 to 60 s) need not be shortened:
+    // all appear within seconds of the modules' start (a cold compile of the
+    // interpreter, when the cache is empty, takes longer: hence the generous wait).
+    let names: Vec<&str> = expected
+        .iter()
+        .map(|e| e.descriptor["name"].as_str().unwrap())
+        .collect();
+    let Some(document) = xml_with(port, &names, Duration::from_secs(240)) else {
+        let xml =
+            std::io::read_to_string(std::net::TcpStream::connect(("127.0.0.1", port)).unwrap())
+                .unwrap_or_default();
+        let missing: Vec<&&str> = names
+            .iter()
+            .filter(|name| !xml.contains(&format!("<METRIC NAME=\"{name}\"")))
+            .collect();
+        panic!(
+            "the XML never held {missing:?}; log:\n{}",
+            daemon.log_text()
+        );
+    };
+    let host = &document.hosts[0];
+    for Expected {
+        module,
+        descriptor,
+        title,
+    } in &expected
+    {
+        let name = descriptor["name"].as_str().unwrap();
+        let at = format!("{module}/{name}");
+        let metric = host.metric(name).unwrap();
+        let text = |key: &str, default: &str| {
+            descriptor
+                .get(key)
+                .map_or(default.to_string(), |v| match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+        };
+        let value_type = match text("value_type", "uint").as_str() {
+            "uint" => "uint32",
+            "int" => "int32",
+            other => other,
+        }
+        .to_string();
+        assert_eq!(metric.attr("TYPE"), value_type, "{at}");
+        assert_eq!(metric.attr("UNITS"), text("units", ""), "{at}");
+        assert_eq!(metric.attr("SLOPE"), text("slope", "both"), "{at}");
+        assert_eq!(metric.attr("TMAX"), text("time_max", "60"), "{at}");
+        assert_eq!(metric.attr("DMAX"), "0", "{at}");
+        assert_eq!(metric.extra("DESC"), vec![text("description", "")], "{at}");
+        assert_eq!(metric.extra("TITLE"), vec![title.as_str()], "{at}");
+        let groups: Vec<String> = text("groups", "")
+            .split(',')
+            .map(|g| g.trim().to_string())
+            .filter(|g| !g.is_empty())
+            .collect();
+        assert_eq!(metric.extra("GROUP"), groups, "{at}");
+        // Any other key of the descriptor dict is an extra element, as in gmond.
+        let known = [
+            "name",
+            "value_type",
+            "units",
+            "slope",
+            "format",
+            "time_max",
+            "description",
+            "groups",
+        ];
+        for key in descriptor.as_object().unwrap().keys() {
+            if !known.contains(&key.as_str()) {
+                assert_eq!(metric.extra(key), vec![text(key, "")], "{at}: extra {key}");
+            }
+        }
+        if value_type != "string" {
+            let format = text(
+                "format",
+                if value_type.contains("int") {
+                    "%u"
+                } else {
+                    "%f"
+                },
+            );
+            assert!(
+                formatted_as(&format, metric.attr("VAL")),
+                "{at}: VAL {:?} is not {format}",
+                metric.attr("VAL")
+            );
+        }
+    }
+    daemon.assert_running();
+    let log = daemon.log_text();
+    for (_, module) in MODULES {
+        assert!(
+            log.contains(&format!("module {module} started with")),
+            "{module}:\n{log}"
+        );
+    }
+    eprintln!(
+        "{} metrics of {} modules served as declared",
+        expected.len(),
+        MODULES.len()
+    );
 }
 
 /// A throwaway python module in a directory of its own, run by `wasmond module run`.

@@ -31,7 +31,8 @@ def load(path):
         code = compile(translated, path, "exec", dont_inherit=True)
     module = types.ModuleType(name)
     module.__file__ = path
-    module.__dict__.setdefault("file", open)
+    for name, value in wasmond_py2.BUILTINS.items():
+        module.__dict__.setdefault(name, value)
     sys.modules[name] = module
     exec(code, module.__dict__)
     return module
