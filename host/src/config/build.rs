@@ -106,11 +106,12 @@ pub fn build(
         collection_groups,
         prometheus_listeners,
         interactive_channels,
+        tenants: Vec::new(),
     }
 }
 
 /// Where modules are looked for after the declaring file's directory.
-fn module_dirs(globals: &Globals, options: &LoadOptions) -> Vec<std::path::PathBuf> {
+pub(super) fn module_dirs(globals: &Globals, options: &LoadOptions) -> Vec<std::path::PathBuf> {
     globals
         .module_dir
         .iter()
@@ -419,7 +420,7 @@ fn acl_access(sub: &Sub, diag: &mut Diagnostics) -> Option<AclAccess> {
     })
 }
 
-fn collection_group(sub: &Sub, diag: &mut Diagnostics) -> CollectionGroup {
+pub(super) fn collection_group(sub: &Sub, diag: &mut Diagnostics) -> CollectionGroup {
     let f = Fields::read(
         "collection_group",
         schema::COLLECTION_GROUP,
@@ -446,6 +447,7 @@ fn collection_group(sub: &Sub, diag: &mut Diagnostics) -> CollectionGroup {
             .iter()
             .filter_map(|s| collected_metric(s, diag))
             .collect(),
+        tenant: None,
         declared_at: sub.at.clone(),
     }
 }

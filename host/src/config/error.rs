@@ -70,6 +70,13 @@ impl ConfigError {
     }
 }
 
+/// Serialized as its one-line text (`file:line:col: error: ...`).
+impl Serialize for ConfigError {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
 /// What went wrong. Each message reads as "expected X, found Y" where that fits.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ErrorKind {

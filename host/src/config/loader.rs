@@ -12,6 +12,7 @@
 //! [`MAX_FILES`]; a count or total cap skips the include that crosses it (a warning
 //! at that include) and the rest of the configuration is used.
 
+use std::collections::HashSet;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -29,6 +30,21 @@ pub trait FileSource {
     fn is_file(&self, path: &Path) -> bool;
     /// A name that is the same for two paths to the same file (for cycle detection).
     fn identity(&self, path: &Path) -> PathBuf;
+    /// Who owns a file and who may write it, for the operator/tenant trust checks;
+    /// `None` where the source has no owners (in-memory files).
+    fn ownership(&self, _path: &Path) -> Option<Ownership> {
+        None
+    }
+}
+
+/// A file's owner and modes, its directory's mode, and the daemon's own user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ownership {
+    pub uid: u32,
+    pub mode: u32,
+    pub dir_mode: u32,
+    /// The effective user of the daemon reading the file.
+    pub daemon_uid: u32,
 }
 
 /// The real file system.
@@ -99,6 +115,21 @@ impl FileSource for RealFs {
     fn identity(&self, path: &Path) -> PathBuf {
         std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
     }
+
+    fn ownership(&self, path: &Path) -> Option<Ownership> {
+        use std::os::unix::fs::MetadataExt;
+        let file = std::fs::metadata(path).ok()?;
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+        let dir = std::fs::metadata(dir.unwrap_or(Path::new("."))).ok()?;
+        // The owner of /proc/self is the process's effective user.
+        let daemon_uid = std::fs::metadata("/proc/self").ok()?.uid();
+        Some(Ownership {
+            uid: file.uid(),
+            mode: file.mode(),
+            dir_mode: dir.mode(),
+            daemon_uid,
+        })
+    }
 }
 
 /// The error for a file longer than `max_bytes`.
@@ -136,6 +167,8 @@ pub struct Expanded {
 
 struct Expander<'a> {
     fs: &'a dyn FileSource,
+    /// Identities of files not to read (tenants' files matched by an operator include).
+    skip: &'a HashSet<PathBuf>,
     files: Vec<PathBuf>,
     /// Identities of the files being read, outermost first.
     stack: Vec<PathBuf>,
@@ -146,10 +179,16 @@ struct Expander<'a> {
     capped: bool,
 }
 
-/// Reads `root` and everything it includes.
-pub fn expand(root: &Path, fs: &dyn FileSource, diag: &mut Diagnostics) -> Expanded {
+/// Reads `root` and everything it includes, except the files whose identity is in `skip`.
+pub fn expand(
+    root: &Path,
+    fs: &dyn FileSource,
+    skip: &HashSet<PathBuf>,
+    diag: &mut Diagnostics,
+) -> Expanded {
     let mut expander = Expander {
         fs,
+        skip,
         files: Vec::new(),
         stack: Vec::new(),
         syntax_errors: false,
@@ -184,6 +223,9 @@ impl Expander<'_> {
             .cloned()
             .unwrap_or_else(|| Location::whole_file(&origin));
         let identity = self.fs.identity(path);
+        if self.skip.contains(&identity) {
+            return;
+        }
         if self.stack.contains(&identity) {
             let cycle: Vec<String> = self
                 .stack

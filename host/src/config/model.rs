@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::error::Location;
 use super::sandbox::SandboxConfig;
+use super::tenant::Tenant;
 
 /// A loaded and validated configuration (gmond.conf plus everything it includes).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -25,6 +26,9 @@ pub struct Config {
     pub prometheus_listeners: Vec<PrometheusListener>,
     /// wasmond's `interactive_channel { }` blocks; none unless declared.
     pub interactive_channels: Vec<InteractiveChannel>,
+    /// The operator's `tenant { }`s: whose files hold which modules, and their ceilings.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tenants: Vec<Tenant>,
 }
 
 /// `globals { }`. Durations are in seconds, as in gmond.
@@ -237,6 +241,9 @@ pub struct ModuleConfig {
     pub params_string: Option<String>,
     pub enabled: bool,
     pub sandbox: SandboxConfig,
+    /// The tenant whose file declares the module; `None`: the operator's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
     /// The `module {` line.
     pub declared_at: Location,
 }
@@ -286,6 +293,10 @@ pub struct CollectionGroup {
     /// Seconds after which values are sent even if unchanged.
     pub time_threshold: u32,
     pub metrics: Vec<CollectedMetric>,
+    /// The tenant whose file declares the group (it selects only that tenant's
+    /// metrics); `None`: the operator's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
     pub declared_at: Location,
 }
 

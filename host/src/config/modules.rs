@@ -48,7 +48,7 @@ const CORE_C_MODULES: &[&str] = &[
 const CORE_METRICS: &str = "core_metrics";
 
 /// Where gmond's packages install python modules (Debian, and RPM on 64-bit).
-const GMOND_PYTHON_MODULE_DIRS: &[&str] = &[
+pub(super) const GMOND_PYTHON_MODULE_DIRS: &[&str] = &[
     "/usr/lib/ganglia/python_modules",
     "/usr/lib64/ganglia/python_modules",
 ];
@@ -160,7 +160,7 @@ fn relative_to(sub: &Sub, path: &str) -> PathBuf {
         .join(path)
 }
 
-fn read(
+pub(super) fn read(
     sub: &Sub,
     module_dirs: &[PathBuf],
     python_dirs: &[PathBuf],
@@ -202,6 +202,7 @@ fn read(
         params_string: f.string("params"),
         enabled,
         sandbox: sandbox::read(sandbox_bodies, diag),
+        tenant: None,
         declared_at: sub.at.clone(),
         name,
     })

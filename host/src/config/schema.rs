@@ -42,6 +42,8 @@ pub const TOP: &[Key] = &[
     // wasmond's extensions: exports for users beyond Ganglia.
     key("prometheus_listener", SEC),
     key("interactive_channel", SEC),
+    // wasmond's extension: the operator's tenants and their ceilings.
+    key("tenant", SEC),
 ];
 
 pub const GLOBALS: &[Key] = &[
@@ -156,6 +158,29 @@ pub const SANDBOX: &[Key] = &[
     key("allow_env", Kind::StrList),
     key("allow_filesystem_usage", Kind::Bool),
 ];
+
+/// `tenant { }`: the sandbox keys are ceilings here, not requests.
+pub const TENANT: &[Key] = &[
+    key("name", Kind::Str),
+    key("files", Kind::StrList),
+    key("name_prefix", Kind::Str),
+    key("fuel_init", Kind::Int),
+    key("fuel_handler", Kind::Int),
+    key("fuel_cleanup", Kind::Int),
+    key("deadline_init_ms", Kind::Int),
+    key("deadline_handler_ms", Kind::Int),
+    key("deadline_cleanup_ms", Kind::Int),
+    key("memory_mb", Kind::Int),
+    key("allow_read", Kind::StrList),
+    key("allow_env", Kind::StrList),
+    key("allow_filesystem_usage", Kind::Bool),
+    key("max_modules", Kind::Int),
+    key("max_metrics", Kind::Int),
+    key("cpu_ms_per_minute", Kind::Int),
+];
+
+/// What a tenant's file may hold at its top level.
+pub const TENANT_FILE: &[Key] = &[key("modules", SEC), key("collection_group", SEC)];
 
 pub const COLLECTION_GROUP: &[Key] = &[
     key("metric", SEC),
