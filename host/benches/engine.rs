@@ -106,6 +106,7 @@ async fn measure(
         }],
         modules,
         send_metadata_interval: None,
+        policy: Default::default(),
     };
     let (sink, mut requests) = mpsc::channel::<SendRequest>(1 << 16);
     // Stands for the UDP sender: takes the requests off the channel.

@@ -39,7 +39,7 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::collect::conversion::{group_specs, module_specs, reload_specs};
+use crate::collect::conversion::{group_specs, module_specs, policy, reload_specs};
 use crate::collect::engine::{
     EngineConfig, EngineHandle, HostIdentity, ModuleSpec, Outputs, SHUTDOWN_WAIT,
 };
@@ -494,6 +494,7 @@ fn engine_config_with(
         facts: facts.clone(),
         groups,
         modules,
+        policy: policy(config),
         send_metadata_interval: (send_metadata_interval > 0)
             .then(|| Duration::from_secs(send_metadata_interval.into())),
     })
@@ -513,9 +514,13 @@ fn store_config(config: &Config) -> StoreConfig {
     }
 }
 
+/// Logs the warnings, and the errors that refused tenant files (and only those).
 fn log_warnings(loaded: &Loaded) {
     for warning in &loaded.warnings {
         warn!("{warning}");
+    }
+    for error in &loaded.tenant_errors {
+        error!("{error}; the file is refused, the rest of the configuration runs");
     }
 }
 

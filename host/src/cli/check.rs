@@ -9,10 +9,10 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use crate::collect::conversion::{group_specs, module_code, sandbox};
+use crate::collect::conversion::{group_specs, module_code, policy, sandbox};
 use crate::collect::driver::ModuleDriver;
 use crate::collect::host_module::{Accounts, HOST_MODULE, HOST_PREFIX, HostFacts, HostModule};
-use crate::collect::names::MetricOwners;
+use crate::collect::ownership::{Claimant, Level, MetricOwners, Rank};
 use crate::collect::select::{Collect, GroupSelection, GroupSpec, MetricKey, select_group};
 use crate::config::{Config, ModuleSource};
 use crate::daemon::ConfigSource;
@@ -48,14 +48,19 @@ pub fn check(args: CheckArgs) -> anyhow::Result<()> {
     let runtime = Runtime::new(RuntimeConfig::default())?;
     let (report, errors) = explain(&loaded.config, &runtime);
     print!("{report}");
+    // A refused tenant file does not stop the daemon, but it is the operator's to see.
+    for error in &loaded.tenant_errors {
+        eprintln!("{error} (the tenant's file is refused)");
+    }
     for error in &errors {
         eprintln!("error: {error}");
     }
-    if errors.is_empty() {
+    let count = errors.len() + loaded.tenant_errors.len();
+    if count == 0 {
         println!("{}: OK", source.describe());
         Ok(())
     } else {
-        anyhow::bail!("{}: {} errors", source.describe(), errors.len())
+        anyhow::bail!("{}: {count} errors", source.describe())
     }
 }
 
@@ -117,31 +122,64 @@ pub fn explain(config: &Config, runtime: &Runtime) -> (String, Vec<String>) {
             }
         }
     }
-    modules.retain(|module| {
-        match owners.claim(&module.name, module.metrics.iter().map(|m| m.name.as_str())) {
-            Ok(()) => true,
-            Err(clashes) => {
-                errors.extend(
-                    clashes
-                        .iter()
-                        .map(|clash| format!("{clash}; the module would not be loaded")),
-                );
-                false
-            }
-        }
-    });
-    let catalog: Vec<MetricKey> = modules
+    // The names as the running daemon settles them: strongest claimant first.
+    let policy = policy(config);
+    let tenant_of = |name: &str| policy.modules.get(name).copied();
+    let rank = |position: usize, name: &str| {
+        let level = match (position, tenant_of(name)) {
+            (0, _) => Level::Host,
+            (_, None) => Level::Operator,
+            (_, Some(_)) => Level::Tenant,
+        };
+        Rank::new(level, position)
+    };
+    let mut by_rank: Vec<(Rank, usize)> = modules
+        .iter()
+        .enumerate()
+        .map(|(position, module)| (rank(position, &module.name), position))
+        .collect();
+    by_rank.sort();
+    for (rank, index) in by_rank {
+        let module = &mut modules[index];
+        let claimant = Claimant {
+            module: &module.name,
+            rank,
+            tenant: tenant_of(&module.name).map(|t| &policy.tenants[t]),
+        };
+        let claimed = owners.claim(claimant, module.metrics.iter().map(|m| m.name.as_str()));
+        errors.extend(
+            claimed
+                .refused
+                .iter()
+                .map(|clash| format!("{clash}; that metric would not be published")),
+        );
+        let mut granted = claimed.granted.iter();
+        module.metrics.retain(|_| *granted.next().unwrap_or(&false));
+    }
+    let catalog: Vec<(MetricKey, Option<usize>)> = modules
         .iter()
         .flat_map(|module| {
-            module
-                .metrics
-                .iter()
-                .map(|m| MetricKey::new(&module.name, &m.name))
+            module.metrics.iter().map(|m| {
+                (
+                    MetricKey::new(&module.name, &m.name),
+                    tenant_of(&module.name),
+                )
+            })
         })
         .collect();
+    // A tenant's group selects only that tenant's metrics.
     let selections: Vec<GroupSelection> = groups
         .iter()
-        .map(|group| select_group(group, &catalog))
+        .enumerate()
+        .map(|(index, group)| {
+            let tenant = policy.groups.get(index).copied().flatten();
+            let keys: Vec<MetricKey> = catalog
+                .iter()
+                .filter(|(_, of)| tenant.is_none() || *of == tenant)
+                .map(|(key, _)| key.clone())
+                .collect();
+            select_group(group, &keys)
+        })
         .collect();
     notes.push_str(&render(config, &groups, &selections, &modules));
     (notes, errors)

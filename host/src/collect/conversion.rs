@@ -10,6 +10,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use super::engine::{CallBounds, ModuleSpec};
+use super::ownership::{Policy, TenantPolicy};
 use super::select::{Collect, EntrySpec, GroupSpec, Selector, SelectorError};
 use super::wasm::WasmDriver;
 use crate::config::ModuleSource;
@@ -79,6 +80,37 @@ fn group_spec(group: &CollectionGroup, errors: &mut Vec<EntryError>) -> GroupSpe
         collect,
         time_threshold: Duration::from_secs(group.time_threshold.into()).max(MIN_PERIOD),
         entries,
+    }
+}
+
+/// Which modules and groups are tenants', with the limits the engine enforces.
+pub fn policy(config: &Config) -> Policy {
+    let tenants = config
+        .tenants
+        .iter()
+        .map(|tenant| TenantPolicy {
+            name: tenant.name.as_str().into(),
+            name_prefix: tenant.ceilings.name_prefix.clone(),
+            max_metrics: usize::try_from(tenant.ceilings.max_metrics.value).unwrap_or(usize::MAX),
+            cpu_per_minute: Duration::from_millis(tenant.ceilings.cpu_ms_per_minute.value),
+        })
+        .collect();
+    let index_of = |name: &Option<String>| {
+        let name = name.as_deref()?;
+        config.tenants.iter().position(|t| t.name == name)
+    };
+    Policy {
+        tenants,
+        modules: config
+            .modules
+            .iter()
+            .filter_map(|m| Some((m.name.clone(), index_of(&m.tenant)?)))
+            .collect(),
+        groups: config
+            .collection_groups
+            .iter()
+            .map(|g| index_of(&g.tenant))
+            .collect(),
     }
 }
 

@@ -30,7 +30,7 @@ use super::driver::ModuleDriver;
 use super::host_module::{
     Accounts, HOST_MODULE, HOST_PREFIX, HostFacts, HostModule, accounting_selectors,
 };
-use super::names::{ClaimError, MetricOwners};
+use super::ownership::{Claimant, Level, MetricOwners, Policy, Rank};
 use super::pool::Pool;
 use super::ratelimit::{LOG_WINDOW, RateLimiter};
 use super::schedule::GroupState;
@@ -53,6 +53,8 @@ const JOB_MARGIN: Duration = Duration::from_secs(1);
 /// The built-in group that collects the accounting metrics no configured group selects.
 const ACCOUNTING_EVERY: Duration = Duration::from_secs(20);
 const ACCOUNTING_THRESHOLD: Duration = Duration::from_secs(60);
+/// The period of a tenant's CPU budget (`cpu_ms_per_minute`).
+const CPU_WINDOW: Duration = Duration::from_secs(60);
 
 /// Everything the engine runs, as of one configuration.
 pub struct EngineConfig {
@@ -65,6 +67,8 @@ pub struct EngineConfig {
     /// gmond's `send_metadata_interval`: `None` sends metadata only when a metric is new
     /// (or a peer asks).
     pub send_metadata_interval: Option<Duration>,
+    /// Which modules and groups are tenants', and the tenants' limits.
+    pub policy: Policy,
 }
 
 /// This host's name and address in the store.
@@ -216,6 +220,9 @@ struct Engine {
     /// The metric names each module (by name) declared when it last started: those it
     /// no longer declares are taken out of the store.
     declared: HashMap<String, Vec<String>>,
+    policy: Policy,
+    /// Each tenant's CPU minute: when it began and the time its modules spent in it.
+    cpu: Vec<(Instant, Duration)>,
 }
 
 struct ModuleSlot {
@@ -232,13 +239,23 @@ struct ModuleSlot {
     jobs_in_flight: usize,
     /// Stopping: the cleanup job is queued; reports are only counted.
     retiring: bool,
+    /// Its authority over metric names.
+    rank: Rank,
+    /// Index of its tenant in the policy; `None`: the operator's or the host's.
+    tenant: Option<usize>,
+    /// Its first start has finished, well or not: weaker modules stop waiting for it.
+    settled: bool,
 }
 
 #[derive(Debug, Clone)]
 enum SlotState {
     Starting,
+    /// Started; its metrics wait until every module that could be stronger settled.
+    Claiming(Vec<MetricDescriptor>),
     Running(Vec<MetricDescriptor>),
-    Failed { error: String },
+    Failed {
+        error: String,
+    },
     Rejected(Vec<String>),
 }
 
@@ -252,6 +269,8 @@ struct Group {
     slices: BTreeMap<ModuleId, Slice>,
     /// For each slot of the group, its metric's index in `infos`.
     info: Vec<usize>,
+    /// The tenant that declared the group: it selects only that tenant's metrics.
+    tenant: Option<usize>,
 }
 
 struct MetricInfo {
@@ -281,6 +300,8 @@ impl Engine {
             send_metadata_interval: None,
             log_limit: RateLimiter::new(LOG_WINDOW),
             declared: HashMap::new(),
+            policy: Policy::default(),
+            cpu: Vec::new(),
         }
     }
 
@@ -373,7 +394,19 @@ impl Engine {
         let Some(slot) = self.modules.get_mut(&id) else {
             return;
         };
-        let skipped = if slot.busy.contains(&index) {
+        let over_budget = slot.tenant.and_then(|t| {
+            let (since, used) = *self.cpu.get(t)?;
+            let budget = self.policy.tenants[t].cpu_per_minute;
+            (now.saturating_duration_since(since) < CPU_WINDOW && used > budget).then(|| {
+                format!(
+                    "tenant {} spent {used:?} of its CPU budget of {budget:?} per minute",
+                    self.policy.tenants[t].name
+                )
+            })
+        });
+        let skipped = if let Some(reason) = over_budget {
+            Some(reason)
+        } else if slot.busy.contains(&index) {
             Some(slot.unanswered_reason(now))
         } else if !slot.backoff.ready(now) {
             None
@@ -416,16 +449,31 @@ impl Engine {
             return;
         };
         slot.answered();
-        self.accounts
+        let before = self
+            .accounts
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(slot.name.clone(), report.account);
+        if let Some(tenant) = slot.tenant {
+            let spent = report
+                .account
+                .busy
+                .saturating_sub(before.map_or(Duration::ZERO, |b| b.busy));
+            if let Some((since, used)) = self.cpu.get_mut(tenant) {
+                if now.saturating_duration_since(*since) >= CPU_WINDOW {
+                    (*since, *used) = (now, Duration::ZERO);
+                }
+                *used += spent;
+            }
+        }
         if slot.retiring {
             return;
         }
         match report.kind {
             ReportKind::Started(Ok(descriptors)) => {
-                self.on_started(report.module, descriptors, now)
+                slot.settled = true;
+                slot.state = SlotState::Claiming(descriptors);
+                self.publish(now);
             }
             ReportKind::Started(Err(failure)) => {
                 let delay = slot.backoff.failed(now);
@@ -433,46 +481,36 @@ impl Engine {
                 slot.state = SlotState::Failed {
                     error: failure.message,
                 };
+                if !std::mem::replace(&mut slot.settled, true) {
+                    self.publish(now);
+                }
             }
             ReportKind::Collected(collected) => self.on_collected(report.module, collected, now),
             ReportKind::CleanedUp => {}
         }
     }
 
-    /// Claims the module's metric names. Modules start in parallel, so the first in
-    /// configuration order wins, whichever finished its init first: a later module that
-    /// took a name is evicted for an earlier one.
-    fn on_started(&mut self, id: ModuleId, descriptors: Vec<MetricDescriptor>, now: Instant) {
-        let names = || descriptors.iter().map(|d| d.name.as_str());
-        let name = self.modules[&id].name.clone();
-        let mut claimed = self.owners.claim(&name, names());
-        if let Err(errors) = &claimed {
-            let later_owners = self.later_owners(id, errors);
-            if let Some(later_owners) = later_owners {
-                for owner in later_owners {
-                    self.evict(owner, &name, now);
-                }
-                claimed = self.owners.claim(&name, names());
-            }
+    /// Publishes the started modules whose every possibly stronger module has settled,
+    /// strongest first, so that nothing a module loses to a stronger one is ever sent.
+    fn publish(&mut self, now: Instant) {
+        let mut ready: Vec<(Rank, ModuleId)> = self
+            .modules
+            .iter()
+            .filter(|(_, slot)| matches!(slot.state, SlotState::Claiming(_)))
+            .filter(|(_, slot)| {
+                !self
+                    .modules
+                    .values()
+                    .any(|other| !other.settled && slot.rank.waits_for(&other.rank))
+            })
+            .map(|(id, slot)| (slot.rank, *id))
+            .collect();
+        if ready.is_empty() {
+            return;
         }
-        let slot = self.modules.get_mut(&id).expect("caller checked");
-        match claimed {
-            Ok(()) => {
-                info!(module = %slot.name, "module {} started with {} metrics", slot.name, descriptors.len());
-                slot.backoff.succeeded();
-                let names = descriptors.iter().map(|d| d.name.clone()).collect();
-                slot.state = SlotState::Running(descriptors);
-                self.declared_now(&name, names);
-            }
-            Err(errors) => {
-                let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
-                for message in &errors {
-                    error!(module = %slot.name, "{message}; the module is not loaded");
-                }
-                slot.state = SlotState::Rejected(errors);
-                let bound = slot.bounds.cleanup + JOB_MARGIN;
-                let _ = slot.submit(Job::Cleanup, bound, now);
-            }
+        ready.sort();
+        for (_, id) in ready {
+            self.claim(id, now);
         }
         self.replan(now);
     }
@@ -494,40 +532,63 @@ impl Engine {
         }
     }
 
-    /// When every clash is with a module later in configuration order: those modules.
-    fn later_owners(&self, id: ModuleId, errors: &[ClaimError]) -> Option<Vec<ModuleId>> {
-        let position = |id: &ModuleId| self.order.iter().position(|o| o == id);
-        let mine = position(&id)?;
-        let mut owners = Vec::new();
-        for error in errors {
-            let ClaimError::Taken { owner, .. } = error else {
-                return None;
-            };
-            let (owner_id, _) = self.modules.iter().find(|(_, slot)| slot.name == *owner)?;
-            if position(owner_id)? <= mine {
-                return None;
-            }
-            if !owners.contains(owner_id) {
-                owners.push(*owner_id);
-            }
-        }
-        Some(owners)
-    }
-
-    /// Refuses a running module whose names an earlier module claims; it is cleaned up.
-    fn evict(&mut self, id: ModuleId, winner: &str, now: Instant) {
-        let Some(slot) = self.modules.get_mut(&id) else {
+    /// Gives a started module the names it may have; the others are refused alone, and
+    /// names taken from a weaker module leave it.
+    fn claim(&mut self, id: ModuleId, now: Instant) {
+        let slot = self.modules.get_mut(&id).expect("caller checked");
+        let SlotState::Claiming(descriptors) =
+            std::mem::replace(&mut slot.state, SlotState::Starting)
+        else {
             return;
         };
-        let message = format!(
-            "module {}: its metrics clash with those of module {winner}, declared before it",
-            slot.name
-        );
-        error!(module = %slot.name, "{message}; the module is unloaded");
-        self.owners.release(&slot.name);
-        slot.state = SlotState::Rejected(vec![message]);
-        let bound = slot.bounds.cleanup + JOB_MARGIN;
-        let _ = slot.submit(Job::Cleanup, bound, now);
+        let claimant = Claimant {
+            module: &slot.name,
+            rank: slot.rank,
+            tenant: slot.tenant.map(|t| &self.policy.tenants[t]),
+        };
+        let claimed = self
+            .owners
+            .claim(claimant, descriptors.iter().map(|d| d.name.as_str()));
+        let name = slot.name.clone();
+        let refused: Vec<String> = claimed.refused.iter().map(ToString::to_string).collect();
+        for message in &refused {
+            error!(module = %name, "{message}; that metric is not published");
+        }
+        let granted: Vec<MetricDescriptor> = descriptors
+            .into_iter()
+            .zip(&claimed.granted)
+            .filter_map(|(descriptor, granted)| granted.then_some(descriptor))
+            .collect();
+        // What it publishes now: its metrics it no longer publishes leave the store.
+        let names = granted.iter().map(|d| d.name.clone()).collect();
+        if granted.is_empty() && !refused.is_empty() {
+            error!(module = %name, "module {name}: none of its metrics may be published; the module is not loaded");
+            slot.state = SlotState::Rejected(refused);
+            let bound = slot.bounds.cleanup + JOB_MARGIN;
+            let _ = slot.submit(Job::Cleanup, bound, now);
+        } else {
+            info!(module = %name, "module {name} started with {} metrics", granted.len());
+            slot.backoff.succeeded();
+            slot.state = SlotState::Running(granted);
+        }
+        self.declared_now(&name, names);
+        for (loser, metric) in claimed.taken_from {
+            self.drop_metric(&loser, &metric, &name);
+        }
+    }
+
+    /// A stronger module took `metric` from `loser`, which stops publishing it.
+    fn drop_metric(&mut self, loser: &str, metric: &str, winner: &str) {
+        let Some(slot) = self.modules.values_mut().find(|slot| slot.name == loser) else {
+            return;
+        };
+        if let SlotState::Running(descriptors) = &mut slot.state {
+            descriptors.retain(|d| d.name != metric);
+            error!(
+                module = %loser,
+                "module {loser}: metric {metric:?} is module {winner}'s, which has authority over it; module {loser} no longer publishes it"
+            );
+        }
     }
 
     fn on_collected(&mut self, id: ModuleId, collected: Collected, now: Instant) {
@@ -657,6 +718,8 @@ impl Engine {
     /// their running instance.
     fn apply(&mut self, config: EngineConfig, kept: &HashSet<String>, now: Instant) {
         self.send_metadata_interval = config.send_metadata_interval;
+        self.cpu = vec![(now, Duration::ZERO); config.policy.tenants.len()];
+        self.policy = config.policy;
         let names: Vec<String> = config
             .modules
             .iter()
@@ -664,7 +727,12 @@ impl Engine {
             .collect();
         let host = ModuleSpec {
             name: HOST_MODULE.into(),
-            fingerprint: format!("{:?}|{}", config.facts, names.join("\n")),
+            fingerprint: format!(
+                "{:?}|{}|{:?}",
+                config.facts,
+                names.join("\n"),
+                tenant_modules(&self.policy)
+            ),
             bounds: CallBounds {
                 init: Duration::ZERO,
                 handler: Duration::ZERO,
@@ -672,18 +740,22 @@ impl Engine {
             },
             driver: Box::new(
                 HostModule::new(config.facts, names, self.accounts.clone())
-                    .with_network(self.outputs.network.clone()),
+                    .with_network(self.outputs.network.clone())
+                    .with_tenants(tenant_modules(&self.policy)),
             ),
             inline: true,
         };
         let wanted: Vec<ModuleSpec> = std::iter::once(host).chain(config.modules).collect();
         self.reconcile_modules(wanted, kept, now);
+        let tenants = self.policy.groups.clone();
         self.groups = config
             .groups
             .into_iter()
-            .map(|spec| (spec, false))
-            .chain(std::iter::once((accounting_group(), true)))
-            .map(|(spec, builtin)| Group {
+            .enumerate()
+            .map(|(index, spec)| (spec, false, tenants.get(index).copied().flatten()))
+            .chain(std::iter::once((accounting_group(), true, None)))
+            .map(|(spec, builtin, tenant)| Group {
+                tenant,
                 state: GroupState::new(spec.collect, spec.time_threshold, now),
                 spec,
                 builtin,
@@ -713,7 +785,10 @@ impl Engine {
                 Some(fingerprint) if *fingerprint == slot.fingerprint => {
                     !matches!(slot.state, SlotState::Rejected(_))
                 }
-                Some(_) => kept.contains(&slot.name) && matches!(slot.state, SlotState::Running(_)),
+                Some(_) => {
+                    kept.contains(&slot.name)
+                        && matches!(slot.state, SlotState::Running(_) | SlotState::Claiming(_))
+                }
                 None => false,
             })
             .map(|(id, slot)| (slot.name.clone(), *id))
@@ -738,19 +813,38 @@ impl Engine {
             self.declared.remove(&name);
         }
         self.order.clear();
-        for spec in wanted {
+        for (position, spec) in wanted.into_iter().enumerate() {
+            let tenant = self.policy.modules.get(&spec.name).copied();
+            let level = match (position, tenant) {
+                // The host's own module comes first.
+                (0, _) => Level::Host,
+                (_, None) => Level::Operator,
+                (_, Some(_)) => Level::Tenant,
+            };
+            let rank = Rank::new(level, position);
             let id = match keep.get(&spec.name) {
                 Some(id) => *id,
-                None => match self.add_module(spec, now) {
+                None => match self.add_module(spec, rank, tenant, now) {
                     Some(id) => id,
                     None => continue,
                 },
             };
+            if let Some(slot) = self.modules.get_mut(&id) {
+                (slot.rank, slot.tenant) = (rank, tenant);
+            }
             self.order.push(id);
         }
+        // A module removed by the reload may have been what others waited for.
+        self.publish(now);
     }
 
-    fn add_module(&mut self, spec: ModuleSpec, now: Instant) -> Option<ModuleId> {
+    fn add_module(
+        &mut self,
+        spec: ModuleSpec,
+        rank: Rank,
+        tenant: Option<usize>,
+        now: Instant,
+    ) -> Option<ModuleId> {
         self.next_id += 1;
         let id = ModuleId(self.next_id);
         let worker = if spec.inline {
@@ -771,6 +865,9 @@ impl Engine {
                 answer_by: None,
                 jobs_in_flight: 0,
                 retiring: false,
+                rank,
+                tenant,
+                settled: false,
             },
         );
         self.start_module(id, now);
@@ -823,10 +920,25 @@ impl Engine {
             })
             .collect();
         let keys: Vec<MetricKey> = catalog.iter().map(|(_, key, _)| key.clone()).collect();
+        let tenant_of_key: Vec<Option<usize>> = catalog
+            .iter()
+            .map(|(id, _, _)| self.modules[id].tenant)
+            .collect();
         let mut selections: Vec<GroupSelection> = self
             .groups
             .iter()
-            .map(|group| select_group(&group.spec, &keys))
+            .map(|group| match group.tenant {
+                None => select_group(&group.spec, &keys),
+                Some(tenant) => {
+                    let own: Vec<MetricKey> = keys
+                        .iter()
+                        .zip(&tenant_of_key)
+                        .filter(|(_, t)| **t == Some(tenant))
+                        .map(|(key, _)| key.clone())
+                        .collect();
+                    select_group(&group.spec, &own)
+                }
+            })
             .collect();
         leave_builtin_only_the_unselected(&self.groups, &mut selections);
 
@@ -916,7 +1028,7 @@ impl Engine {
                 .filter_map(|id| self.modules.get(id))
                 .map(|slot| {
                     let state = match &slot.state {
-                        SlotState::Starting => ModuleState::Starting,
+                        SlotState::Starting | SlotState::Claiming(_) => ModuleState::Starting,
                         SlotState::Running(metrics) => ModuleState::Running {
                             metrics: metrics.clone(),
                         },
@@ -1070,4 +1182,23 @@ fn leave_builtin_only_the_unselected(groups: &[Group], selections: &mut [GroupSe
             selection.unmatched_entries.clear();
         }
     }
+}
+
+/// Each tenant's name and its modules, for its accounting.
+fn tenant_modules(policy: &Policy) -> Vec<(String, Vec<String>)> {
+    policy
+        .tenants
+        .iter()
+        .enumerate()
+        .map(|(index, tenant)| {
+            let mut modules: Vec<String> = policy
+                .modules
+                .iter()
+                .filter(|(_, t)| **t == index)
+                .map(|(module, _)| module.clone())
+                .collect();
+            modules.sort();
+            (tenant.name.to_string(), modules)
+        })
+        .collect()
 }

@@ -15,14 +15,24 @@
 //! - With a network, its counters (`wasmond_udp_received`, `_malformed`, `_refused`,
 //!   `_over_quota`, `_denied`, `_kernel_drops`, `_sent`, `_send_failures`: whole counts
 //!   of datagrams, slope positive, units `packets/s`), in group `wasmond` too.
+//! - For every tenant `T`: `wasmond_tenant_T_calls`, ... the same counters summed over
+//!   the tenant's modules (memory: the largest of them).
 //!
-//! Module authors may not publish names starting with [`HOST_PREFIX`].
+//! Module authors may not publish names starting with [`HOST_PREFIX`]. Whatever the
+//! modules are named, the host module starts: an accounting name that would pass 128
+//! bytes or repeat another (module `a_b` and module `a b`, or module `tenant_x` and
+//! tenant `x`, or one of the network's counters) is left out with a warning, first
+//! declared first served, and `heartbeat`, `location` and the network's counters come
+//! before all of them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use tracing::warn;
+
 use super::driver::{Failure, ModuleDriver};
+use super::names::MAX_METRIC_NAME_LEN;
 use super::select::Selector;
 use super::worker::Account;
 use crate::metric::{MetricDescriptor, MetricValue, Slope, ValueType};
@@ -129,8 +139,19 @@ pub fn accounting_selectors() -> Vec<Selector> {
 pub struct HostModule {
     facts: HostFacts,
     modules: Vec<String>,
+    /// (tenant, its modules).
+    tenants: Vec<(String, Vec<String>)>,
     accounts: Accounts,
     network: Option<Arc<NetStats>>,
+    /// Each accounting metric declared: whose account, and which counter.
+    declared: HashMap<String, (Subject, &'static Counter)>,
+}
+
+/// Whose account an accounting metric shows: a module's, or a tenant's (index).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Subject {
+    Module(usize),
+    Tenant(usize),
 }
 
 impl HostModule {
@@ -139,8 +160,10 @@ impl HostModule {
         HostModule {
             facts,
             modules,
+            tenants: Vec::new(),
             accounts,
             network: None,
+            declared: HashMap::new(),
         }
     }
 
@@ -156,22 +179,27 @@ impl HostModule {
         Some(MetricValue::Double(counter.value as f64))
     }
 
+    /// Also declares each tenant's accounting, summed over `(tenant, modules)`.
+    pub fn with_tenants(mut self, tenants: Vec<(String, Vec<String>)>) -> HostModule {
+        self.tenants = tenants;
+        self
+    }
+
     fn account_value(&self, metric: &str) -> Option<MetricValue> {
-        let rest = metric.strip_prefix(HOST_PREFIX)?;
-        let (module, counter) = self.modules.iter().find_map(|module| {
-            Some((
-                module,
-                rest.strip_prefix(&metric_safe(module))?.strip_prefix('_')?,
-            ))
-        })?;
-        let account = self
-            .accounts
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(module)
-            .copied()
-            .unwrap_or_default();
-        let counter = COUNTERS.iter().find(|c| c.suffix == counter)?;
+        let (subject, counter) = *self.declared.get(metric)?;
+        let accounts = self.accounts.lock().unwrap_or_else(PoisonError::into_inner);
+        let account = match subject {
+            Subject::Module(index) => accounts
+                .get(&self.modules[index])
+                .copied()
+                .unwrap_or_default(),
+            Subject::Tenant(index) => self.tenants[index]
+                .1
+                .iter()
+                .filter_map(|module| accounts.get(module))
+                .fold(Account::default(), |sum, account| sum.plus(account)),
+        };
+        drop(accounts);
         Some(MetricValue::Double((counter.read)(&account)))
     }
 }
@@ -179,24 +207,13 @@ impl HostModule {
 impl ModuleDriver for HostModule {
     fn start(&mut self) -> Result<Vec<MetricDescriptor>, Failure> {
         let mut metrics = vec![heartbeat(), location()];
-        for module in &self.modules {
-            for counter in &COUNTERS {
-                metrics.push(MetricDescriptor {
-                    name: format!("{HOST_PREFIX}{}_{}", metric_safe(module), counter.suffix),
-                    value_type: ValueType::Double,
-                    units: counter.units.into(),
-                    slope: counter.slope,
-                    // Every value is a whole number.
-                    format: "%.0f".into(),
-                    time_max: 60,
-                    description: format!("Module {module}: {}", counter.description),
-                    groups: vec![HOST_MODULE.into()],
-                    extra: Vec::new(),
-                });
-            }
-        }
-        for counter in self.network.iter().flat_map(|network| network.published()) {
-            metrics.push(MetricDescriptor {
+        self.declared.clear();
+        // The network's counters are the host's own: no module's name takes them.
+        let network: Vec<MetricDescriptor> = self
+            .network
+            .iter()
+            .flat_map(|network| network.published())
+            .map(|counter| MetricDescriptor {
                 name: counter.name.into(),
                 value_type: ValueType::Double,
                 units: counter.units.into(),
@@ -206,8 +223,54 @@ impl ModuleDriver for HostModule {
                 description: counter.description.into(),
                 groups: vec![HOST_MODULE.into()],
                 extra: Vec::new(),
-            });
+            })
+            .collect();
+        let subjects = self
+            .modules
+            .iter()
+            .enumerate()
+            .map(|(i, module)| {
+                (
+                    Subject::Module(i),
+                    metric_safe(module),
+                    format!("Module {module}"),
+                )
+            })
+            .chain(self.tenants.iter().enumerate().map(|(i, (tenant, _))| {
+                (
+                    Subject::Tenant(i),
+                    format!("tenant_{}", metric_safe(tenant)),
+                    format!("Modules of tenant {tenant}"),
+                )
+            }));
+        for (subject, infix, whose) in subjects {
+            for counter in &COUNTERS {
+                let name = format!("{HOST_PREFIX}{infix}_{}", counter.suffix);
+                let clash = name.len() > MAX_METRIC_NAME_LEN
+                    || self.declared.contains_key(&name)
+                    || network.iter().any(|n| n.name == name);
+                if clash {
+                    warn!(
+                        "module {HOST_MODULE}: no accounting metric {name:?} for {whose}: the name is too long or already taken"
+                    );
+                    continue;
+                }
+                self.declared.insert(name.clone(), (subject, counter));
+                metrics.push(MetricDescriptor {
+                    name,
+                    value_type: ValueType::Double,
+                    units: counter.units.into(),
+                    slope: counter.slope,
+                    // Every value is a whole number.
+                    format: "%.0f".into(),
+                    time_max: 60,
+                    description: format!("{whose}: {}", counter.description),
+                    groups: vec![HOST_MODULE.into()],
+                    extra: Vec::new(),
+                });
+            }
         }
+        metrics.extend(network);
         Ok(metrics)
     }
 
@@ -294,6 +357,7 @@ fn unix_seconds(time: SystemTime) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::collect::driver::Usage;
     use std::time::Duration;
 
     fn host(accounts: &Accounts) -> HostModule {
@@ -361,6 +425,7 @@ mod tests {
     fn reads_heartbeat_location_and_accounts() {
         let accounts = Accounts::default();
         let mut module = host(&accounts);
+        module.start().unwrap();
         assert_eq!(
             module.handle("heartbeat"),
             Ok(MetricValue::UInt32(1_795_447_229))
@@ -396,5 +461,77 @@ mod tests {
         );
         assert!(module.handle("wasmond_cpu_nothing").is_err());
         assert!(module.handle("wasmond_gpu_calls").is_err());
+    }
+
+    #[test]
+    fn names_that_collide_or_are_too_long_leave_out_only_their_accounting() {
+        let accounts = Accounts::default();
+        let facts = HostFacts {
+            started: UNIX_EPOCH,
+            location: "x".into(),
+        };
+        let long = "m".repeat(130);
+        let modules = vec![
+            "a b".to_string(),
+            "a_b".to_string(),
+            long.clone(),
+            "tenant_acme".to_string(),
+        ];
+        let mut module = HostModule::new(facts, modules, accounts.clone())
+            .with_tenants(vec![("acme".into(), vec!["a b".into()])]);
+        let descriptors = module.start().expect("the host module always starts");
+        let names: Vec<&str> = descriptors.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(&names[..2], ["heartbeat", "location"]);
+        let unique: std::collections::HashSet<&&str> = names.iter().collect();
+        assert_eq!(unique.len(), names.len(), "no name twice: {names:?}");
+        for name in &names {
+            crate::collect::names::validate_metric_name(name).unwrap();
+        }
+        // "a b" came first and keeps its accounting; "a_b" and the tenant, which would
+        // repeat names, and the module whose names are too long, have none.
+        assert_eq!(names.len(), 2 + 2 * COUNTERS.len());
+        accounts.lock().unwrap().insert(
+            "a b".into(),
+            Account {
+                calls: 3,
+                ..Account::default()
+            },
+        );
+        assert_eq!(
+            module.handle("wasmond_a_b_calls"),
+            Ok(MetricValue::Double(3.0))
+        );
+        assert_eq!(
+            module.handle("wasmond_tenant_acme_calls"),
+            Ok(MetricValue::Double(0.0)),
+            "module tenant_acme was declared first"
+        );
+    }
+
+    #[test]
+    fn a_tenant_s_accounting_sums_its_modules() {
+        let accounts = Accounts::default();
+        let mut module = host(&accounts)
+            .with_tenants(vec![("acme".into(), vec!["disk io".into(), "cpu".into()])]);
+        module.start().unwrap();
+        for (name, calls, memory) in [("disk io", 2, 10), ("cpu", 5, 30)] {
+            let account = Account {
+                calls,
+                usage: Usage {
+                    fuel: 1,
+                    peak_memory_bytes: memory,
+                },
+                ..Account::default()
+            };
+            accounts.lock().unwrap().insert(name.into(), account);
+        }
+        assert_eq!(
+            module.handle("wasmond_tenant_acme_calls"),
+            Ok(MetricValue::Double(7.0))
+        );
+        assert_eq!(
+            module.handle("wasmond_tenant_acme_memory"),
+            Ok(MetricValue::Double(30.0))
+        );
     }
 }

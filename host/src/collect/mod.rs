@@ -2,7 +2,8 @@
 //! shutdown. It knows nothing of packet or XML formats.
 //!
 //! The parts, pure ones first:
-//! - [`names`]: valid metric names, and which module owns each (first wins).
+//! - [`names`]: valid metric names; [`ownership`]: which module owns each (authority
+//!   first: the host, the operator, then tenants), and the tenants' policy.
 //! - [`select`]: which metrics a `collection_group` collects (`name`, `name_match`,
 //!   titles with `\1`..`\9`).
 //! - [`schedule`]: one group's clock and gmond's send policy (`collect_every`,
@@ -30,8 +31,9 @@
 //! module's slice of a group is sent as soon as that module answers, so one slow module
 //! never holds back the others' values; the metrics of a module that failed this cycle
 //! are not re-sent with their old values. A reload restarts every group's rhythm (gmond
-//! re-executes itself on SIGHUP). Metric names belong to the module declared first in
-//! the configuration, whichever finished its `init` first.
+//! re-executes itself on SIGHUP). Metric names belong to the strongest claimant (see
+//! [`ownership`]), whichever finished its `init` first; a clash refuses only the
+//! clashing metric.
 //!
 //! # The seam to the sender
 //!
@@ -53,6 +55,7 @@ pub mod driver;
 pub mod engine;
 pub mod host_module;
 pub mod names;
+pub mod ownership;
 pub mod pool;
 pub mod ratelimit;
 pub mod schedule;

@@ -14,6 +14,7 @@ use super::engine::{
     CallBounds, EngineConfig, EngineHandle, HostIdentity, ModuleSpec, ModuleState, Outputs,
 };
 use super::host_module::HostFacts;
+use super::ownership::{Policy, TenantPolicy};
 use super::select::{Collect, EntrySpec, GroupSpec, Selector};
 use super::{SendRequest, ShutdownReport, spawn};
 use crate::metric::{MetricDescriptor, MetricValue, Slope, ValueType};
@@ -169,10 +170,20 @@ fn config(
         groups,
         modules,
         send_metadata_interval: None,
+        policy: Default::default(),
     }
 }
 
 fn harness(groups: Vec<GroupSpec>, modules: Vec<ModuleDef>, values: &[(&str, f64)]) -> Harness {
+    harness_with(groups, modules, values, Policy::default())
+}
+
+fn harness_with(
+    groups: Vec<GroupSpec>,
+    modules: Vec<ModuleDef>,
+    values: &[(&str, f64)],
+    policy: Policy,
+) -> Harness {
     let values: HashMap<String, MetricValue> = values
         .iter()
         .map(|(name, v)| (name.to_string(), MetricValue::Double(*v)))
@@ -196,11 +207,11 @@ fn harness(groups: Vec<GroupSpec>, modules: Vec<ModuleDef>, values: &[(&str, f64
         sink: Some(sink),
         network: None,
     };
-    let (handle, task) = spawn(
-        config(groups, modules, &values, &journal),
-        outputs,
-        shutdown.clone(),
-    );
+    let engine_config = EngineConfig {
+        policy,
+        ..config(groups, modules, &values, &journal)
+    };
+    let (handle, task) = spawn(engine_config, outputs, shutdown.clone());
     Harness {
         values,
         journal,
@@ -393,8 +404,15 @@ async fn name_match_titles_reach_the_metadata() {
     h.stop().await;
 }
 
+fn running_metrics(state: &ModuleState) -> Vec<String> {
+    match state {
+        ModuleState::Running { metrics } => metrics.iter().map(|m| m.name.clone()).collect(),
+        other => panic!("not running: {other:?}"),
+    }
+}
+
 #[tokio::test(start_paused = true)]
-async fn a_second_module_publishing_a_taken_name_is_rejected_at_load() {
+async fn a_clash_refuses_only_the_clashing_metric_of_the_later_module() {
     let groups = vec![every(
         10,
         60,
@@ -403,23 +421,21 @@ async fn a_second_module_publishing_a_taken_name_is_rejected_at_load() {
     let h = harness(
         groups,
         vec![module("a", &["shared"]), module("b", &["b_only", "shared"])],
-        &[("shared", 1.0)],
+        &[("shared", 1.0), ("b_only", 2.0)],
     );
     tokio::time::sleep(SEC).await;
     let status = h.handle.status().await.unwrap();
-    assert!(matches!(status.modules["a"], ModuleState::Running { .. }));
-    let ModuleState::Rejected { errors } = &status.modules["b"] else {
-        panic!("{:?}", status.modules["b"])
-    };
-    assert_eq!(
-        errors,
-        &["module b: metric \"shared\" is already published by module a"]
+    assert_eq!(running_metrics(&status.modules["a"]), ["shared"]);
+    assert_eq!(running_metrics(&status.modules["b"]), ["b_only"]);
+    let journal = h.journal();
+    assert!(
+        journal.contains(&"b:handle:b_only".to_string()),
+        "{journal:?}"
     );
     assert!(
-        h.journal().contains(&"b:cleanup".to_string()),
-        "a rejected module is cleaned up"
+        !journal.contains(&"b:handle:shared".to_string()),
+        "{journal:?}"
     );
-    assert!(!h.journal().iter().any(|l| l.starts_with("b:handle")));
     h.stop().await;
 }
 
@@ -433,31 +449,107 @@ async fn the_module_declared_first_wins_even_when_it_starts_last() {
     let h = harness(
         groups,
         vec![late_first, module("b", &["b_only", "shared"])],
-        &[("shared", 1.0)],
+        &[("shared", 1.0), ("b_only", 2.0)],
     );
     tokio::time::sleep(SEC / 2).await;
     let status = h.handle.status().await.unwrap();
-    assert!(
-        matches!(status.modules["b"], ModuleState::Running { .. }),
-        "b holds the name meanwhile"
+    assert_eq!(
+        running_metrics(&status.modules["b"]),
+        ["b_only", "shared"],
+        "b holds the name while a, whose first start failed, is not running"
     );
     tokio::time::sleep(SEC).await;
     let status = h.handle.status().await.unwrap();
-    assert!(matches!(status.modules["a"], ModuleState::Running { .. }));
-    let ModuleState::Rejected { errors } = &status.modules["b"] else {
-        panic!("{:?}", status.modules["b"])
-    };
+    assert_eq!(running_metrics(&status.modules["a"]), ["shared"]);
     assert_eq!(
-        errors,
-        &["module b: its metrics clash with those of module a, declared before it"]
+        running_metrics(&status.modules["b"]),
+        ["b_only"],
+        "b loses only the clashing name"
     );
-    assert!(h.journal().contains(&"b:cleanup".to_string()));
     let report = h.stop().await;
-    assert_eq!(
-        report.cleaned_up,
-        ["a", "wasmond"],
-        "b is not cleaned up twice"
+    assert_eq!(report.cleaned_up, ["a", "b", "wasmond"]);
+}
+
+fn acme(modules: &[&str], groups: Vec<Option<usize>>) -> Policy {
+    Policy {
+        tenants: vec![TenantPolicy {
+            name: "acme".into(),
+            name_prefix: None,
+            max_metrics: 100,
+            cpu_per_minute: 60 * SEC,
+        }],
+        modules: modules.iter().map(|m| (m.to_string(), 0)).collect(),
+        groups,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_tenant_declared_first_never_publishes_a_name_of_the_operator() {
+    let groups = vec![every(
+        10,
+        60,
+        vec![
+            by_name("load_one", None),
+            by_name("acme_x", None),
+            by_name("cpu", None),
+        ],
+    )];
+    // The tenant's module starts first and asks for the operator's name.
+    let h = harness_with(
+        groups,
+        vec![
+            module("squat", &["load_one", "acme_x"]),
+            module("core", &["load_one", "cpu"]),
+        ],
+        &[("load_one", 1.0), ("acme_x", 2.0), ("cpu", 3.0)],
+        acme(&["squat"], vec![None]),
     );
+    tokio::time::sleep(SEC).await;
+    let status = h.handle.status().await.unwrap();
+    assert_eq!(
+        running_metrics(&status.modules["core"]),
+        ["load_one", "cpu"]
+    );
+    assert_eq!(running_metrics(&status.modules["squat"]), ["acme_x"]);
+    let journal = h.journal();
+    assert!(
+        journal.contains(&"core:handle:load_one".to_string()),
+        "{journal:?}"
+    );
+    assert!(
+        !journal.contains(&"squat:handle:load_one".to_string()),
+        "nothing of the loser's is ever collected, so never sent: {journal:?}"
+    );
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_tenant_group_selects_only_its_tenant_s_metrics_and_its_accounting_is_published() {
+    let all = EntrySpec {
+        selector: Selector::name_match(".*", Some("pwned")).unwrap(),
+        value_threshold: None,
+    };
+    let groups = vec![every(10, 60, vec![all])];
+    let h = harness_with(
+        groups,
+        vec![module("core", &["load_one"]), module("mine", &["acme_x"])],
+        &[("load_one", 1.0), ("acme_x", 2.0)],
+        acme(&["mine"], vec![Some(0)]),
+    );
+    tokio::time::sleep(SEC).await;
+    let status = h.handle.status().await.unwrap();
+    let selected: Vec<String> = status.groups[0]
+        .metrics
+        .iter()
+        .map(|m| m.key.metric.to_string())
+        .collect();
+    assert_eq!(selected, ["acme_x"]);
+    let host = running_metrics(&status.modules["wasmond"]);
+    assert!(
+        host.contains(&"wasmond_tenant_acme_calls".to_string()),
+        "{host:?}"
+    );
+    h.stop().await;
 }
 
 #[tokio::test(start_paused = true)]

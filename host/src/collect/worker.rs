@@ -75,6 +75,25 @@ pub struct Account {
     pub usage: Usage,
 }
 
+impl Account {
+    /// Two accounts together (a tenant's): counts add up, memory is the larger peak.
+    pub fn plus(self, other: &Account) -> Account {
+        Account {
+            calls: self.calls + other.calls,
+            errors: self.errors + other.errors,
+            traps: self.traps + other.traps,
+            busy: self.busy + other.busy,
+            usage: Usage {
+                fuel: self.usage.fuel + other.usage.fuel,
+                peak_memory_bytes: self
+                    .usage
+                    .peak_memory_bytes
+                    .max(other.usage.peak_memory_bytes),
+            },
+        }
+    }
+}
+
 /// Runs jobs for one module and reports each outcome.
 struct Runner {
     id: ModuleId,

@@ -1,0 +1,211 @@
+//! The operator's tenants with real guests and the real daemon: a tenant's file that asks
+//! for more than its ceilings, or holds what only the operator may write, is refused (by
+//! `wasmond check` and at start-up) with its `file:line:col`; the operator's modules, the
+//! tenant's other files and the other tenants run on schedule beside it; a tenant's module
+//! that declares the operator's names publishes only its own.
+
+#[path = "support/ganglia.rs"]
+mod ganglia;
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ganglia::{TempDir, free_port};
+use wasmond::guests;
+
+/// The operator's gmond.conf: one module of its own, two tenants.
+fn operator_config(xml_port: u16) -> String {
+    format!(
+        r#"globals {{ daemonize = no setuid = no }}
+cluster {{ name = "ours" }}
+tcp_accept_channel {{ bind = 127.0.0.1 port = {xml_port} }}
+modules {{
+  module {{
+    name = "a"
+    language = "wasm"
+    path = "{example}"
+    param prefix {{ value = "a_" }}
+  }}
+}}
+collection_group {{
+  collect_every = 1
+  time_threshold = 1
+  metric {{ name_match = "^a_" }}
+}}
+tenant {{
+  name = "acme"
+  files = ("tenants/acme/*.pyconf")
+  name_prefix = "acme_"
+  memory_mb = 32
+}}
+tenant {{
+  name = "bob"
+  files = ("tenants/bob/*.pyconf")
+}}
+"#,
+        example = guests::EXAMPLE
+    )
+}
+
+/// A tenant's module of the example guest, publishing names with `prefix`.
+fn tenant_module(name: &str, prefix: &str, sandbox: &str) -> String {
+    format!(
+        r#"modules {{
+  module {{
+    name = "{name}"
+    language = "wasm"
+    path = "example.wasm"
+    param prefix {{ value = "{prefix}" }}
+    sandbox {{ {sandbox} }}
+  }}
+}}
+"#
+    )
+}
+
+const ACME_GROUP: &str = r#"collection_group {
+  collect_every = 1
+  time_threshold = 1
+  metric { name_match = "." }
+}
+"#;
+
+/// Lays out the operator's config and the tenants' files; returns the config's path.
+fn lay_out(dir: &TempDir, xml_port: u16) -> std::path::PathBuf {
+    for tenant in ["acme", "bob"] {
+        let own = dir.path().join("tenants").join(tenant);
+        std::fs::create_dir_all(&own).unwrap();
+        std::fs::copy(guests::EXAMPLE, own.join("example.wasm")).unwrap();
+    }
+    let acme_good = tenant_module("acme_ok", "acme_", "memory_mb = 16") + ACME_GROUP;
+    dir.write("tenants/acme/good.pyconf", &acme_good);
+    let greedy = tenant_module("acme_greedy", "acme_g_", "memory_mb = 4096");
+    dir.write("tenants/acme/greedy.pyconf", &greedy);
+    let redirect = format!(
+        "udp_send_channel {{ host = 127.0.0.1 port = 9 }}\n{}",
+        tenant_module("bob_redirect", "bob_r_", "")
+    );
+    dir.write("tenants/bob/redirect.pyconf", &redirect);
+    dir.write("tenants/bob/broken.pyconf", "modules { module { name = \n");
+    // Bob declares the operator's names (and one of its own); bob has no prefix.
+    dir.write(
+        "tenants/bob/squat.pyconf",
+        &tenant_module("bob_squat", "a_", ""),
+    );
+    dir.write("gmond.conf", &operator_config(xml_port))
+}
+
+#[test]
+fn check_refuses_each_bad_tenant_file_with_its_place_and_the_ceiling() {
+    let dir = TempDir::new("tenants-check");
+    let config = lay_out(&dir, free_port());
+    let output = Command::new(env!("CARGO_BIN_EXE_wasmond"))
+        .args(["check", "-c"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr =
+        String::from_utf8_lossy(&output.stderr).replace(&format!("{}/", dir.path().display()), "");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success(), "{stdout}\n{stderr}");
+    for expected in [
+        "tenants/acme/greedy.pyconf:7:27: error: module `acme_greedy`: `memory_mb = 4096` is over the tenant's ceiling of 32 (set at gmond.conf:21:15) for tenant `acme`",
+        "tenants/bob/redirect.pyconf:1:1: error: tenant `bob` may not have a `udp_send_channel` section here",
+        "tenants/bob/broken.pyconf:2:1: error:",
+        "module bob_squat: metric \"a_double\" is already published by module a",
+    ] {
+        assert!(stderr.contains(expected), "no {expected:?} in:\n{stderr}");
+    }
+    // What is not refused is explained as the daemon would run it.
+    assert!(stdout.contains("acme_double"), "{stdout}");
+    assert!(!stdout.contains("acme_g_double"), "{stdout}");
+}
+
+#[test]
+fn the_daemon_runs_the_operator_and_the_good_tenant_files_beside_the_refused_ones() {
+    let dir = TempDir::new("tenants-run");
+    let xml_port = free_port();
+    let config = lay_out(&dir, xml_port);
+    let daemon = Daemon::start(&config);
+    // The operator's module, the tenant's good module and the host's own metrics.
+    let mut xml = String::new();
+    for present in [
+        "\"a_double\"",
+        "\"acme_double\"",
+        "wasmond_tenant_acme_calls",
+        "wasmond_bob_squat_calls",
+    ] {
+        xml = daemon.wait_xml(xml_port, present);
+    }
+    for absent in ["acme_g_", "bob_r_"] {
+        assert!(!xml.contains(absent), "{absent} in:\n{xml}");
+    }
+    let log = daemon.log();
+    for expected in [
+        "greedy.pyconf:7:27: error: module `acme_greedy`: `memory_mb = 4096` is over",
+        "the file is refused, the rest of the configuration runs",
+        "module bob_squat: metric \"a_double\" is already published by module a; that metric is not published",
+        "module bob_squat: none of its metrics may be published; the module is not loaded",
+    ] {
+        assert!(log.contains(expected), "no {expected:?} in the log:\n{log}");
+    }
+}
+
+/// `wasmond run`, killed on drop.
+struct Daemon {
+    child: Child,
+    log: Arc<Mutex<String>>,
+}
+
+impl Daemon {
+    fn start(config: &Path) -> Daemon {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wasmond"))
+            .args(["run", "-c"])
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        Daemon { child, log }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    fn wait_xml(&self, port: u16, text: &str) -> String {
+        let mut xml = String::new();
+        for _ in 0..300 {
+            xml.clear();
+            if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                let _ = stream.read_to_string(&mut xml);
+                if xml.contains(text) {
+                    return xml;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("no {text:?} in the XML:\n{xml}\nlog:\n{}", self.log());
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
