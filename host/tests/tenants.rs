@@ -2,19 +2,25 @@
 //! for more than its ceilings, or holds what only the operator may write, is refused (by
 //! `wasmond check` and at start-up) with its `file:line:col`; the operator's modules, the
 //! tenant's other files and the other tenants run on schedule beside it; a tenant's module
-//! that declares the operator's names publishes only its own.
+//! that declares the operator's names publishes only its own. And a failure keeps its
+//! kind (fuel, deadline, memory, crash, module error, invalid output, load) from the
+//! runtime to what the engine counts.
 
 #[path = "support/ganglia.rs"]
 mod ganglia;
 
-use std::io::{BufRead, BufReader, Read};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
-use ganglia::{TempDir, free_port};
-use wasmond::guests;
+use ganglia::{Daemon, TempDir, fetch_xml, free_port, wait_for};
+use wasmond::collect::conversion::sandbox as sandbox_of;
+use wasmond::collect::driver::{Failure, FailureKind, ModuleDriver};
+use wasmond::collect::wasm::WasmDriver;
+use wasmond::config::SandboxConfig;
+use wasmond::runtime::{Code, Runtime, RuntimeConfig};
+use wasmond_test_guests as guests;
 
 /// The operator's gmond.conf: one module of its own, two tenants.
 fn operator_config(xml_port: u16) -> String {
@@ -129,7 +135,7 @@ fn the_daemon_runs_the_operator_and_the_good_tenant_files_beside_the_refused_one
     let dir = TempDir::new("tenants-run");
     let xml_port = free_port();
     let config = lay_out(&dir, xml_port);
-    let daemon = Daemon::start(&config);
+    let daemon = start(&dir, &config);
     // The operator's module, the tenant's good module and the host's own metrics.
     let mut xml = String::new();
     for present in [
@@ -138,12 +144,12 @@ fn the_daemon_runs_the_operator_and_the_good_tenant_files_beside_the_refused_one
         "wasmond_tenant_acme_calls",
         "wasmond_bob_squat_calls",
     ] {
-        xml = daemon.wait_xml(xml_port, present);
+        xml = wait_xml(&daemon, xml_port, present);
     }
     for absent in ["acme_g_", "bob_r_"] {
         assert!(!xml.contains(absent), "{absent} in:\n{xml}");
     }
-    let log = daemon.log();
+    let log = daemon.log_text();
     for expected in [
         "greedy.pyconf:7:27: error: module `acme_greedy`: `memory_mb = 4096` is over",
         "the file is refused, the rest of the configuration runs",
@@ -154,58 +160,103 @@ fn the_daemon_runs_the_operator_and_the_good_tenant_files_beside_the_refused_one
     }
 }
 
-/// `wasmond run`, killed on drop.
-struct Daemon {
-    child: Child,
-    log: Arc<Mutex<String>>,
-}
-
-impl Daemon {
-    fn start(config: &Path) -> Daemon {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wasmond"))
+/// `wasmond run` on `config`, logging to `wasmond.log` beside it.
+fn start(dir: &TempDir, config: &Path) -> Daemon {
+    Daemon::spawn(
+        "wasmond",
+        Command::new(env!("CARGO_BIN_EXE_wasmond"))
             .args(["run", "-c"])
-            .arg(config)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().unwrap();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        Daemon { child, log }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    fn wait_xml(&self, port: u16, text: &str) -> String {
-        let mut xml = String::new();
-        for _ in 0..300 {
-            xml.clear();
-            if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-                let _ = stream.read_to_string(&mut xml);
-                if xml.contains(text) {
-                    return xml;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("no {text:?} in the XML:\n{xml}\nlog:\n{}", self.log());
-    }
+            .arg(config),
+        dir.path().join("wasmond.log"),
+    )
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// The daemon's XML on `port` once it contains `text`.
+fn wait_xml(daemon: &Daemon, port: u16, text: &str) -> String {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    wait_for(
+        Duration::from_secs(15),
+        text,
+        || fetch_xml(addr).ok().filter(|xml| xml.contains(text)),
+        || daemon.log_text(),
+    )
+}
+
+/// A hostile guest's handler, run through the engine's WebAssembly driver: the kind of
+/// each failure survives from the runtime to what the engine counts and logs.
+fn failure_of(attack: &str, sandbox: SandboxConfig) -> Failure {
+    let runtime = Runtime::new(RuntimeConfig {
+        cache_dir: None,
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let params = vec![("attack".to_string(), attack.to_string())];
+    let mut driver = WasmDriver::new(
+        runtime,
+        "hostile",
+        Code::Wasm(PathBuf::from(guests::HOSTILE)),
+        sandbox_of(&sandbox),
+        params,
+    );
+    let metrics = driver.start().expect("the hostile guest starts");
+    let metric = &metrics[0].name;
+    driver.handle(metric).expect_err("the attack fails")
+}
+
+#[test]
+fn failures_keep_their_kind_from_the_runtime_to_the_engine() {
+    let small = |fuel: u64, deadline_ms: u64, memory_mb: u32| SandboxConfig {
+        fuel_handler: Some(fuel),
+        deadline_handler_ms: Some(deadline_ms),
+        memory_mb: Some(memory_mb),
+        ..SandboxConfig::default()
+    };
+    for (attack, sandbox, kind) in [
+        (
+            "loop-handler",
+            small(1_000_000, 5_000, 64),
+            FailureKind::Fuel,
+        ),
+        (
+            "loop-handler",
+            small(1_000_000_000_000, 200, 64),
+            FailureKind::Deadline,
+        ),
+        (
+            "memory-bomb",
+            small(1_000_000_000, 5_000, 4),
+            FailureKind::Memory,
+        ),
+        (
+            "stack-overflow",
+            SandboxConfig::default(),
+            FailureKind::Crash,
+        ),
+        (
+            "handler-error",
+            SandboxConfig::default(),
+            FailureKind::ModuleError,
+        ),
+        (
+            "wrong-type",
+            SandboxConfig::default(),
+            FailureKind::InvalidOutput,
+        ),
+    ] {
+        let failure = failure_of(attack, sandbox);
+        assert_eq!(failure.kind, kind, "{attack}: {}", failure.message);
+        assert_eq!(failure.is_trap(), kind.is_trap(), "{attack}");
     }
+    let mut missing = WasmDriver::new(
+        Runtime::new(RuntimeConfig {
+            cache_dir: None,
+            ..RuntimeConfig::default()
+        })
+        .unwrap(),
+        "gone",
+        Code::Wasm(PathBuf::from("/nonexistent/gone.wasm")),
+        sandbox_of(&SandboxConfig::default()),
+        Vec::new(),
+    );
+    assert_eq!(missing.start().unwrap_err().kind, FailureKind::Load);
 }

@@ -29,27 +29,97 @@ pub trait ModuleDriver: Send + 'static {
 /// A call that did not produce a value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
-    /// A trap (fuel, deadline, memory, crash): the instance is gone and the module is
-    /// backed off. Otherwise the module reported an error or broke the contract, and
-    /// only this value is lost.
-    pub trap: bool,
+    /// What failed, kept from the runtime to the accounting and the log.
+    pub kind: FailureKind,
     /// One line naming the module, the callback, the metric and what happened.
     pub message: String,
 }
 
 impl Failure {
-    pub fn trap(message: impl Into<String>) -> Failure {
+    pub fn new(kind: FailureKind, message: impl Into<String>) -> Failure {
         Failure {
-            trap: true,
+            kind,
             message: message.into(),
         }
     }
 
+    /// A trap with no more specific kind (a crash).
+    pub fn trap(message: impl Into<String>) -> Failure {
+        Failure::new(FailureKind::Crash, message)
+    }
+
+    /// An error the module reported.
     pub fn error(message: impl Into<String>) -> Failure {
-        Failure {
-            trap: false,
-            message: message.into(),
+        Failure::new(FailureKind::ModuleError, message)
+    }
+
+    /// A trap: the instance is gone and the module is backed off. Otherwise the module
+    /// reported an error or broke the contract, and only this value is lost.
+    pub fn is_trap(&self) -> bool {
+        self.kind.is_trap()
+    }
+}
+
+/// The ways a call fails, as the accounting counts them and the log names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailureKind {
+    /// A trap: out of fuel.
+    Fuel,
+    /// A trap: past its wall-clock deadline.
+    Deadline,
+    /// A trap: a memory or table grow refused by the module's cap.
+    Memory,
+    /// Any other trap: unreachable, out-of-bounds access, stack overflow, a host panic.
+    Crash,
+    /// The module returned an error through WIT.
+    ModuleError,
+    /// The module returned what breaks the contract or a host cap.
+    InvalidOutput,
+    /// The module could not be loaded: read, compiled, type-checked or granted.
+    Load,
+}
+
+impl FailureKind {
+    /// Every kind, in the order of [`FailureKind::index`].
+    pub const ALL: [FailureKind; 7] = [
+        FailureKind::Fuel,
+        FailureKind::Deadline,
+        FailureKind::Memory,
+        FailureKind::Crash,
+        FailureKind::ModuleError,
+        FailureKind::InvalidOutput,
+        FailureKind::Load,
+    ];
+
+    pub fn is_trap(self) -> bool {
+        matches!(
+            self,
+            FailureKind::Fuel | FailureKind::Deadline | FailureKind::Memory | FailureKind::Crash
+        )
+    }
+
+    /// The kind's place in [`FailureKind::ALL`] (and in an account's counts).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The kind as logs and metric names show it.
+    pub fn name(self) -> &'static str {
+        match self {
+            FailureKind::Fuel => "fuel",
+            FailureKind::Deadline => "deadline",
+            FailureKind::Memory => "memory",
+            FailureKind::Crash => "crash",
+            FailureKind::ModuleError => "module error",
+            FailureKind::InvalidOutput => "invalid output",
+            FailureKind::Load => "load",
         }
+    }
+}
+
+impl std::fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 

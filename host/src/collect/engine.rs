@@ -477,9 +477,9 @@ impl Engine {
             }
             ReportKind::Started(Err(failure)) => {
                 let delay = slot.backoff.failed(now);
-                error!(module = %slot.name, "{}; retrying in {delay:?}", failure.message);
+                error!(module = %slot.name, kind = %failure.kind, "{} [{}]; retrying in {delay:?}", failure.message, failure.kind);
                 slot.state = SlotState::Failed {
-                    error: failure.message,
+                    error: format!("{} [{}]", failure.message, failure.kind),
                 };
                 if !std::mem::replace(&mut slot.settled, true) {
                     self.publish(now);
@@ -603,7 +603,7 @@ impl Engine {
         }
         for (metric, failure) in &collected.failures {
             self.log_limited(&name, metric, now, |suppressed| {
-                warn!(module = %name, metric = %metric, "{}{suppressed}", failure.message)
+                warn!(module = %name, metric = %metric, kind = %failure.kind, "{} [{}]{suppressed}", failure.message, failure.kind)
             });
         }
         let Some(group) = self.groups.get_mut(collected.group) else {

@@ -6,7 +6,9 @@
 //!   described exactly as gmond's core module describes them, so gmond's stock
 //!   collection groups select them unchanged.
 //! - For every configured module `M` (its name with any character a metric name may not
-//!   have replaced by `_`): `wasmond_M_calls`, `_errors`, `_traps`, `_fuel` (fuel
+//!   have replaced by `_`): `wasmond_M_calls`, `_errors`, `_traps`, the failures by
+//!   kind (`_traps_fuel`, `_traps_deadline`, `_traps_memory`, `_traps_crash`,
+//!   `_errors_module`, `_errors_invalid`, `_errors_load`), `_fuel` (fuel
 //!   burnt) and `_busy` (microseconds spent in the module's calls) — whole counts,
 //!   slope positive, so gmetad stores them as RRD COUNTERs and ganglia-web graphs their
 //!   rates, in units such as `calls/s` — and `_memory` (its largest linear memory,
@@ -31,7 +33,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing::warn;
 
-use super::driver::{Failure, ModuleDriver};
+use super::driver::{Failure, FailureKind, ModuleDriver};
 use super::names::MAX_METRIC_NAME_LEN;
 use super::select::Selector;
 use super::worker::Account;
@@ -69,8 +71,10 @@ struct Counter {
     read: fn(&Account) -> f64,
 }
 
-/// The accounting metrics, in the order each module declares them.
-const COUNTERS: [Counter; 6] = [
+/// The accounting metrics, in the order each module declares them. The failures by kind
+/// come before `fuel`, so that the built-in group titles `_traps_fuel` before its
+/// pattern for `_fuel` could take it.
+const COUNTERS: [Counter; 13] = [
     Counter {
         suffix: "calls",
         slope: Slope::Positive,
@@ -94,6 +98,62 @@ const COUNTERS: [Counter; 6] = [
         title: "traps",
         description: "Calls stopped by a trap (fuel, deadline, memory or crash), counted since the daemon started",
         read: |account| account.traps as f64,
+    },
+    Counter {
+        suffix: "traps_fuel",
+        slope: Slope::Positive,
+        units: "traps/s",
+        title: "traps: out of fuel",
+        description: "Calls stopped for running out of fuel, counted since the daemon started",
+        read: |account| account.failed(FailureKind::Fuel) as f64,
+    },
+    Counter {
+        suffix: "traps_deadline",
+        slope: Slope::Positive,
+        units: "traps/s",
+        title: "traps: deadline",
+        description: "Calls stopped at their wall-clock deadline, counted since the daemon started",
+        read: |account| account.failed(FailureKind::Deadline) as f64,
+    },
+    Counter {
+        suffix: "traps_memory",
+        slope: Slope::Positive,
+        units: "traps/s",
+        title: "traps: memory",
+        description: "Calls stopped by the memory or table cap, counted since the daemon started",
+        read: |account| account.failed(FailureKind::Memory) as f64,
+    },
+    Counter {
+        suffix: "traps_crash",
+        slope: Slope::Positive,
+        units: "traps/s",
+        title: "traps: crash",
+        description: "Calls stopped by any other trap (unreachable, out-of-bounds access, stack overflow), counted since the daemon started",
+        read: |account| account.failed(FailureKind::Crash) as f64,
+    },
+    Counter {
+        suffix: "errors_module",
+        slope: Slope::Positive,
+        units: "errors/s",
+        title: "errors reported",
+        description: "Calls for which the module returned an error, counted since the daemon started",
+        read: |account| account.failed(FailureKind::ModuleError) as f64,
+    },
+    Counter {
+        suffix: "errors_invalid",
+        slope: Slope::Positive,
+        units: "errors/s",
+        title: "invalid outputs",
+        description: "Calls whose result broke the contract or a host cap, counted since the daemon started",
+        read: |account| account.failed(FailureKind::InvalidOutput) as f64,
+    },
+    Counter {
+        suffix: "errors_load",
+        slope: Slope::Positive,
+        units: "errors/s",
+        title: "load failures",
+        description: "Starts that failed to load the module (read, compile, type-check, grants), counted since the daemon started",
+        read: |account| account.failed(FailureKind::Load) as f64,
     },
     Counter {
         suffix: "fuel",

@@ -703,6 +703,13 @@ async fn accounting_metrics_are_published_by_the_builtin_group() {
             "wasmond_m_calls",
             "wasmond_m_errors",
             "wasmond_m_traps",
+            "wasmond_m_traps_fuel",
+            "wasmond_m_traps_deadline",
+            "wasmond_m_traps_memory",
+            "wasmond_m_traps_crash",
+            "wasmond_m_errors_module",
+            "wasmond_m_errors_invalid",
+            "wasmond_m_errors_load",
             "wasmond_m_fuel",
             "wasmond_m_busy",
             "wasmond_m_memory"

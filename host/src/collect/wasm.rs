@@ -4,9 +4,11 @@
 
 use tracing::warn;
 
-use super::driver::{Failure, ModuleDriver, Usage};
+use super::driver::{Failure, FailureKind, ModuleDriver, Usage};
 use crate::metric::{MetricDescriptor, MetricValue};
-use crate::runtime::{Code, LoadedModule, ModuleError, ModuleInstance, Runtime, Sandbox};
+use crate::runtime::{
+    Code, ErrorKind, LoadedModule, ModuleError, ModuleInstance, Runtime, Sandbox,
+};
 
 pub struct WasmDriver {
     runtime: Runtime,
@@ -124,9 +126,16 @@ impl ModuleDriver for WasmDriver {
     }
 }
 
+/// The runtime's typed error as the engine counts it: its kind survives.
 fn failure(err: ModuleError) -> Failure {
-    Failure {
-        trap: err.is_trap(),
-        message: err.to_string(),
-    }
+    let kind = match err.kind() {
+        ErrorKind::OutOfFuel { .. } => FailureKind::Fuel,
+        ErrorKind::Deadline { .. } => FailureKind::Deadline,
+        ErrorKind::MemoryLimit(_) => FailureKind::Memory,
+        ErrorKind::Trap { .. } => FailureKind::Crash,
+        ErrorKind::ModuleReported(_) => FailureKind::ModuleError,
+        ErrorKind::InvalidOutput(_) | ErrorKind::UnknownMetric => FailureKind::InvalidOutput,
+        ErrorKind::Load(_) => FailureKind::Load,
+    };
+    Failure::new(kind, err.to_string())
 }

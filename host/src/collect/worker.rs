@@ -12,7 +12,7 @@ use std::time::{Duration, Instant as WallInstant};
 
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::driver::{Failure, ModuleDriver, Usage};
+use super::driver::{Failure, FailureKind, ModuleDriver, Usage};
 use super::pool::{Lane, Pool, Runs};
 use crate::metric::{MetricDescriptor, MetricValue};
 
@@ -73,9 +73,17 @@ pub struct Account {
     /// Wall time spent in the module's calls (init, handler, cleanup).
     pub busy: Duration,
     pub usage: Usage,
+    /// Failed calls by kind, indexed by [`FailureKind::index`] (`traps` and `errors`
+    /// are their sums).
+    pub failures: [u64; FailureKind::ALL.len()],
 }
 
 impl Account {
+    /// Failed calls of one kind.
+    pub fn failed(&self, kind: FailureKind) -> u64 {
+        self.failures[kind.index()]
+    }
+
     /// Two accounts together (a tenant's): counts add up, memory is the larger peak.
     pub fn plus(self, other: &Account) -> Account {
         Account {
@@ -83,6 +91,7 @@ impl Account {
             errors: self.errors + other.errors,
             traps: self.traps + other.traps,
             busy: self.busy + other.busy,
+            failures: std::array::from_fn(|i| self.failures[i] + other.failures[i]),
             usage: Usage {
                 fuel: self.usage.fuel + other.usage.fuel,
                 peak_memory_bytes: self
@@ -169,7 +178,7 @@ impl Runner {
                 Ok(value) => collected.values.push(Some(value)),
                 Err(failure) => {
                     self.count_failure(&failure);
-                    collected.trapped = failure.trap;
+                    collected.trapped = failure.is_trap();
                     collected.values.push(None);
                     collected.failures.push((name.clone(), failure));
                 }
@@ -201,11 +210,12 @@ impl Runner {
     }
 
     fn count_failure(&mut self, failure: &Failure) {
-        if failure.trap {
+        if failure.is_trap() {
             self.account.traps += 1;
         } else {
             self.account.errors += 1;
         }
+        self.account.failures[failure.kind.index()] += 1;
     }
 }
 
@@ -355,6 +365,9 @@ mod tests {
             ),
             (4, 1, 1)
         );
+        assert_eq!(report.account.failed(FailureKind::ModuleError), 1);
+        assert_eq!(report.account.failed(FailureKind::Crash), 1);
+        assert_eq!(report.account.failed(FailureKind::Fuel), 0);
     }
 
     #[tokio::test]
