@@ -10,7 +10,8 @@
 //! Before any thread starts (so every thread inherits it), the process restricts its
 //! own file system access with Landlock ([`restrict`]) to:
 //! - read: the directories of every configuration file read (so a reload finds new
-//!   files beside them), every module's `.wasm` directory and the module directories,
+//!   files beside them) and of every tenant's `files` (a tenant's first file may come
+//!   on a reload), every module's `.wasm` directory and the module directories,
 //!   every directory a module is granted (`allow_read`), and the few files the
 //!   resolver reads for host names (`/etc/hosts`, `/etc/resolv.conf`, ...) plus
 //!   `/proc/sys/kernel/hostname`;
@@ -215,7 +216,18 @@ pub fn restrict(
 /// Every path the daemon reads (see the module docs), those that exist.
 fn readable_paths(loaded: &Loaded, module_dirs: &[PathBuf]) -> Vec<PathBuf> {
     let config = &loaded.config;
-    let config_dirs = loaded.files.iter().filter_map(|file| file.parent());
+    // A tenant's directories even without a file yet: a file added there is read on
+    // reload.
+    let tenant_dirs: Vec<PathBuf> = config
+        .tenants
+        .iter()
+        .flat_map(|t| t.directories())
+        .collect();
+    let config_dirs = loaded
+        .files
+        .iter()
+        .filter_map(|file| file.parent())
+        .chain(tenant_dirs.iter().map(PathBuf::as_path));
     let module_dirs = config
         .modules
         .iter()
@@ -284,6 +296,22 @@ mod tests {
                 .contains("\"no-such-user-wasmond\" (globals { user }) does not exist"),
             "{error:#}"
         );
+    }
+
+    #[test]
+    fn a_tenants_directory_is_readable_before_it_holds_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let acme = dir.path().join("tenants").join("acme");
+        std::fs::create_dir_all(&acme).unwrap();
+        let conf = dir.path().join("gmond.conf");
+        let text = format!(
+            "tenant {{ name = \"acme\" files = (\"{}/*.pyconf\") }}\n",
+            acme.display()
+        );
+        std::fs::write(&conf, text).unwrap();
+        let loaded = crate::config::load(&conf).unwrap();
+        let paths = readable_paths(&loaded, &[]);
+        assert!(paths.contains(&acme), "{paths:?}");
     }
 
     #[test]

@@ -74,6 +74,26 @@ pub struct Tenant {
     pub declared_at: Location,
 }
 
+impl Tenant {
+    /// The directories that hold the tenant's files, now or after a reload: each
+    /// pattern's leading part without a glob character (a plain path's directory).
+    pub fn directories(&self) -> Vec<PathBuf> {
+        self.files
+            .iter()
+            .filter_map(|pattern| {
+                let mut dir = PathBuf::new();
+                for part in pattern.components() {
+                    if part.as_os_str().to_string_lossy().contains(['*', '?', '[']) {
+                        return Some(dir);
+                    }
+                    dir.push(part);
+                }
+                pattern.parent().map(Path::to_path_buf)
+            })
+            .collect()
+    }
+}
+
 /// One limit of a tenant, and where the operator set it (`None`: the default).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Ceiling<T> {
@@ -824,6 +844,22 @@ include ("/etc/conf.d/*.pyconf")
             .iter()
             .map(|m| (m.name.as_str(), m.tenant.as_deref()))
             .collect()
+    }
+
+    #[test]
+    fn a_tenants_directories_are_where_its_patterns_and_paths_lead() {
+        let tenant = |files: &[&str]| Tenant {
+            files: files.iter().map(PathBuf::from).collect(),
+            ..load(&[]).config.tenants[0].clone()
+        };
+        assert_eq!(
+            tenant(&["/t/acme/*.pyconf", "/t/x/[ab]/c.pyconf", "/t/y/one.pyconf"]).directories(),
+            [
+                PathBuf::from("/t/acme"),
+                PathBuf::from("/t/x"),
+                PathBuf::from("/t/y")
+            ]
+        );
     }
 
     #[test]
