@@ -735,6 +735,41 @@ fn loads_refuse_missing_files_non_components_and_other_worlds() {
 }
 
 #[test]
+fn compile_bombs_are_refused_before_compiling_naming_the_file_and_the_cap() {
+    use wasmond::runtime::inspect::{MAX_FUNCTION_BYTES, MAX_FUNCTIONS};
+    let host = host();
+    let dir = TempDir::new().unwrap();
+    // Each would take Cranelift a long while and a lot of memory; neither is compiled.
+    let many = format!(
+        "(component (core module {}))",
+        "(func)".repeat(MAX_FUNCTIONS as usize + 1)
+    );
+    let huge = format!(
+        "(component (core module (func {})))",
+        "i32.const 0 drop ".repeat(MAX_FUNCTION_BYTES as usize / 3 + 1)
+    );
+    for (file, wat, what) in [
+        ("many.wasm", many, "functions"),
+        ("huge.wasm", huge, "bytes in one function"),
+    ] {
+        let path = dir.path().join(file);
+        std::fs::write(&path, wat::parse_str(&wat).unwrap()).unwrap();
+        let error = load_error(&host, &path);
+        assert!(
+            matches!(error, LoadError::OverBudget { what: w, .. } if w == what),
+            "{error}"
+        );
+        let message = error.to_string();
+        assert!(
+            message.starts_with(&path.display().to_string())
+                && message.ends_with("refused before compiling"),
+            "{message}"
+        );
+    }
+    assert_serves_example(&host);
+}
+
+#[test]
 fn a_missing_grant_directory_fails_the_load() {
     let host = host();
     let grants = Grants {

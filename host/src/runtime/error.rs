@@ -152,6 +152,14 @@ pub enum LoadError {
         "{path} is a core WebAssembly module, not a component (build it for wasm32-wasip2 or with `wasm-tools component new`)"
     )]
     CoreModule { path: PathBuf },
+    /// What compiling it would cost crosses a cap (see `runtime::inspect`).
+    #[error("{path} has {found} {what}, over the cap of {max}: refused before compiling")]
+    OverBudget {
+        path: PathBuf,
+        what: &'static str,
+        found: u64,
+        max: u64,
+    },
     #[error("{path} does not compile: {message}")]
     Compile { path: PathBuf, message: String },
     #[error("{path} is not a wasmond:metric@0.1.0 metric-module component: {message}")]

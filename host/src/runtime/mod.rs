@@ -32,6 +32,7 @@ mod cache;
 mod epoch;
 mod error;
 mod filesystem;
+pub mod inspect;
 mod instance;
 pub mod limits;
 mod python;
@@ -247,6 +248,7 @@ impl Runtime {
             .shared
             .artifacts
             .get_or_make(&content_hash, || {
+                inspect::check(wasm, &bytes)?;
                 let component = self.compile(wasm, &bytes, &content_hash)?;
                 self.type_check(wasm, &component)
             })
