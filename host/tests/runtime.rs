@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 use wasmond::metric::{MetricValue, ValueType};
-use wasmond::runtime::limits::{LOG_BURST_LINES, MAX_DESCRIPTORS};
+use wasmond::runtime::limits::{LOG_BURST_LINES, MAX_DESCRIPTOR_BYTES, MAX_DESCRIPTORS};
 use wasmond::runtime::{
     Callback, ErrorKind, Grants, InvalidOutput, LimitHit, Limits, LoadError, ModuleError,
     ModuleInstance, Runtime, RuntimeConfig, Sandbox,
@@ -433,6 +433,40 @@ fn more_descriptors_than_the_cap_are_invalid_output() {
         "{error}"
     );
     assert_serves_example(&host);
+}
+
+#[test]
+fn descriptors_over_the_modules_byte_budget_are_invalid_output() {
+    let host = host();
+    // 4096 descriptors of about 1 KB: each within every per-field cap, 4 MB in all.
+    let error = start_hostile(&host, Sandbox::default(), &[("attack", "fat-descriptors")])
+        .err()
+        .unwrap();
+    assert!(
+        matches!(
+            error.kind,
+            ErrorKind::InvalidOutput(InvalidOutput::DescriptorsTooLarge {
+                max: MAX_DESCRIPTOR_BYTES,
+                ..
+            })
+        ),
+        "{error}"
+    );
+    let message = error.to_string();
+    assert!(
+        message.starts_with("module hostile: init: invalid output: descriptors of ")
+            && message.ends_with(&format!(
+                "bytes in all are over the module's cap of {MAX_DESCRIPTOR_BYTES}"
+            )),
+        "{message}"
+    );
+    // A thousand of them fit.
+    start_hostile(
+        &host,
+        Sandbox::default(),
+        &[("attack", "fat-descriptors"), ("count", "1000")],
+    )
+    .unwrap();
 }
 
 #[test]

@@ -35,6 +35,11 @@ impl Module for Hostile {
             "loop-init" => spin_forever(),
             "init-error" => return Err("init refused on purpose".to_string()),
             "million-descriptors" => many_metrics(params.parse_or("count", 1_000_000usize)?),
+            // Every descriptor within the per-field caps, the whole far over the module's.
+            "fat-descriptors" => many_metrics(params.parse_or("count", 4096usize)?)
+                .into_iter()
+                .map(|metric| metric.description("x".repeat(1000)))
+                .collect(),
             "bad-name" => vec![Metric::new("bad name!", ValueType::Double)],
             "duplicate-name" => vec![
                 Metric::new("twin", ValueType::Double),

@@ -134,6 +134,8 @@ pub enum InvalidOutput {
         count: usize,
         max: usize,
     },
+    #[error("descriptors of {bytes} bytes in all are over the module's cap of {max}")]
+    DescriptorsTooLarge { bytes: usize, max: usize },
 }
 
 /// Why a component could not be loaded.

@@ -38,6 +38,10 @@ pub const DEFAULT_MAX_MEMORIES: usize = 16;
 /// (the host copy is a small multiple of the guest's memory); this cap bounds what
 /// the host keeps.
 pub const MAX_DESCRIPTORS: usize = 4096;
+/// Bytes of all the descriptors one `init` returns, every text field counted (name,
+/// units, format, description, groups, extras): what the daemon keeps and serves for
+/// one module, within the per-item caps below. 4096 metrics of 256 bytes each.
+pub const MAX_DESCRIPTOR_BYTES: usize = 1 << 20;
 /// Bytes of a metric name (the WIT contract says so too).
 pub const MAX_METRIC_NAME_BYTES: usize = 128;
 /// Bytes of a string value. gmond sends a value in one 1464-byte XDR message.

@@ -6,23 +6,51 @@ use std::collections::HashSet;
 
 use super::error::InvalidOutput;
 use super::limits::{
-    MAX_DESCRIPTOR_TEXT_BYTES, MAX_DESCRIPTORS, MAX_EXTRAS, MAX_GROUPS, MAX_METRIC_NAME_BYTES,
-    MAX_STRING_VALUE_BYTES,
+    MAX_DESCRIPTOR_BYTES, MAX_DESCRIPTOR_TEXT_BYTES, MAX_DESCRIPTORS, MAX_EXTRAS, MAX_GROUPS,
+    MAX_METRIC_NAME_BYTES, MAX_STRING_VALUE_BYTES,
 };
 use crate::metric::{MetricDescriptor, MetricValue};
 
-/// Checks the descriptors `init` returned: count, names, uniqueness and field sizes.
+/// Checks the descriptors `init` returned: count, names, uniqueness, field sizes and
+/// the bytes of them all.
 pub(crate) fn check_descriptors(descriptors: &[MetricDescriptor]) -> Result<(), InvalidOutput> {
     check_count("descriptors", descriptors.len(), MAX_DESCRIPTORS)?;
     let mut seen = HashSet::with_capacity(descriptors.len());
+    let mut bytes = 0;
     for descriptor in descriptors {
         check_name(&descriptor.name)?;
         if !seen.insert(descriptor.name.as_str()) {
             return Err(InvalidOutput::DuplicateName(descriptor.name.clone()));
         }
         check_fields(descriptor)?;
+        bytes += text_bytes(descriptor);
+    }
+    if bytes > MAX_DESCRIPTOR_BYTES {
+        return Err(InvalidOutput::DescriptorsTooLarge {
+            bytes,
+            max: MAX_DESCRIPTOR_BYTES,
+        });
     }
     Ok(())
+}
+
+/// The bytes of every text field of a descriptor.
+fn text_bytes(descriptor: &MetricDescriptor) -> usize {
+    let MetricDescriptor {
+        name,
+        units,
+        format,
+        description,
+        groups,
+        extra,
+        ..
+    } = descriptor;
+    name.len()
+        + units.len()
+        + format.len()
+        + description.len()
+        + groups.iter().map(String::len).sum::<usize>()
+        + extra.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
 }
 
 /// Checks one value against the descriptor of the metric it answers for.
