@@ -10,6 +10,9 @@
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use sha2::{Digest, Sha256};
 
 /// The made-up directory the bundled modules appear in.
 pub const DIR: &str = "<bundled>";
@@ -46,6 +49,22 @@ pub fn read(path: &Path) -> std::io::Result<Cow<'static, [u8]>> {
     }
 }
 
+/// The SHA-256 of `bytes`, computed once per bundled module when `bytes` is one
+/// (every python module's `.py` runs in the bundled interpreter, 28 MB: hashing it
+/// again for each of 100 modules, for the reload fingerprint and the compiled
+/// artifact's key, took most of their start), else computed now.
+pub fn digest(bytes: &[u8]) -> [u8; 32] {
+    static DIGESTS: [OnceLock<[u8; 32]>; MODULES.len()] =
+        [const { OnceLock::new() }; MODULES.len()];
+    match MODULES
+        .iter()
+        .position(|module| std::ptr::eq(module.bytes, bytes))
+    {
+        Some(index) => *DIGESTS[index].get_or_init(|| Sha256::digest(bytes).into()),
+        None => Sha256::digest(bytes).into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,5 +79,16 @@ mod tests {
             bytes(Path::new("core_metrics.wasm")).is_none(),
             "only under <bundled>/"
         );
+    }
+
+    #[test]
+    fn a_bundled_module_digest_is_its_sha256() {
+        let core = bytes(&path("core_metrics.wasm")).expect("bundled");
+        let expected: [u8; 32] = Sha256::digest(core).into();
+        assert_eq!(digest(core), expected);
+        assert_eq!(digest(core), expected, "the kept digest");
+        // The same content elsewhere is hashed, not taken for the bundled module's.
+        assert_eq!(digest(&core.to_vec()), expected);
+        assert_eq!(digest(b"other"), <[u8; 32]>::from(Sha256::digest(b"other")));
     }
 }

@@ -7,8 +7,6 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
-
 use super::engine::{CallBounds, ModuleSpec};
 use super::ownership::{Policy, TenantPolicy};
 use super::select::{Collect, EntrySpec, GroupSpec, Selector, SelectorError};
@@ -254,7 +252,7 @@ pub fn fingerprint(module: &ModuleConfig, code: &Code, sandbox: &Sandbox) -> Str
     let mut text = String::new();
     for path in files {
         match crate::bundled::read(path) {
-            Ok(bytes) => text.push_str(&hex::encode(Sha256::digest(&bytes))),
+            Ok(bytes) => text.push_str(&hex::encode(crate::bundled::digest(&bytes))),
             Err(err) => {
                 let _ = write!(text, "unreadable: {err}");
             }
