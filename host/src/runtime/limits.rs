@@ -24,8 +24,13 @@ pub const DEFAULT_DEADLINE_HANDLER: Duration = Duration::from_secs(2);
 pub const DEFAULT_DEADLINE_CLEANUP: Duration = Duration::from_secs(2);
 /// Linear memory of one module instance, summed over its memories.
 pub const DEFAULT_MEMORY_BYTES: usize = 128 << 20;
-/// Elements of any one table (a Python guest has tens of thousands of functions).
+/// Elements of all the tables of one module instance together (the Python guest's
+/// tables hold about 15 000). Each element also counts against the memory cap as
+/// [`TABLE_ELEMENT_BYTES`].
 pub const DEFAULT_TABLE_ELEMENTS: usize = 200_000;
+/// What one table element costs the host (a pointer), counted against the memory cap:
+/// tables are not linear memory, but a module growing them grows the daemon as surely.
+pub const TABLE_ELEMENT_BYTES: usize = 8;
 /// Core instances in one store (a component instantiates several core modules).
 pub const DEFAULT_MAX_INSTANCES: usize = 64;
 /// Tables in one store.
@@ -116,6 +121,8 @@ pub(crate) struct Limiter {
     max_memories: usize,
     /// Current size of each memory, summed: a store may hold several memories.
     memory_in_use: usize,
+    /// Current elements of each table, summed.
+    table_elements_in_use: usize,
     pub(crate) peak_memory_bytes: usize,
     pub(crate) refused: Option<LimitHit>,
 }
@@ -129,9 +136,16 @@ impl Limiter {
             max_tables: limits.max_tables,
             max_memories: limits.max_memories,
             memory_in_use: 0,
+            table_elements_in_use: 0,
             peak_memory_bytes: 0,
             refused: None,
         }
+    }
+}
+
+impl Limiter {
+    fn table_bytes(&self, elements: usize) -> usize {
+        elements.saturating_mul(TABLE_ELEMENT_BYTES)
     }
 }
 
@@ -143,7 +157,7 @@ impl wasmtime::ResourceLimiter for Limiter {
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         let in_use = self.memory_in_use - current.min(self.memory_in_use) + desired;
-        if in_use > self.memory_bytes {
+        if in_use.saturating_add(self.table_bytes(self.table_elements_in_use)) > self.memory_bytes {
             self.refused = Some(LimitHit::Memory {
                 limit: self.memory_bytes,
             });
@@ -168,17 +182,28 @@ impl wasmtime::ResourceLimiter for Limiter {
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.table_elements {
+        let in_use = self.table_elements_in_use - current.min(self.table_elements_in_use) + desired;
+        if in_use > self.table_elements {
             self.refused = Some(LimitHit::Table {
                 limit: self.table_elements,
             });
             return Err(GrowRefused.into());
         }
-        Ok(maximum.is_none_or(|max| desired <= max))
+        if self.memory_in_use.saturating_add(self.table_bytes(in_use)) > self.memory_bytes {
+            self.refused = Some(LimitHit::Memory {
+                limit: self.memory_bytes,
+            });
+            return Err(GrowRefused.into());
+        }
+        if maximum.is_some_and(|max| desired > max) {
+            return Ok(false);
+        }
+        self.table_elements_in_use = in_use;
+        Ok(true)
     }
 
     fn instances(&self) -> usize {
@@ -245,5 +270,47 @@ mod tests {
         assert!(limiter.table_growing(0, 10, None).unwrap());
         assert!(limiter.table_growing(10, 11, None).is_err());
         assert_eq!(limiter.refused, Some(LimitHit::Table { limit: 10 }));
+    }
+
+    /// A core module instantiated in a store under `limits`: what the limiter refused.
+    fn instantiate(wat: &str, limits: &Limits) -> Option<LimitHit> {
+        let engine = wasmtime::Engine::default();
+        let module = wasmtime::Module::new(&engine, wat).unwrap();
+        let mut store = wasmtime::Store::new(&engine, Limiter::new(limits));
+        store.limiter(|limiter| limiter);
+        let result = wasmtime::Instance::new(&mut store, &module, &[]);
+        assert_eq!(result.is_err(), store.data().refused.is_some());
+        store.data().refused
+    }
+
+    #[test]
+    fn the_table_cap_covers_all_tables_of_the_store() {
+        let limits = Limits::default();
+        let half = limits.table_elements / 2 + 1;
+        let one = format!("(module (table {half} funcref))");
+        assert_eq!(instantiate(&one, &limits), None);
+        let two = format!("(module (table {half} funcref) (table {half} funcref))");
+        assert_eq!(
+            instantiate(&two, &limits),
+            Some(LimitHit::Table {
+                limit: limits.table_elements
+            })
+        );
+    }
+
+    #[test]
+    fn tables_count_against_the_memory_cap() {
+        // One page of linear memory and 100 000 elements (800 KB): over a 512 KiB cap.
+        let limits = Limits {
+            memory_bytes: 512 << 10,
+            ..Limits::default()
+        };
+        let wat = "(module (memory 1) (table 100000 funcref))";
+        assert_eq!(
+            instantiate(wat, &limits),
+            Some(LimitHit::Memory { limit: 512 << 10 })
+        );
+        let small = "(module (memory 1) (table 1000 funcref))";
+        assert_eq!(instantiate(small, &limits), None);
     }
 }
