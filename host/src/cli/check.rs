@@ -12,8 +12,11 @@ use std::time::{Duration, SystemTime};
 use crate::collect::conversion::{group_specs, module_code, policy, sandbox};
 use crate::collect::driver::ModuleDriver;
 use crate::collect::host_module::{Accounts, HOST_MODULE, HOST_PREFIX, HostFacts, HostModule};
-use crate::collect::ownership::{Claimant, Level, MetricOwners, Rank};
-use crate::collect::select::{Collect, GroupSelection, GroupSpec, MetricKey, select_group};
+use crate::collect::ownership::{Claimant, MetricOwners, Rank};
+use crate::collect::plan::{
+    ACCOUNTING_EVERY, ACCOUNTING_THRESHOLD, PlannedGroup, accounting_group, plan,
+};
+use crate::collect::select::{Catalog, Collect, GroupSelection, GroupSpec, MetricKey};
 use crate::config::{Config, ModuleSource};
 use crate::daemon::ConfigSource;
 use crate::metric::MetricDescriptor;
@@ -125,18 +128,10 @@ pub fn explain(config: &Config, runtime: &Runtime) -> (String, Vec<String>) {
     // The names as the running daemon settles them: strongest claimant first.
     let policy = policy(config);
     let tenant_of = |name: &str| policy.modules.get(name).copied();
-    let rank = |position: usize, name: &str| {
-        let level = match (position, tenant_of(name)) {
-            (0, _) => Level::Host,
-            (_, None) => Level::Operator,
-            (_, Some(_)) => Level::Tenant,
-        };
-        Rank::new(level, position)
-    };
     let mut by_rank: Vec<(Rank, usize)> = modules
         .iter()
         .enumerate()
-        .map(|(position, module)| (rank(position, &module.name), position))
+        .map(|(position, module)| (Rank::of(position, tenant_of(&module.name)), position))
         .collect();
     by_rank.sort();
     for (rank, index) in by_rank {
@@ -156,32 +151,34 @@ pub fn explain(config: &Config, runtime: &Runtime) -> (String, Vec<String>) {
         let mut granted = claimed.granted.iter();
         module.metrics.retain(|_| *granted.next().unwrap_or(&false));
     }
-    let catalog: Vec<(MetricKey, Option<usize>)> = modules
-        .iter()
-        .flat_map(|module| {
-            module.metrics.iter().map(|m| {
-                (
-                    MetricKey::new(&module.name, &m.name),
-                    tenant_of(&module.name),
-                )
-            })
+    let catalog = Catalog::new(modules.iter().flat_map(|module| {
+        module.metrics.iter().map(|m| {
+            (
+                MetricKey::new(&module.name, &m.name),
+                tenant_of(&module.name),
+            )
         })
-        .collect();
-    // A tenant's group selects only that tenant's metrics.
-    let selections: Vec<GroupSelection> = groups
+    }));
+    // Planned as the engine plans: a tenant's group selects only that tenant's metrics,
+    // and the daemon's accounting group, last, what no configured group takes.
+    let accounting = accounting_group();
+    let planned: Vec<PlannedGroup<'_>> = groups
         .iter()
         .enumerate()
-        .map(|(index, group)| {
-            let tenant = policy.groups.get(index).copied().flatten();
-            let keys: Vec<MetricKey> = catalog
-                .iter()
-                .filter(|(_, of)| tenant.is_none() || *of == tenant)
-                .map(|(key, _)| key.clone())
-                .collect();
-            select_group(group, &keys)
+        .map(|(index, spec)| PlannedGroup {
+            spec,
+            tenant: policy.groups.get(index).copied().flatten(),
+            builtin: false,
         })
+        .chain(std::iter::once(PlannedGroup {
+            spec: &accounting,
+            tenant: None,
+            builtin: true,
+        }))
         .collect();
-    notes.push_str(&render(config, &groups, &selections, &modules));
+    let mut selections = plan(&catalog, &planned);
+    let accounted = selections.pop().expect("the accounting group is planned");
+    notes.push_str(&render(config, &groups, &selections, &accounted, &modules));
     (notes, errors)
 }
 
@@ -229,6 +226,7 @@ fn render(
     config: &Config,
     groups: &[GroupSpec],
     selections: &[GroupSelection],
+    accounted: &GroupSelection,
     modules: &[Checked],
 ) -> String {
     let mut out = String::new();
@@ -291,13 +289,12 @@ fn render(
             let collectors: Vec<String> = collectors.into_iter().chain(exclusions).collect();
             let only_excluded =
                 !collectors.is_empty() && collectors.iter().all(|c| c.starts_with("excluded from"));
-            if collectors.is_empty()
-                && metric.name.starts_with(HOST_PREFIX)
-                && module.name == HOST_MODULE
-            {
+            if collectors.is_empty() && accounted.metrics.iter().any(|m| m.key == key) {
                 let _ = writeln!(
                     out,
-                    ": the built-in accounting group (every 20 s, sent at least every 60 s)"
+                    ": the built-in accounting group (every {} s, sent at least every {} s)",
+                    ACCOUNTING_EVERY.as_secs(),
+                    ACCOUNTING_THRESHOLD.as_secs()
                 );
             } else if collectors.is_empty() {
                 let _ = writeln!(out, ": collected by no group");

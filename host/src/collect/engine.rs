@@ -27,14 +27,13 @@ use tracing::{debug, error, info, warn};
 
 use super::backoff::Backoff;
 use super::driver::ModuleDriver;
-use super::host_module::{
-    Accounts, HOST_MODULE, HOST_PREFIX, HostFacts, HostModule, accounting_selectors,
-};
-use super::ownership::{Claimant, Level, MetricOwners, Policy, Rank};
+use super::host_module::{Accounts, HOST_MODULE, HOST_PREFIX, HostFacts, HostModule};
+use super::ownership::{Claimant, MetricOwners, Policy, Rank};
+use super::plan::{PlannedGroup, accounting_group, plan};
 use super::pool::Pool;
 use super::ratelimit::{LOG_WINDOW, RateLimiter};
 use super::schedule::GroupState;
-use super::select::{Collect, EntrySpec, GroupSelection, GroupSpec, MetricKey, select_group};
+use super::select::{Catalog, GroupSelection, GroupSpec, MetricKey};
 use super::worker::{
     Account, Collected, Job, ModuleId, Refused, Report, ReportKind, Slice, Worker,
 };
@@ -50,9 +49,13 @@ use crate::wire::safe;
 pub const SHUTDOWN_WAIT: Duration = Duration::from_secs(8);
 /// Added to every job's own bound: thread hand-off, scheduling, a loaded machine.
 const JOB_MARGIN: Duration = Duration::from_secs(1);
-/// The built-in group that collects the accounting metrics no configured group selects.
-const ACCOUNTING_EVERY: Duration = Duration::from_secs(20);
-const ACCOUNTING_THRESHOLD: Duration = Duration::from_secs(60);
+/// The most reports applied in a row before the plan is rebuilt and timers run: a burst
+/// of modules starting is planned once, not once per module.
+const REPORT_BATCH: usize = 256;
+/// While modules are still starting, the groups are planned again at most this often:
+/// planning costs the groups times the metrics they scan, so a thousand modules
+/// starting one by one must not each pay for a whole plan.
+const REPLAN_WHILE_STARTING: Duration = Duration::from_millis(300);
 /// The period of a tenant's CPU budget (`cpu_ms_per_minute`).
 const CPU_WINDOW: Duration = Duration::from_secs(60);
 
@@ -223,6 +226,8 @@ struct Engine {
     policy: Policy,
     /// Each tenant's CPU minute: when it began and the time its modules spent in it.
     cpu: Vec<(Instant, Duration)>,
+    /// Since when what runs changed without the groups being planned again.
+    replan_due: Option<Instant>,
 }
 
 struct ModuleSlot {
@@ -302,6 +307,7 @@ impl Engine {
             declared: HashMap::new(),
             policy: Policy::default(),
             cpu: Vec::new(),
+            replan_due: None,
         }
     }
 
@@ -316,10 +322,18 @@ impl Engine {
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
-                Some(report) = reports.recv() => self.on_report(report, Instant::now()),
+                Some(report) = reports.recv() => {
+                    let now = Instant::now();
+                    self.on_report(report, now);
+                    for _ in 1..REPORT_BATCH {
+                        let Ok(report) = reports.try_recv() else { break };
+                        self.on_report(report, now);
+                    }
+                }
                 Some(message) = control.recv() => self.on_control(message, Instant::now()),
                 () = sleep_until(wake) => self.on_timer(Instant::now()),
             }
+            self.replan_when_due(Instant::now());
         }
         self.shut_down(&mut reports).await
     }
@@ -334,11 +348,29 @@ impl Engine {
             SlotState::Failed { .. } => slot.backoff.until(),
             _ => None,
         });
+        let replan = self.replan_due.map(|since| since + REPLAN_WHILE_STARTING);
         // Nothing scheduled: wake now and then anyway; it costs nothing.
         groups
             .chain(retries)
+            .chain(replan)
             .min()
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))
+    }
+
+    /// Plans the groups again if what runs changed: at once when no module is starting,
+    /// else once the changes waited [`REPLAN_WHILE_STARTING`].
+    fn replan_when_due(&mut self, now: Instant) {
+        let Some(since) = self.replan_due else {
+            return;
+        };
+        let starting = || {
+            self.modules
+                .values()
+                .any(|slot| matches!(slot.state, SlotState::Starting))
+        };
+        if now >= since + REPLAN_WHILE_STARTING || !starting() {
+            self.replan(now);
+        }
     }
 
     fn on_control(&mut self, message: Control, now: Instant) {
@@ -493,15 +525,18 @@ impl Engine {
     /// Publishes the started modules whose every possibly stronger module has settled,
     /// strongest first, so that nothing a module loses to a stronger one is ever sent.
     fn publish(&mut self, now: Instant) {
+        let strongest_unsettled = self
+            .modules
+            .values()
+            .filter(|slot| !slot.settled)
+            .map(|slot| slot.rank)
+            .min();
         let mut ready: Vec<(Rank, ModuleId)> = self
             .modules
             .iter()
             .filter(|(_, slot)| matches!(slot.state, SlotState::Claiming(_)))
             .filter(|(_, slot)| {
-                !self
-                    .modules
-                    .values()
-                    .any(|other| !other.settled && slot.rank.waits_for(&other.rank))
+                strongest_unsettled.is_none_or(|other| !slot.rank.waits_for(&other))
             })
             .map(|(id, slot)| (slot.rank, *id))
             .collect();
@@ -512,7 +547,7 @@ impl Engine {
         for (_, id) in ready {
             self.claim(id, now);
         }
-        self.replan(now);
+        self.replan_due.get_or_insert(now);
     }
 
     /// Records what module `module` declares now; the metrics it declared before and no
@@ -793,10 +828,11 @@ impl Engine {
             })
             .map(|(id, slot)| (slot.name.clone(), *id))
             .collect();
+        let kept_ids: HashSet<ModuleId> = keep.values().copied().collect();
         let retire: Vec<ModuleId> = self
             .modules
             .keys()
-            .filter(|id| !keep.values().any(|k| k == *id))
+            .filter(|id| !kept_ids.contains(id))
             .copied()
             .collect();
         for id in retire {
@@ -815,13 +851,7 @@ impl Engine {
         self.order.clear();
         for (position, spec) in wanted.into_iter().enumerate() {
             let tenant = self.policy.modules.get(&spec.name).copied();
-            let level = match (position, tenant) {
-                // The host's own module comes first.
-                (0, _) => Level::Host,
-                (_, None) => Level::Operator,
-                (_, Some(_)) => Level::Tenant,
-            };
-            let rank = Rank::new(level, position);
+            let rank = Rank::of(position, tenant);
             let id = match keep.get(&spec.name) {
                 Some(id) => *id,
                 None => match self.add_module(spec, rank, tenant, now) {
@@ -905,6 +935,7 @@ impl Engine {
 
     /// Recomputes what each group collects from the running modules' metrics.
     fn replan(&mut self, now: Instant) {
+        self.replan_due = None;
         let catalog: Vec<(ModuleId, MetricKey, &MetricDescriptor)> = self
             .order
             .iter()
@@ -919,28 +950,21 @@ impl Engine {
                     .map(move |d| (id, MetricKey::new(&slot.name, &d.name), d))
             })
             .collect();
-        let keys: Vec<MetricKey> = catalog.iter().map(|(_, key, _)| key.clone()).collect();
-        let tenant_of_key: Vec<Option<usize>> = catalog
-            .iter()
-            .map(|(id, _, _)| self.modules[id].tenant)
-            .collect();
-        let mut selections: Vec<GroupSelection> = self
+        let keys = Catalog::new(
+            catalog
+                .iter()
+                .map(|(id, key, _)| (key.clone(), self.modules[id].tenant)),
+        );
+        let planned: Vec<PlannedGroup<'_>> = self
             .groups
             .iter()
-            .map(|group| match group.tenant {
-                None => select_group(&group.spec, &keys),
-                Some(tenant) => {
-                    let own: Vec<MetricKey> = keys
-                        .iter()
-                        .zip(&tenant_of_key)
-                        .filter(|(_, t)| **t == Some(tenant))
-                        .map(|(key, _)| key.clone())
-                        .collect();
-                    select_group(&group.spec, &own)
-                }
+            .map(|group| PlannedGroup {
+                spec: &group.spec,
+                tenant: group.tenant,
+                builtin: group.builtin,
             })
             .collect();
-        leave_builtin_only_the_unselected(&self.groups, &mut selections);
+        let selections = plan(&keys, &planned);
 
         let mut titles: HashMap<&MetricKey, &str> = HashMap::new();
         for selected in selections.iter().flat_map(|s| &s.metrics) {
@@ -1148,38 +1172,6 @@ impl ModuleSlot {
                 now.saturating_duration_since(by)
             ),
             _ => "its previous collection of this group is still running".to_string(),
-        }
-    }
-}
-
-/// The accounting metrics' group: the `wasmond_` metrics with their titles, collected
-/// every 20 s, sent at least every minute.
-fn accounting_group() -> GroupSpec {
-    let entries = accounting_selectors()
-        .into_iter()
-        .map(|selector| EntrySpec {
-            selector,
-            value_threshold: None,
-        })
-        .collect();
-    GroupSpec {
-        collect: Collect::Every(ACCOUNTING_EVERY),
-        time_threshold: ACCOUNTING_THRESHOLD,
-        entries,
-    }
-}
-
-fn leave_builtin_only_the_unselected(groups: &[Group], selections: &mut [GroupSelection]) {
-    let taken: HashSet<MetricKey> = groups
-        .iter()
-        .zip(selections.iter())
-        .filter(|(group, _)| !group.builtin)
-        .flat_map(|(_, selection)| selection.metrics.iter().map(|m| m.key.clone()))
-        .collect();
-    for (group, selection) in groups.iter().zip(selections.iter_mut()) {
-        if group.builtin {
-            selection.metrics.retain(|m| !taken.contains(&m.key));
-            selection.unmatched_entries.clear();
         }
     }
 }

@@ -5,7 +5,8 @@
 //! - [`names`]: valid metric names; [`ownership`]: which module owns each (authority
 //!   first: the host, the operator, then tenants), and the tenants' policy.
 //! - [`select`]: which metrics a `collection_group` collects (`name`, `name_match`,
-//!   titles with `\1`..`\9`).
+//!   titles with `\1`..`\9`); [`plan`]: every group's selection at once, the daemon's
+//!   accounting group included, for the engine and `wasmond check` alike.
 //! - [`schedule`]: one group's clock and gmond's send policy (`collect_every`,
 //!   `collect_once`, `time_threshold`, `value_threshold`).
 //! - [`backoff`], [`ratelimit`]: retry delays after traps, quiet logs.
@@ -56,6 +57,7 @@ pub mod engine;
 pub mod host_module;
 pub mod names;
 pub mod ownership;
+pub mod plan;
 pub mod pool;
 pub mod ratelimit;
 pub mod schedule;

@@ -69,6 +69,17 @@ impl Rank {
         Rank { level, position }
     }
 
+    /// The rank of the module at `position` in configuration order (the host's own
+    /// module first), as the engine and `wasmond check` settle names.
+    pub fn of(position: usize, tenant: Option<usize>) -> Rank {
+        let level = match (position, tenant) {
+            (0, _) => Level::Host,
+            (_, None) => Level::Operator,
+            (_, Some(_)) => Level::Tenant,
+        };
+        Rank::new(level, position)
+    }
+
     pub fn level(&self) -> Level {
         self.level
     }

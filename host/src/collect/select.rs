@@ -14,7 +14,7 @@
 //! group, whatever their order; a group whose entries are all exclusions collects every
 //! metric but those.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -162,13 +162,17 @@ impl Selector {
             Selector::Name { name, title } => {
                 (name == metric).then(|| title.clone().unwrap_or_else(|| metric.to_string()))
             }
-            Selector::Match { pattern, title } => {
-                let captures = pattern.captures(metric)?;
-                Some(match title {
-                    Some(template) => template.expand(&captures),
-                    None => metric.to_string(),
-                })
-            }
+            // Most metrics do not match: a plain search allocates nothing, so captures
+            // are taken only for a match whose title quotes them.
+            Selector::Match {
+                pattern,
+                title: Some(template),
+            } if pattern.is_match(metric) => Some(template.expand(&pattern.captures(metric)?)),
+            Selector::Match { title: Some(_), .. } => None,
+            Selector::Match {
+                pattern,
+                title: None,
+            } => pattern.is_match(metric).then(|| metric.to_string()),
             Selector::Glob { pattern, title } => pattern
                 .matches_with(metric, GLOB_OPTIONS)
                 .then(|| title.clone().unwrap_or_else(|| metric.to_string())),
@@ -251,6 +255,99 @@ impl MetricKey {
     }
 }
 
+/// The metrics groups select from, in catalog order (the modules' configuration order,
+/// each module's declaration order), with whose they are (a tenant's index, or `None`
+/// for the operator's and the host's). Names are indexed, so an entry that names one
+/// metric (as gmond's `.pyconf` files mostly do) costs a lookup, not a pass over every
+/// metric: planning a thousand modules with a group each stays near-linear.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    keys: Vec<MetricKey>,
+    tenants: Vec<Option<usize>>,
+    /// Each name's positions in `keys`, ascending.
+    by_name: HashMap<Arc<str>, Vec<usize>>,
+    /// Each tenant's positions in `keys`, ascending.
+    by_tenant: HashMap<usize, Vec<usize>>,
+}
+
+impl Catalog {
+    pub fn new(entries: impl IntoIterator<Item = (MetricKey, Option<usize>)>) -> Catalog {
+        let mut catalog = Catalog::default();
+        for (position, (key, tenant)) in entries.into_iter().enumerate() {
+            catalog
+                .by_name
+                .entry(key.metric.clone())
+                .or_default()
+                .push(position);
+            if let Some(tenant) = tenant {
+                catalog.by_tenant.entry(tenant).or_default().push(position);
+            }
+            catalog.keys.push(key);
+            catalog.tenants.push(tenant);
+        }
+        catalog
+    }
+
+    /// The operator's view: every metric.
+    pub fn everything(&self) -> Scope<'_> {
+        Scope {
+            catalog: self,
+            tenant: None,
+        }
+    }
+
+    /// What a group may select: a tenant's group only its tenant's metrics.
+    pub fn scope(&self, tenant: Option<usize>) -> Scope<'_> {
+        Scope {
+            catalog: self,
+            tenant,
+        }
+    }
+}
+
+/// The part of the catalog one group selects from.
+#[derive(Debug, Clone, Copy)]
+pub struct Scope<'a> {
+    catalog: &'a Catalog,
+    tenant: Option<usize>,
+}
+
+impl<'a> Scope<'a> {
+    /// Every key in scope, in catalog order.
+    fn keys(&self) -> Box<dyn Iterator<Item = &'a MetricKey> + 'a> {
+        let catalog = self.catalog;
+        match self.tenant {
+            None => Box::new(catalog.keys.iter()),
+            Some(tenant) => Box::new(
+                catalog
+                    .by_tenant
+                    .get(&tenant)
+                    .into_iter()
+                    .flatten()
+                    .map(|&position| &catalog.keys[position]),
+            ),
+        }
+    }
+
+    /// The keys in scope that `selector` could select, in catalog order: those of its
+    /// name for a plain `name`, every key otherwise.
+    fn candidates(&self, selector: &Selector) -> Box<dyn Iterator<Item = &'a MetricKey> + 'a> {
+        let Selector::Name { name, .. } = selector else {
+            return self.keys();
+        };
+        let (catalog, tenant) = (self.catalog, self.tenant);
+        Box::new(
+            catalog
+                .by_name
+                .get(name.as_str())
+                .into_iter()
+                .flatten()
+                .filter(move |&&position| tenant.is_none() || catalog.tenants[position] == tenant)
+                .map(|&position| &catalog.keys[position]),
+        )
+    }
+}
+
 /// A metric a group collects, and how.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Selected {
@@ -270,11 +367,12 @@ pub struct GroupSelection {
     pub excluded: Vec<(MetricKey, usize)>,
 }
 
-/// Resolves a group's entries against the catalog, in catalog order within each entry.
-/// A metric selected by two entries of one group is collected once, by the first; one
-/// that an exclusion matches is collected by none. When every entry is an exclusion, the
-/// first of them selects every metric the exclusions leave (see the module docs).
-pub fn select_group(spec: &GroupSpec, catalog: &[MetricKey]) -> GroupSelection {
+/// Resolves a group's entries against the metrics in `scope`, in catalog order within
+/// each entry. A metric selected by two entries of one group is collected once, by the
+/// first; one that an exclusion matches is collected by none. When every entry is an
+/// exclusion, the first of them selects every metric the exclusions leave (see the module
+/// docs).
+pub fn select_group(spec: &GroupSpec, scope: Scope<'_>) -> GroupSelection {
     let mut metrics: Vec<Selected> = Vec::new();
     let mut taken: HashSet<&MetricKey> = HashSet::new();
     let mut unmatched_entries = Vec::new();
@@ -285,30 +383,36 @@ pub fn select_group(spec: &GroupSpec, catalog: &[MetricKey]) -> GroupSelection {
         .enumerate()
         .filter(|(_, entry)| entry.selector.is_exclusion())
         .collect();
-    for key in catalog {
-        let first = exclusions
-            .iter()
-            .find(|(_, entry)| entry.selector.excludes(&key.metric));
-        if let Some((entry_index, _)) = first {
-            excluded.push((key.clone(), *entry_index));
-        }
-    }
-    for (entry_index, entry) in &exclusions {
-        if !catalog
-            .iter()
-            .any(|key| entry.selector.excludes(&key.metric))
-        {
-            unmatched_entries.push(*entry_index);
-        }
-    }
-    let is_excluded = |key: &MetricKey| {
+    let first_exclusion = |key: &MetricKey| {
         exclusions
             .iter()
-            .any(|(_, entry)| entry.selector.excludes(&key.metric))
+            .find(|(_, entry)| entry.selector.excludes(&key.metric))
+            .map(|(entry_index, _)| *entry_index)
     };
+    if !exclusions.is_empty() {
+        let mut used = HashSet::new();
+        for key in scope.keys() {
+            if let Some(entry_index) = first_exclusion(key) {
+                excluded.push((key.clone(), entry_index));
+            }
+            used.extend(
+                exclusions
+                    .iter()
+                    .filter(|(_, entry)| entry.selector.excludes(&key.metric))
+                    .map(|(entry_index, _)| *entry_index),
+            );
+        }
+        unmatched_entries.extend(
+            exclusions
+                .iter()
+                .map(|(entry_index, _)| *entry_index)
+                .filter(|entry_index| !used.contains(entry_index)),
+        );
+    }
+    let is_excluded = |key: &MetricKey| first_exclusion(key).is_some();
     if !exclusions.is_empty() && exclusions.len() == spec.entries.len() {
         let (entry_index, entry) = exclusions[0];
-        for key in catalog.iter().filter(|key| !is_excluded(key)) {
+        for key in scope.keys().filter(|key| !is_excluded(key)) {
             metrics.push(Selected {
                 key: key.clone(),
                 title: key.metric.to_string(),
@@ -327,7 +431,7 @@ pub fn select_group(spec: &GroupSpec, catalog: &[MetricKey]) -> GroupSelection {
             continue;
         }
         let mut matched = false;
-        for key in catalog {
+        for key in scope.candidates(&entry.selector) {
             let Some(title) = entry.selector.select(&key.metric) else {
                 continue;
             };
@@ -354,21 +458,26 @@ pub fn select_group(spec: &GroupSpec, catalog: &[MetricKey]) -> GroupSelection {
     }
 }
 
-/// The catalog's metrics that no group collects (gmond ignores them silently).
-pub fn uncollected<'a>(catalog: &'a [MetricKey], groups: &[GroupSelection]) -> Vec<&'a MetricKey> {
-    let collected: HashSet<&MetricKey> = groups
-        .iter()
-        .flat_map(|group| group.metrics.iter().map(|m| &m.key))
-        .collect();
-    catalog
-        .iter()
-        .filter(|key| !collected.contains(key))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn select(spec: &GroupSpec, keys: &[MetricKey]) -> GroupSelection {
+        let catalog = Catalog::new(keys.iter().map(|key| (key.clone(), None)));
+        select_group(spec, catalog.everything())
+    }
+
+    /// The catalog's metrics that no group collects (gmond ignores them silently).
+    fn uncollected<'a>(catalog: &'a [MetricKey], groups: &[GroupSelection]) -> Vec<&'a MetricKey> {
+        let collected: HashSet<&MetricKey> = groups
+            .iter()
+            .flat_map(|group| group.metrics.iter().map(|m| &m.key))
+            .collect();
+        catalog
+            .iter()
+            .filter(|key| !collected.contains(key))
+            .collect()
+    }
 
     fn catalog(names: &[&str]) -> Vec<MetricKey> {
         names.iter().map(|name| MetricKey::new("m", name)).collect()
@@ -466,6 +575,43 @@ mod tests {
     }
 
     #[test]
+    fn a_tenants_scope_holds_only_its_metrics_by_name_glob_or_pattern() {
+        let catalog = Catalog::new([
+            (MetricKey::new("core", "load_one"), None),
+            (MetricKey::new("t0", "t0_load"), Some(0)),
+            (MetricKey::new("t1", "t1_load"), Some(1)),
+        ]);
+        let names = |selection: GroupSelection| -> Vec<String> {
+            selection
+                .metrics
+                .iter()
+                .map(|m| m.key.metric.to_string())
+                .collect()
+        };
+        let by_name = group(vec![
+            entry(Selector::name("load_one", None), None),
+            entry(Selector::name("t0_load", None), None),
+            entry(Selector::name("t1_load", None), None),
+        ]);
+        assert_eq!(
+            names(select_group(&by_name, catalog.scope(Some(0)))),
+            ["t0_load"]
+        );
+        assert_eq!(
+            names(select_group(&by_name, catalog.everything())),
+            ["load_one", "t0_load", "t1_load"]
+        );
+        let by_pattern = group(vec![
+            entry(Selector::name_match("load", None).unwrap(), None),
+            entry(Selector::from_name("*load*", None).unwrap(), None),
+        ]);
+        assert_eq!(
+            names(select_group(&by_pattern, catalog.scope(Some(1)))),
+            ["t1_load"]
+        );
+    }
+
+    #[test]
     fn selects_in_catalog_order_once_and_reports_unmatched_entries() {
         let spec = group(vec![
             entry(Selector::name_match("^net_", None).unwrap(), Some(4096.0)),
@@ -473,7 +619,7 @@ mod tests {
             entry(Selector::name("nope", None), None),
         ]);
         let catalog = catalog(&["cpu", "net_out", "net_in"]);
-        let selection = select_group(&spec, &catalog);
+        let selection = select(&spec, &catalog);
         let names: Vec<_> = selection
             .metrics
             .iter()
@@ -530,7 +676,7 @@ mod tests {
             entry(Selector::from_name("!disk_*", None).unwrap(), None),
         ]);
         let catalog = catalog(&["cpu_user", "cpu_steal", "cpu_idle", "load_one"]);
-        let selection = select_group(&spec, &catalog);
+        let selection = select(&spec, &catalog);
         assert_eq!(names(&selection), ["cpu_user", "cpu_idle"]);
         assert!(selection.metrics.iter().all(|m| m.entry == 1));
         assert_eq!(selection.excluded, [(catalog[1].clone(), 0)]);
@@ -547,7 +693,7 @@ mod tests {
             entry(Selector::from_name("!swap_*", None).unwrap(), None),
         ]);
         let catalog = catalog(&["cpu_user", "load_one", "load_fifteen", "mem_free"]);
-        let selection = select_group(&spec, &catalog);
+        let selection = select(&spec, &catalog);
         assert_eq!(names(&selection), ["load_one", "mem_free"]);
         assert!(
             selection
