@@ -16,10 +16,8 @@ use std::time::{Duration, SystemTime};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
-use tokio_util::task::TaskTracker;
 
-use super::acl;
+use super::listener::{self, Admission};
 use crate::config::Acl;
 use crate::export::interactive::{self, MAX_REQUEST_LINE};
 use crate::store::Store;
@@ -33,8 +31,6 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Clients served at once; past it, new ones wait in the kernel's backlog.
 pub const MAX_CLIENTS: usize = 16;
 
-const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
-
 /// Serves `store` on `listener` until `shutdown` completes, then waits for the clients
 /// in flight (each bounded by the timeouts).
 pub async fn run(
@@ -43,45 +39,16 @@ pub async fn run(
     acl: Option<Acl>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let clients = TaskTracker::new();
-    tokio::select! {
-        () = accept_loop(&listener, &store, acl.as_ref(), &clients) => {}
-        () = shutdown => {}
-    }
-    drop(listener);
-    clients.close();
-    clients.wait().await;
-}
-
-async fn accept_loop(
-    listener: &TcpListener,
-    store: &Arc<Store>,
-    acl: Option<&Acl>,
-    clients: &TaskTracker,
-) {
-    let limit = Arc::new(Semaphore::new(MAX_CLIENTS));
-    loop {
-        let Ok(permit) = Arc::clone(&limit).acquire_owned().await else {
-            return; // The semaphore is never closed.
-        };
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                tracing::warn!(%error, "interactive_channel: accept failed");
-                tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
-                continue;
-            }
-        };
-        if !acl::allows(acl, peer.ip()) {
-            tracing::debug!(%peer, "interactive_channel: client denied by acl");
-            continue;
-        }
-        let store = Arc::clone(store);
-        clients.spawn(async move {
-            serve_client(stream, peer, store).await;
-            drop(permit);
-        });
-    }
+    let admission = Admission {
+        channel: "interactive_channel",
+        max_clients: MAX_CLIENTS,
+        acl: acl.as_ref(),
+        on_denied: &|| {},
+    };
+    listener::serve_until(listener, admission, shutdown, |stream, peer| {
+        serve_client(stream, peer, Arc::clone(&store))
+    })
+    .await;
 }
 
 async fn serve_client(mut stream: TcpStream, peer: SocketAddr, store: Arc<Store>) {

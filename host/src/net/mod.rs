@@ -12,12 +12,14 @@
 //! [`service::Network`] opens every channel of a configuration (honouring `mute` and
 //! `deaf`), starts their tasks and sweeps expired hosts; it is what the daemon calls.
 //! Sockets are set up in [`socket`], datagrams batched and paced in [`batch`], senders
-//! named in [`names`]; the acl check is [`acl`]; [`stats`] counts what happened. Nothing
+//! named in [`names`]; the acl check is [`acl`], and [`listener`] the accept loop of the TCP
+//! listeners; [`stats`] counts what happened. Nothing
 //! here knows what a module is: the scheduler hands the sender the metrics that are due.
 
 pub mod acl;
 pub mod batch;
 pub mod interactive;
+pub mod listener;
 pub mod names;
 pub mod prometheus;
 pub mod recv;

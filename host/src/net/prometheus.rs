@@ -22,10 +22,8 @@ use hyper::header::{ACCEPT, ALLOW, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
-use tokio_util::task::TaskTracker;
 
-use super::acl;
+use super::listener::{self, Admission};
 use crate::config::{Acl, PrometheusListener};
 use crate::export::prometheus::{self, Format};
 use crate::store::Store;
@@ -37,9 +35,6 @@ pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Connections served at once; past it, new ones wait in the kernel's backlog.
 pub const MAX_CONNECTIONS: usize = 16;
-
-/// Pause after a failed `accept`, so the loop does not spin (e.g. out of descriptors).
-const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
 /// What one listener serves, and to whom.
 #[derive(Debug, Clone)]
@@ -65,52 +60,25 @@ pub async fn run(
     options: ExpositionOptions,
     shutdown: impl Future<Output = ()>,
 ) {
-    let connections = TaskTracker::new();
     let options = Arc::new(options);
-    tokio::select! {
-        () = accept_loop(&listener, &store, &options, &connections) => {}
-        () = shutdown => {}
-    }
-    drop(listener);
-    connections.close();
-    connections.wait().await;
-}
-
-async fn accept_loop(
-    listener: &TcpListener,
-    store: &Arc<Store>,
-    options: &Arc<ExpositionOptions>,
-    connections: &TaskTracker,
-) {
-    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let Ok(permit) = Arc::clone(&limit).acquire_owned().await else {
-            return; // The semaphore is never closed.
-        };
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                tracing::warn!(%error, "prometheus_listener: accept failed");
-                tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
-                continue;
-            }
-        };
-        if !acl::allows(options.acl.as_ref(), peer.ip()) {
-            tracing::debug!(%peer, "prometheus_listener: client denied by acl");
-            continue;
-        }
-        let store = Arc::clone(store);
-        let options = Arc::clone(options);
-        connections.spawn(async move {
-            if tokio::time::timeout(CONNECTION_TIMEOUT, serve_connection(stream, store, options))
+    let admission = Admission {
+        channel: "prometheus_listener",
+        max_clients: MAX_CONNECTIONS,
+        acl: options.acl.as_ref(),
+        on_denied: &|| {},
+    };
+    listener::serve_until(listener, admission, shutdown, |stream, peer| {
+        let served = serve_connection(stream, Arc::clone(&store), Arc::clone(&options));
+        async move {
+            if tokio::time::timeout(CONNECTION_TIMEOUT, served)
                 .await
                 .is_err()
             {
                 tracing::info!(%peer, "prometheus_listener: client too slow, dropped");
             }
-            drop(permit);
-        });
-    }
+        }
+    })
+    .await;
 }
 
 async fn serve_connection(stream: TcpStream, store: Arc<Store>, options: Arc<ExpositionOptions>) {

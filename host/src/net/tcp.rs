@@ -2,8 +2,8 @@
 //! connects, as gmond does (no request is read; the document is written, then the
 //! connection is closed).
 //!
-//! Shaped like mini-redis's server: [`run`] races the accept loop against a shutdown
-//! future, caps concurrent clients with a semaphore, and gives each client its own task.
+//! Accepting (a cap on clients at once, the acl, a task per client, the shutdown) is
+//! [`listener`]'s, as for the daemon's other listeners.
 //!
 //! One rendered document is shared by every client of the same moment ([`Documents`]):
 //! it is rendered from the store (on a blocking thread: 10 000 metrics take
@@ -24,10 +24,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
-use tokio_util::task::TaskTracker;
 
-use super::acl;
+use super::listener::{self, Admission};
 use super::stats::NetStats;
 use crate::config::{Acl, TcpAcceptChannel};
 use crate::store::Store;
@@ -50,10 +48,6 @@ pub const DEFAULT_MAX_CLIENTS: usize = 64;
 /// to `tcp_wmem`'s maximum, 4 MB by default), so clients that do not read hold at most
 /// this much kernel memory each; 1 MB still fills a 100 ms WAN path at 10 MB/s.
 pub const CLIENT_SEND_BUFFER: usize = 1 << 20;
-
-/// Pause after a failed `accept` (e.g. out of file descriptors) before the next one, so
-/// the loop does not spin while the condition lasts.
-const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
 /// How the XML server treats its clients.
 #[derive(Debug, Clone)]
@@ -97,15 +91,21 @@ pub async fn run(
     stats: Arc<NetStats>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let clients = TaskTracker::new();
     let documents = Arc::new(Documents::new(store));
-    tokio::select! {
-        () = accept_loop(&listener, &documents, &options, &stats, &clients) => {}
-        () = shutdown => {}
-    }
-    drop(listener);
-    clients.close();
-    clients.wait().await;
+    let denied = || stats.xml_denied.incr();
+    let admission = Admission {
+        channel: "tcp_accept_channel",
+        max_clients: options.max_clients,
+        acl: options.acl.as_ref(),
+        on_denied: &denied,
+    };
+    let timeout = options.write_timeout;
+    listener::serve_until(listener, admission, shutdown, |stream, peer| {
+        let documents = Arc::clone(&documents);
+        let stats = Arc::clone(&stats);
+        async move { serve_client(stream, peer, &documents, timeout, &stats).await }
+    })
+    .await;
 }
 
 /// The last rendered document, shared by the clients that come while it is current.
@@ -157,43 +157,6 @@ impl Documents {
             document: document.clone(),
         });
         Ok(document)
-    }
-}
-
-async fn accept_loop(
-    listener: &TcpListener,
-    documents: &Arc<Documents>,
-    options: &XmlServerOptions,
-    stats: &Arc<NetStats>,
-    clients: &TaskTracker,
-) {
-    let limit = Arc::new(Semaphore::new(options.max_clients.max(1)));
-    loop {
-        // Wait for a free slot before accepting, so excess clients queue in the backlog
-        // instead of holding a task each.
-        let Ok(permit) = Arc::clone(&limit).acquire_owned().await else {
-            return; // The semaphore is never closed; nothing to serve if it were.
-        };
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                tracing::warn!(%error, "tcp_accept_channel: accept failed");
-                tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
-                continue;
-            }
-        };
-        if !acl::allows(options.acl.as_ref(), peer.ip()) {
-            stats.xml_denied.incr();
-            tracing::debug!(%peer, "tcp_accept_channel: client denied by acl");
-            continue;
-        }
-        let documents = Arc::clone(documents);
-        let stats = Arc::clone(stats);
-        let timeout = options.write_timeout;
-        clients.spawn(async move {
-            serve_client(stream, peer, &documents, timeout, &stats).await;
-            drop(permit);
-        });
     }
 }
 
