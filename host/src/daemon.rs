@@ -33,13 +33,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
-use anyhow::{Context, anyhow};
+use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::collect::conversion::{group_specs, module_specs, policy, reload_specs};
+use crate::collect::conversion::{EntryError, group_specs, module_specs, policy, reload_specs};
 use crate::collect::engine::{
     EngineConfig, EngineHandle, HostIdentity, ModuleSpec, Outputs, SHUTDOWN_WAIT,
 };
@@ -181,8 +181,7 @@ pub async fn run(
         cache_dir: lockdown.cache_dir.clone(),
         ..RuntimeConfig::default()
     })?;
-    let engine_config =
-        engine_config(&config, &runtime, &facts, &identity).map_err(|e| anyhow!("{e}"))?;
+    let engine_config = engine_config(&config, &runtime, &facts, &identity)?;
     let mut running = fingerprints(&engine_config);
     let engine_stop = CancellationToken::new();
     let outputs = Outputs {
@@ -453,6 +452,15 @@ fn network_changed(old: &Config, new: &Config) -> bool {
         || old.globals.deaf != new.globals.deaf
 }
 
+/// Why a configuration cannot run, once it parsed.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineConfigError {
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Groups(Vec<EntryError>),
+    #[error("{at}: module name {HOST_MODULE:?} is reserved for the daemon's own metrics")]
+    ReservedModuleName { at: config::Location },
+}
+
 /// Everything the engine runs for `config`; fails on a collection-group entry it
 /// cannot use or a module the engine could not tell apart from its own.
 pub fn engine_config(
@@ -460,7 +468,7 @@ pub fn engine_config(
     runtime: &Runtime,
     facts: &HostFacts,
     identity: &HostIdentity,
-) -> Result<EngineConfig, String> {
+) -> Result<EngineConfig, EngineConfigError> {
     engine_config_with(config, facts, identity, module_specs(config, runtime))
 }
 
@@ -470,23 +478,16 @@ fn engine_config_with(
     facts: &HostFacts,
     identity: &HostIdentity,
     modules: Vec<ModuleSpec>,
-) -> Result<EngineConfig, String> {
-    let groups = group_specs(config).map_err(|errors| {
-        errors
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("\n")
-    })?;
+) -> Result<EngineConfig, EngineConfigError> {
+    let groups = group_specs(config).map_err(EngineConfigError::Groups)?;
     if let Some(module) = config
         .modules
         .iter()
         .find(|m| m.name == HOST_MODULE && m.wasm_path().is_some())
     {
-        return Err(format!(
-            "{}: module name {HOST_MODULE:?} is reserved for the daemon's own metrics",
-            module.declared_at
-        ));
+        return Err(EngineConfigError::ReservedModuleName {
+            at: module.declared_at.clone(),
+        });
     }
     let send_metadata_interval = config.globals.send_metadata_interval;
     Ok(EngineConfig {

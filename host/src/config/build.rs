@@ -459,17 +459,16 @@ fn collected_metric(sub: &Sub, diag: &mut Diagnostics) -> Option<CollectedMetric
             // wasmond's globs and `!` exclusions (collect/select.rs), checked here so a
             // bad one is reported where it is written.
             let glob = name.strip_prefix('!').unwrap_or(&name);
-            if name.starts_with('!') || glob.contains(['*', '?', '[']) {
-                if let Err(e) = glob::Pattern::new(glob) {
-                    let kind = ErrorKind::InvalidValue {
-                        key: "name".into(),
-                        expected: "a metric name, a glob (`cpu_*`) or an exclusion (`!cpu_*`)"
-                            .into(),
-                        found: format!("`{name}` ({})", e.msg),
-                    };
-                    diag.error(f.value_at("name").expect("name is set"), kind);
-                    return None;
-                }
+            if (name.starts_with('!') || glob.contains(['*', '?', '[']))
+                && let Err(e) = glob::Pattern::new(glob)
+            {
+                let kind = ErrorKind::InvalidValue {
+                    key: "name".into(),
+                    expected: "a metric name, a glob (`cpu_*`) or an exclusion (`!cpu_*`)".into(),
+                    found: format!("`{name}` ({})", e.msg),
+                };
+                diag.error(f.value_at("name").expect("name is set"), kind);
+                return None;
             }
             MetricSelector::Name(name)
         }
