@@ -22,13 +22,13 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use wasmond::collect::SendRequest;
 use wasmond::collect::conversion::{call_bounds, sandbox};
 use wasmond::collect::engine::{EngineConfig, HostIdentity, ModuleSpec, ModuleState, Outputs};
 use wasmond::collect::host_module::HostFacts;
 use wasmond::collect::select::{Collect, EntrySpec, GroupSpec, Selector};
 use wasmond::collect::wasm::WasmDriver;
 use wasmond::config::SandboxConfig;
+use wasmond::metric::SendRequest;
 use wasmond::runtime::{Code, Runtime, RuntimeConfig, Sandbox};
 use wasmond::store::{ClusterInfo, Store, StoreConfig};
 

@@ -17,12 +17,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tokio::net::UdpSocket;
-use wasmond::collect::OutgoingMetric;
+use wasmond::metric::MetricMeta;
+use wasmond::metric::OutgoingMetric;
 use wasmond::metric::{MetricValue, Slope, ValueType};
 use wasmond::net::NetStats;
 use wasmond::net::recv::{Receiver, RecvContext};
 use wasmond::net::send::{Identity, SendChannel, SendOptions, Sender};
-use wasmond::store::{ClusterInfo, MetricMeta, Store, StoreConfig};
+use wasmond::store::{ClusterInfo, Store, StoreConfig};
 use wasmond::wire::xdr;
 
 const METRICS: usize = 10_000;

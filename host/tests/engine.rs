@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use wasmond::collect::EngineHandle;
 use wasmond::collect::conversion::{call_bounds, sandbox};
 use wasmond::collect::engine::{
     EngineConfig, HostIdentity, ModuleSpec, ModuleState, Outputs, Status,
@@ -19,8 +20,8 @@ use wasmond::collect::engine::{
 use wasmond::collect::host_module::HostFacts;
 use wasmond::collect::select::{Collect, EntrySpec, GroupSpec, Selector};
 use wasmond::collect::wasm::WasmDriver;
-use wasmond::collect::{EngineHandle, SendRequest};
 use wasmond::config::SandboxConfig;
+use wasmond::metric::SendRequest;
 use wasmond::runtime::{Code, Runtime, RuntimeConfig};
 use wasmond::store::{ClusterInfo, Store, StoreConfig};
 use wasmond_test_guests as guests;

@@ -28,13 +28,14 @@ use std::collections::HashSet;
 use ganglia::{Gmetad, Gmond, TempDir, gmetric, require_ganglia, wait_for, xmllint_valid};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
-use wasmond::collect::OutgoingMetric;
+use wasmond::metric::MetricMeta;
+use wasmond::metric::OutgoingMetric;
 use wasmond::metric::{MetricValue, Slope, ValueType};
 use wasmond::net::NetStats;
 use wasmond::net::recv::{self, RecvContext};
 use wasmond::net::send::{Identity, SendChannel, SendOptions, Sender};
 use wasmond::net::tcp::{self, XmlServerOptions};
-use wasmond::store::{ClusterInfo, HostRef, MetricMeta, Store, StoreConfig};
+use wasmond::store::{ClusterInfo, HostRef, Store, StoreConfig};
 
 const CLUSTER: &str = "WasmondCluster";
 const HOST: &str = "wasmond-host";

@@ -37,10 +37,11 @@ use super::select::{Catalog, GroupSelection, GroupSpec, MetricKey};
 use super::worker::{
     Account, Collected, Job, ModuleId, Refused, Report, ReportKind, Slice, Worker,
 };
-use super::{OutgoingMetric, SendRequest};
+use crate::metric::MetricMeta;
 use crate::metric::{MetricDescriptor, MetricValue};
+use crate::metric::{OutgoingMetric, SendRequest};
 use crate::net::NetStats;
-use crate::store::{HostRef, MetricMeta, Store};
+use crate::store::{HostRef, Store};
 use crate::wire::safe;
 
 /// The longest the shutdown waits for a module's cleanup (behind a call still in flight):

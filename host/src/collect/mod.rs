@@ -40,9 +40,9 @@
 //!
 //! The engine writes every value it sends (and its metadata, when due) into the
 //! [`Store`](crate::store::Store), so the XML shows this host's metrics at once, and hands
-//! the same values to the UDP sender as [`SendRequest`]s on a bounded
+//! the same values to the UDP sender as [`SendRequest`](crate::metric::SendRequest)s on a bounded
 //! `tokio::sync::mpsc` channel ([`engine::Outputs::sink`]). One request is one group's
-//! worth of values due together; the sender encodes each [`OutgoingMetric`] as a metadata
+//! worth of values due together; the sender encodes each [`OutgoingMetric`](crate::metric::OutgoingMetric) as a metadata
 //! packet (when `metadata` is set) followed by a value packet, and sends them to every
 //! `udp_send_channel`. The engine never waits on the sender: when the channel is full the
 //! request is dropped and a rate-limited warning says so. When the engine stops it drops
@@ -68,28 +68,6 @@ pub mod worker;
 #[cfg(test)]
 mod tests;
 
-use std::sync::Arc;
-
-use crate::metric::MetricValue;
-use crate::store::MetricMeta;
-
 pub use engine::{
     EngineConfig, EngineHandle, HostIdentity, ModuleSpec, Outputs, ShutdownReport, spawn,
 };
-
-/// Values due to be sent together (one collection group's), in send order.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SendRequest {
-    pub metrics: Vec<OutgoingMetric>,
-}
-
-/// One metric to send: its metadata packet first when `metadata` is set (the metric is
-/// new to the channel, `send_metadata_interval` passed, or a peer asked), then its value.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OutgoingMetric {
-    pub metadata: Option<Arc<MetricMeta>>,
-    pub name: Arc<str>,
-    pub value: MetricValue,
-    /// The printf format of the value packet (the descriptor's `format`).
-    pub format: Arc<str>,
-}

@@ -16,7 +16,8 @@ use super::engine::{
 use super::host_module::HostFacts;
 use super::ownership::{Policy, TenantPolicy};
 use super::select::{Collect, EntrySpec, GroupSpec, Selector};
-use super::{SendRequest, ShutdownReport, spawn};
+use super::{ShutdownReport, spawn};
+use crate::metric::SendRequest;
 use crate::metric::{MetricDescriptor, MetricValue, Slope, ValueType};
 use crate::store::{ClusterInfo, Store, StoreConfig};
 

@@ -179,8 +179,9 @@ mod tests {
 
     use super::*;
     use crate::config::{AclAccess, AclAction, Location};
+    use crate::metric::MetricMeta;
     use crate::metric::{MetricValue, Slope, ValueType};
-    use crate::store::{ClusterInfo, HostRef, MetricMeta, StoreConfig};
+    use crate::store::{ClusterInfo, HostRef, StoreConfig};
 
     fn store() -> Arc<Store> {
         let store = Store::new(StoreConfig {

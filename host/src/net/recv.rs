@@ -34,7 +34,8 @@ use super::names::{HostId, HostNames};
 use super::send::SendChannel;
 use super::stats::NetStats;
 use crate::config::Acl;
-use crate::store::{HostRef, MetricMeta, Store, StoreError};
+use crate::metric::MetricMeta;
+use crate::store::{HostRef, Store, StoreError};
 use crate::wire::{safe, xdr};
 
 /// Largest datagram read: the UDP maximum, so an oversized one is read whole and then

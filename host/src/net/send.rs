@@ -21,8 +21,8 @@ use tokio::time::Instant;
 
 use super::batch::{self, Pacer};
 use super::stats::NetStats;
-use crate::collect::{OutgoingMetric, SendRequest};
 use crate::config::UdpSendChannel;
+use crate::metric::{OutgoingMetric, SendRequest};
 use crate::wire::{safe, xdr};
 
 /// Datagrams per second sent to one channel, at most: 10 000 metrics (metadata and
@@ -349,8 +349,8 @@ mod tests {
     use std::net::Ipv4Addr;
 
     use super::*;
+    use crate::metric::MetricMeta;
     use crate::metric::{MetricValue, Slope, ValueType};
-    use crate::store::MetricMeta;
 
     fn meta(name: &str) -> Arc<MetricMeta> {
         Arc::new(MetricMeta {

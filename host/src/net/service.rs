@@ -30,8 +30,8 @@ use super::send::{self, Identity, SendChannel, SendOptions};
 use super::socket;
 use super::stats::NetStats;
 use super::tcp::{self, XmlServerOptions};
-use crate::collect::SendRequest;
 use crate::config::{Acl, Config};
+use crate::metric::SendRequest;
 use crate::store::Store;
 
 /// Send requests queued for the sender at most; the scheduler drops (and logs) what

@@ -25,10 +25,8 @@
 //! metrics, bounded by the modules' own caps) are never counted there, so a flood of
 //! senders cannot take the host's room.
 
-mod meta;
 mod view;
 
-pub use meta::{EXTRA_DESC, EXTRA_GROUP, EXTRA_TITLE, MetricMeta};
 pub use view::{HostView, MetricView, View};
 
 use std::collections::btree_map::Entry;
@@ -39,7 +37,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::metric::{MetricValue, ValueType};
+use crate::metric::{MetricMeta, MetricValue, ValueType};
 use crate::wire::format::format_value;
 use crate::wire::safe::fits_type;
 use crate::wire::xml::{ClusterAttrs, ExtraData, GangliaXmlWriter, HostAttrs, MetricAttrs};

@@ -5,7 +5,8 @@
 
 use std::time::SystemTime;
 
-use super::{Host, MetricMeta, Sample, State, Store, StoreConfig};
+use super::{Host, Sample, State, Store, StoreConfig};
+use crate::metric::MetricMeta;
 use crate::wire::xml::ExtraData;
 
 /// The whole store, as of the moment the read lock was taken.

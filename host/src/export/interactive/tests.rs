@@ -1,8 +1,9 @@
 use std::time::Duration;
 
 use super::*;
+use crate::metric::MetricMeta;
 use crate::metric::{MetricValue, Slope};
-use crate::store::{ClusterInfo, HostRef, MetricMeta, StoreConfig};
+use crate::store::{ClusterInfo, HostRef, StoreConfig};
 
 fn at(seconds: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_700_000_000 + seconds)

@@ -1,6 +1,6 @@
 //! A metric's metadata as gmond keeps it: what a metadata packet (id 128) carries.
 
-use crate::metric::{MetricDescriptor, Slope, ValueType};
+use super::{MetricDescriptor, Slope, ValueType};
 
 /// Extra names with a meaning of their own in gmond's metadata.
 pub const EXTRA_GROUP: &str = "GROUP";

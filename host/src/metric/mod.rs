@@ -1,10 +1,18 @@
 //! The metric vocabulary shared by every part of the host.
 //!
-//! What a module declares (`MetricDescriptor`) and returns (`MetricValue`), what the
-//! store keeps and what the wire formats carry. The runtime converts the WIT-generated
-//! types into these, so nothing outside `runtime` depends on the bindings.
+//! What a module declares (`MetricDescriptor`) and returns (`MetricValue`), a metric's
+//! metadata as gmond keeps and sends it ([`MetricMeta`]), and what the scheduler hands
+//! the sender ([`SendRequest`]): the shapes that `collect`, `store`, `export`, `net` and
+//! `wire` share, below all of them, so their imports run one way. The runtime converts
+//! the WIT-generated types into these, so nothing outside `runtime` depends on the
+//! bindings.
 
 use std::fmt;
+use std::sync::Arc;
+
+mod meta;
+
+pub use meta::{EXTRA_DESC, EXTRA_GROUP, EXTRA_TITLE, MetricMeta};
 
 /// The type of a metric's value, with gmond's names (`TYPE` in the XML).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -182,4 +190,21 @@ impl MetricValue {
         };
         Some(number)
     }
+}
+
+/// Values due to be sent together (one collection group's), in send order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SendRequest {
+    pub metrics: Vec<OutgoingMetric>,
+}
+
+/// One metric to send: its metadata packet first when `metadata` is set (the metric is
+/// new to the channel, `send_metadata_interval` passed, or a peer asked), then its value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutgoingMetric {
+    pub metadata: Option<Arc<MetricMeta>>,
+    pub name: Arc<str>,
+    pub value: MetricValue,
+    /// The printf format of the value packet (the descriptor's `format`).
+    pub format: Arc<str>,
 }
