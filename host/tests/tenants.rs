@@ -160,6 +160,69 @@ fn the_daemon_runs_the_operator_and_the_good_tenant_files_beside_the_refused_one
     }
 }
 
+/// A module failing every call of 4000 metrics, each error a distinct line, beside a
+/// healthy one: the log gets the module's budget of lines, not thousands, and the healthy
+/// module publishes on schedule.
+#[test]
+fn a_module_failing_every_call_cannot_flood_the_log() {
+    let dir = TempDir::new("tenants-log-budget");
+    let xml_port = free_port();
+    let config = format!(
+        r#"globals {{ daemonize = no setuid = no }}
+cluster {{ name = "ours" }}
+tcp_accept_channel {{ bind = 127.0.0.1 port = {xml_port} }}
+modules {{
+  module {{
+    name = "flood"
+    language = "wasm"
+    path = "{hostile}"
+    param attack {{ value = "million-descriptors" }}
+    param count {{ value = "4000" }}
+  }}
+  module {{
+    name = "a"
+    language = "wasm"
+    path = "{example}"
+    param prefix {{ value = "a_" }}
+  }}
+}}
+collection_group {{
+  collect_every = 1
+  time_threshold = 1
+  metric {{ name_match = "^m[0-9]+$" }}
+  metric {{ name_match = "^a_" }}
+}}
+"#,
+        hostile = guests::HOSTILE,
+        example = guests::EXAMPLE
+    );
+    let config = dir.write("gmond.conf", &config);
+    let daemon = start(&dir, &config);
+    wait_xml(&daemon, xml_port, "\"a_double\"");
+    let flood_lines = || {
+        daemon
+            .log_text()
+            .lines()
+            .filter(|line| line.contains("unknown metric m"))
+            .count()
+    };
+    wait_for(
+        Duration::from_secs(20),
+        "the flood module's first errors",
+        || (flood_lines() > 0).then_some(()),
+        || daemon.log_text(),
+    );
+    // Four more collections of 4000 failures each.
+    std::thread::sleep(Duration::from_secs(4));
+    let lines = flood_lines();
+    assert!(
+        (1..=40).contains(&lines),
+        "{lines} lines of the flood module's errors"
+    );
+    let xml = wait_xml(&daemon, xml_port, "\"a_double\"");
+    assert!(xml.contains("NAME=\"a_uint32\""), "{xml}");
+}
+
 /// `wasmond run` on `config`, logging to `wasmond.log` beside it.
 fn start(dir: &TempDir, config: &Path) -> Daemon {
     Daemon::spawn(

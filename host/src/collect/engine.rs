@@ -31,7 +31,7 @@ use super::host_module::{Accounts, HOST_MODULE, HOST_PREFIX, HostFacts, HostModu
 use super::ownership::{Claimant, MetricOwners, Policy, Rank};
 use super::plan::{PlannedGroup, accounting_group, plan};
 use super::pool::Pool;
-use super::ratelimit::{LOG_WINDOW, RateLimiter};
+use super::ratelimit::{LOG_WINDOW, ModuleLogLimiter};
 use super::schedule::GroupState;
 use super::select::{Catalog, GroupSelection, GroupSpec, MetricKey};
 use super::worker::{
@@ -220,7 +220,7 @@ struct Engine {
     info_of: HashMap<MetricKey, usize>,
     accounts: Accounts,
     send_metadata_interval: Option<Duration>,
-    log_limit: RateLimiter<(String, String)>,
+    log_limit: ModuleLogLimiter,
     /// The metric names each module (by name) declared when it last started: those it
     /// no longer declares are taken out of the store.
     declared: HashMap<String, Vec<String>>,
@@ -304,7 +304,7 @@ impl Engine {
             info_of: HashMap::new(),
             accounts: Accounts::default(),
             send_metadata_interval: None,
-            log_limit: RateLimiter::new(LOG_WINDOW),
+            log_limit: ModuleLogLimiter::new(LOG_WINDOW),
             declared: HashMap::new(),
             policy: Policy::default(),
             cpu: Vec::new(),
@@ -849,6 +849,9 @@ impl Engine {
             self.declared_now(&name, Vec::new());
             self.declared.remove(&name);
         }
+        // The engine's own lines ("") keep their budget.
+        self.log_limit
+            .retain(|module| module.is_empty() || wanted_names.contains_key(module));
         self.order.clear();
         for (position, spec) in wanted.into_iter().enumerate() {
             let tenant = self.policy.modules.get(&spec.name).copied();
@@ -1082,19 +1085,11 @@ impl Engine {
         }
     }
 
-    /// Logs through the rate limit of (module, metric); `log` gets the suffix that says
-    /// how many lines were suppressed before this one.
+    /// Logs through the rate limits of (module, metric) and of the module; `log` gets
+    /// the suffix that says how many lines were suppressed before this one.
     fn log_limited(&mut self, module: &str, metric: &str, now: Instant, log: impl FnOnce(String)) {
-        if let Some(suppressed) = self
-            .log_limit
-            .allow(&(module.to_string(), metric.to_string()), now)
-        {
-            let suffix = if suppressed > 0 {
-                format!(" ({suppressed} similar lines suppressed)")
-            } else {
-                String::new()
-            };
-            log(suffix);
+        if let Some(suppressed) = self.log_limit.allow(module, metric, now) {
+            log(suppressed.to_string());
         }
     }
 
