@@ -170,6 +170,51 @@ pub enum LoadError {
     Grant { what: String, message: String },
 }
 
+/// Bytes kept of one line of a trap's message (a backtrace frame names a function from
+/// the module's own name section, which may be anything).
+pub const MAX_TRAP_LINE_BYTES: usize = 256;
+/// Bytes kept of a trap's whole message.
+pub const MAX_TRAP_MESSAGE_BYTES: usize = 2048;
+
+/// Text a module controls made safe for the daemon's log: one line (its lines joined
+/// with ` | `, each cut to `max_line` bytes), control and invisible formatting
+/// characters escaped (`\n`, `\u{202e}`), the whole cut to `max` bytes. A module's
+/// function names and error messages can then neither forge a log line nor hide text.
+pub(crate) fn log_safe(text: &str, max_line: usize, max: usize) -> String {
+    let mut out = String::new();
+    for (index, line) in text.lines().map(str::trim).enumerate() {
+        if index > 0 {
+            out.push_str(" | ");
+        }
+        let kept = truncate_to(line, max_line);
+        for c in kept.chars() {
+            if c.is_control() || is_invisible_format(c) {
+                out.extend(c.escape_default());
+            } else {
+                out.push(c);
+            }
+        }
+        if kept.len() < line.len() {
+            out.push_str("...");
+        }
+        if out.len() > max {
+            break;
+        }
+    }
+    if out.len() > max {
+        let cut = truncate_to(&out, max).len();
+        out.truncate(cut);
+        out.push_str("...");
+    }
+    out
+}
+
+/// Characters that change how text around them reads without showing themselves:
+/// bidirectional overrides, zero-width characters, line and paragraph separators.
+fn is_invisible_format(c: char) -> bool {
+    matches!(c, '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+}
+
 /// Cuts `text` to at most `max` bytes on a character boundary.
 pub(crate) fn truncate_to(text: &str, max: usize) -> &str {
     if text.len() <= max {
@@ -211,6 +256,49 @@ mod tests {
         assert!(ErrorKind::MemoryLimit(LimitHit::Memory { limit: 1 }).is_trap());
         assert!(!ErrorKind::ModuleReported("no".into()).is_trap());
         assert!(!ErrorKind::UnknownMetric.is_trap());
+    }
+
+    #[test]
+    fn module_text_reaches_the_log_as_one_escaped_line() {
+        let forged = "trap\n2026-12-05T07:00:00Z ERROR wasmond: root password is hunter2\r\u{202e}";
+        assert_eq!(
+            log_safe(forged, 256, 2048),
+            "trap | 2026-12-05T07:00:00Z ERROR wasmond: root password is hunter2\\r\\u{202e}"
+        );
+        let long = format!("frame {}\nnext", "x".repeat(300));
+        let safe = log_safe(&long, 10, 2048);
+        assert_eq!(safe, "frame xxxx... | next");
+        assert!(log_safe(&"y\n".repeat(5000), 256, 100).len() <= 103);
+    }
+
+    /// A real trap whose backtrace names a function from the module's name section.
+    #[test]
+    fn a_forged_function_name_in_a_trap_backtrace_stays_in_its_line() {
+        let engine = wasmtime::Engine::default();
+        let wat = r#"(module
+            (import "host" "fail" (func $fail))
+            (func $evil (@name "f\0a2026-12-05T07:00:00Z  INFO wasmond: forged") (export "run")
+                call $fail))"#;
+        let module = wasmtime::Module::new(&engine, wat).unwrap();
+        let mut store = wasmtime::Store::new(&engine, ());
+        let fail = wasmtime::Func::wrap(&mut store, || -> wasmtime::Result<()> {
+            Err(wasmtime::Error::msg("host refused"))
+        });
+        let instance = wasmtime::Instance::new(&mut store, &module, &[fail.into()]).unwrap();
+        let run = instance
+            .get_typed_func::<(), ()>(&mut store, "run")
+            .unwrap();
+        let raw = format!("{:#}", run.call(&mut store, ()).unwrap_err());
+        assert!(
+            raw.contains("f\n2026"),
+            "the name reaches the message raw: {raw}"
+        );
+        let safe = log_safe(&raw, MAX_TRAP_LINE_BYTES, MAX_TRAP_MESSAGE_BYTES);
+        assert!(!safe.contains('\n'), "{safe}");
+        assert!(
+            safe.contains("f | 2026-12-05T07:00:00Z  INFO wasmond: forged"),
+            "{safe}"
+        );
     }
 
     #[test]

@@ -12,7 +12,9 @@ use wasmtime::Store;
 use super::bindings::MetricModule;
 use super::blocking::BlockedPastDeadline;
 use super::epoch::Running;
-use super::error::{Callback, ErrorKind, ModuleError, truncate_to};
+use super::error::{
+    Callback, ErrorKind, MAX_TRAP_LINE_BYTES, MAX_TRAP_MESSAGE_BYTES, ModuleError, log_safe,
+};
 use super::limits::MAX_ERROR_MESSAGE_BYTES;
 use super::state::{HostState, ModuleLog};
 use super::stats::{CallStats, ModuleStats};
@@ -217,7 +219,7 @@ impl ModuleInstance {
 
     /// An `err(message)` the module returned through WIT, cut to a sane length.
     fn reported(&mut self, callback: Callback, metric: Option<&str>, message: &str) -> ModuleError {
-        let message = truncate_to(message, MAX_ERROR_MESSAGE_BYTES).to_string();
+        let message = log_safe(message, MAX_ERROR_MESSAGE_BYTES, MAX_ERROR_MESSAGE_BYTES);
         self.error(callback, metric, ErrorKind::ModuleReported(message))
     }
 
@@ -298,7 +300,16 @@ fn classify(store: &Store<HostState>, budget: Budget, error: &wasmtime::Error) -
             deadline: budget.deadline,
         },
         Some(&code) => trap(store, Some(code), code.to_string()),
-        None => trap(store, None, format!("{error:#}")),
+        // A host-raised trap carries the wasm backtrace, with names from the module.
+        None => trap(
+            store,
+            None,
+            log_safe(
+                &format!("{error:#}"),
+                MAX_TRAP_LINE_BYTES,
+                MAX_TRAP_MESSAGE_BYTES,
+            ),
+        ),
     }
 }
 

@@ -284,9 +284,14 @@ impl Runtime {
         if let Some(component) = cache.and_then(|cache| cache.load(engine, content_hash)) {
             return Ok(component);
         }
+        // Validation errors may quote the module's own names: one safe line.
         let component = Component::new(engine, bytes).map_err(|error| LoadError::Compile {
             path: wasm.to_path_buf(),
-            message: format!("{error:#}"),
+            message: error::log_safe(
+                &format!("{error:#}"),
+                error::MAX_TRAP_LINE_BYTES,
+                error::MAX_TRAP_MESSAGE_BYTES,
+            ),
         })?;
         if let Some(cache) = cache
             && let Err(error) = cache.store(content_hash, &component)
@@ -305,7 +310,11 @@ impl Runtime {
     ) -> Result<MetricModulePre<HostState>, LoadError> {
         let wrong_world = |error: wasmtime::Error| LoadError::WrongWorld {
             path: wasm.to_path_buf(),
-            message: format!("{error:#}"),
+            message: error::log_safe(
+                &format!("{error:#}"),
+                error::MAX_TRAP_LINE_BYTES,
+                error::MAX_TRAP_MESSAGE_BYTES,
+            ),
         };
         let pre = self
             .shared
