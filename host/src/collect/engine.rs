@@ -28,7 +28,7 @@ use tracing::{debug, error, info, warn};
 use super::backoff::Backoff;
 use super::driver::ModuleDriver;
 use super::host_module::{Accounts, HOST_MODULE, HOST_PREFIX, HostFacts, HostModule};
-use super::ownership::{Claimant, MetricOwners, Policy, Rank};
+use super::ownership::{Claimant, Level, MetricOwners, Policy, Rank};
 use super::plan::{PlannedGroup, accounting_group, plan};
 use super::pool::Pool;
 use super::ratelimit::{LOG_WINDOW, ModuleLogLimiter};
@@ -57,6 +57,12 @@ const REPORT_BATCH: usize = 256;
 /// planning costs the groups times the metrics they scan, so a thousand modules
 /// starting one by one must not each pay for a whole plan.
 const REPLAN_WHILE_STARTING: Duration = Duration::from_millis(300);
+/// How long an operator's module waits for the first start of an earlier one (whose
+/// names it might take) before it publishes anyway: one slow compile or `init` must not
+/// hold healthy modules' first values back. Should the slow module then declare one of
+/// their names, it takes the name over. Tenants' modules wait for the operator's
+/// without this bound: nothing a tenant loses to the operator is ever sent.
+const SETTLE_WAIT: Duration = Duration::from_secs(3);
 /// The period of a tenant's CPU budget (`cpu_ms_per_minute`).
 const CPU_WINDOW: Duration = Duration::from_secs(60);
 
@@ -251,6 +257,8 @@ struct ModuleSlot {
     tenant: Option<usize>,
     /// Its first start has finished, well or not: weaker modules stop waiting for it.
     settled: bool,
+    /// When it was added: the operator's weaker modules wait for it [`SETTLE_WAIT`].
+    added_at: Instant,
 }
 
 #[derive(Debug, Clone)]
@@ -350,10 +358,23 @@ impl Engine {
             _ => None,
         });
         let replan = self.replan_due.map(|since| since + REPLAN_WHILE_STARTING);
+        // A module waiting for a slow one publishes once that one is past SETTLE_WAIT.
+        let claiming = self
+            .modules
+            .values()
+            .any(|slot| matches!(slot.state, SlotState::Claiming(_)));
+        let now = Instant::now();
+        let settle = self
+            .modules
+            .values()
+            .filter(|slot| claiming && !slot.settled)
+            .map(|slot| slot.added_at + SETTLE_WAIT)
+            .filter(|at| *at > now);
         // Nothing scheduled: wake now and then anyway; it costs nothing.
         groups
             .chain(retries)
             .chain(replan)
+            .chain(settle)
             .min()
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))
     }
@@ -388,6 +409,7 @@ impl Engine {
     }
 
     fn on_timer(&mut self, now: Instant) {
+        self.publish(now);
         let retry: Vec<ModuleId> = self
             .modules
             .iter()
@@ -526,10 +548,10 @@ impl Engine {
     /// Publishes the started modules whose every possibly stronger module has settled,
     /// strongest first, so that nothing a module loses to a stronger one is ever sent.
     fn publish(&mut self, now: Instant) {
-        let strongest_unsettled = self
-            .modules
-            .values()
-            .filter(|slot| !slot.settled)
+        let unsettled = || self.modules.values().filter(|slot| !slot.settled);
+        let strongest_unsettled = unsettled().map(|slot| slot.rank).min();
+        let strongest_still_due = unsettled()
+            .filter(|slot| now < slot.added_at + SETTLE_WAIT)
             .map(|slot| slot.rank)
             .min();
         let mut ready: Vec<(Rank, ModuleId)> = self
@@ -537,7 +559,11 @@ impl Engine {
             .iter()
             .filter(|(_, slot)| matches!(slot.state, SlotState::Claiming(_)))
             .filter(|(_, slot)| {
-                strongest_unsettled.is_none_or(|other| !slot.rank.waits_for(&other))
+                let waited_for = match slot.rank.level() {
+                    Level::Tenant => strongest_unsettled,
+                    _ => strongest_still_due,
+                };
+                waited_for.is_none_or(|other| !slot.rank.waits_for(&other))
             })
             .map(|(id, slot)| (slot.rank, *id))
             .collect();
@@ -902,6 +928,7 @@ impl Engine {
                 rank,
                 tenant,
                 settled: false,
+                added_at: now,
             },
         );
         self.start_module(id, now);

@@ -9,9 +9,10 @@
 //! claimed first keeps it.
 //!
 //! The engine makes sure that nothing of a loser is ever published: a module's claims
-//! wait until every module that could be stronger has finished its first start (the
-//! operator's wait for the earlier operator modules, tenants for all the operator's),
-//! so a take-over only happens when a stronger module that failed its first start
+//! wait until every module that could be stronger has finished its first start (tenants
+//! for all the operator's; the operator's for the earlier operator modules, but only
+//! `SETTLE_WAIT`, so one slow start does not hold healthy modules back), so a take-over
+//! only happens when a stronger module whose first start failed, or was that slow,
 //! succeeds later.
 //!
 //! A tenant's modules are also held to the tenant's `name_prefix` and to its

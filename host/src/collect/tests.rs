@@ -764,6 +764,49 @@ async fn accounting_metrics_have_titles_descriptions_and_rate_units_in_the_xml()
     h.stop().await;
 }
 
+/// Its start never ends (a compile or `init` far slower than any other module's).
+struct SlowStart;
+
+impl ModuleDriver for SlowStart {
+    fn start(&mut self) -> Result<Vec<MetricDescriptor>, Failure> {
+        std::thread::sleep(Duration::from_secs(3600));
+        Err(Failure::error("started too late"))
+    }
+    fn handle(&mut self, _metric: &str) -> Result<MetricValue, Failure> {
+        Err(Failure::error("never started"))
+    }
+    fn cleanup(&mut self) {}
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_earlier_module_slow_to_start_holds_a_healthy_ones_first_values_back_only_briefly() {
+    let group = || vec![every(1, 3600, vec![by_name("good", Some(0.0))])];
+    let mut h = harness(group(), Vec::new(), &[("good", 1.0)]);
+    let slow = ModuleSpec {
+        name: "slow".into(),
+        fingerprint: "v1".into(),
+        bounds: CallBounds {
+            init: 3600 * SEC,
+            handler: SEC,
+            cleanup: SEC,
+        },
+        driver: Box::new(SlowStart),
+        inline: false,
+    };
+    let mut next = config(group(), vec![module("g", &["good"])], &h.values, &h.journal);
+    // Declared first, so `g` could lose names to it: `g` waits for it, but not for long.
+    next.modules.insert(0, slow);
+    h.handle.reload(next);
+    let sends = h.sends_until(8).await;
+    let first = sends.first().map(|(second, _)| *second);
+    assert!(
+        first.is_some_and(|second| second <= 4),
+        "good first sent at {first:?}: {sends:?}"
+    );
+    assert!(sends.len() >= 4, "then every second: {sends:?}");
+    h.stop().await;
+}
+
 /// Blocks in its first call until the test ends: a module no deadline can stop.
 struct Wedged;
 
