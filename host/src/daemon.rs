@@ -417,7 +417,7 @@ fn apply_reload(
     } = reloaded;
     if network_changed(old, &config) {
         warn!(
-            "channel (udp_send, udp_recv, tcp_accept, prometheus_listener, interactive_channel) or mute/deaf changes take effect at the next restart"
+            "channel (udp_send, udp_recv, tcp_accept, prometheus_listener, prometheus_remote_write, interactive_channel) or mute/deaf changes take effect at the next restart"
         );
     }
     let mut next = fingerprints(&engine_config);
@@ -447,6 +447,7 @@ fn network_changed(old: &Config, new: &Config) -> bool {
         || old.udp_recv_channels != new.udp_recv_channels
         || old.tcp_accept_channels != new.tcp_accept_channels
         || old.prometheus_listeners != new.prometheus_listeners
+        || old.prometheus_remote_writes != new.prometheus_remote_writes
         || old.interactive_channels != new.interactive_channels
         || old.globals.mute != new.globals.mute
         || old.globals.deaf != new.globals.deaf

@@ -16,7 +16,9 @@
 //!   by the built-in group's [`accounting_selectors`]) and a description.
 //! - With a network, its counters (`wasmond_udp_received`, `_malformed`, `_refused`,
 //!   `_over_quota`, `_denied`, `_kernel_drops`, `_sent`, `_send_failures`: whole counts
-//!   of datagrams, slope positive, units `packets/s`), in group `wasmond` too.
+//!   of datagrams, slope positive, units `packets/s`), in group `wasmond` too; with a
+//!   `prometheus_remote_write`, its own (`wasmond_remote_write_samples`, `_dropped`,
+//!   `_refused`, `_retries`, and the gauge `_queue`).
 //! - For every tenant `T`: `wasmond_tenant_T_calls`, ... the same counters summed over
 //!   the tenant's modules (memory: the largest of them).
 //!
@@ -277,7 +279,7 @@ impl ModuleDriver for HostModule {
                 name: counter.name.into(),
                 value_type: ValueType::Double,
                 units: counter.units.into(),
-                slope: Slope::Positive,
+                slope: counter.slope,
                 format: "%.0f".into(),
                 time_max: 60,
                 description: counter.description.into(),
@@ -479,6 +481,40 @@ mod tests {
         }
         let without = host(&Accounts::default()).start().unwrap();
         assert!(!without.iter().any(|d| d.name.starts_with("wasmond_udp_")));
+        assert!(
+            !descriptors
+                .iter()
+                .any(|d| d.name.starts_with("wasmond_remote_write_")),
+            "no remote write configured"
+        );
+    }
+
+    #[test]
+    fn publishes_the_remote_writes_counters_and_queue_when_configured() {
+        let net = Arc::new(NetStats {
+            remote_write: true,
+            ..NetStats::default()
+        });
+        let mut module = host(&Accounts::default()).with_network(Some(Arc::clone(&net)));
+        let descriptors = module.start().unwrap();
+        let slope = |name: &str| descriptors.iter().find(|d| d.name == name).unwrap().slope;
+        assert_eq!(slope("wasmond_remote_write_samples"), Slope::Positive);
+        assert_eq!(slope("wasmond_remote_write_dropped"), Slope::Positive);
+        assert_eq!(slope("wasmond_remote_write_queue"), Slope::Both);
+        net.remote_write_samples.add(120);
+        net.remote_write_queue.add(3);
+        net.remote_write_queue.add(-1);
+        assert_eq!(
+            module.handle("wasmond_remote_write_samples"),
+            Ok(MetricValue::Double(120.0))
+        );
+        assert_eq!(
+            module.handle("wasmond_remote_write_queue"),
+            Ok(MetricValue::Double(2.0))
+        );
+        for counter in net.published() {
+            crate::collect::names::validate_metric_name(counter.name).unwrap();
+        }
     }
 
     #[test]

@@ -92,6 +92,9 @@ pub fn build(
     let prometheus_listeners = each("prometheus_listener")
         .filter_map(|s| prometheus_listener(s, diag))
         .collect();
+    let prometheus_remote_writes = each("prometheus_remote_write")
+        .filter_map(|s| prometheus_remote_write(s, diag))
+        .collect();
     let interactive_channels = each("interactive_channel")
         .filter_map(|s| interactive_channel(s, diag))
         .collect();
@@ -105,6 +108,7 @@ pub fn build(
         modules,
         collection_groups,
         prometheus_listeners,
+        prometheus_remote_writes,
         interactive_channels,
         tenants: Vec::new(),
     }
@@ -336,6 +340,79 @@ fn prometheus_listener(sub: &Sub, diag: &mut Diagnostics) -> Option<PrometheusLi
         acl: acl(&f, diag),
         declared_at: sub.at.clone(),
     })
+}
+
+fn prometheus_remote_write(sub: &Sub, diag: &mut Diagnostics) -> Option<PrometheusRemoteWrite> {
+    let f = Fields::read(
+        "prometheus_remote_write",
+        schema::PROMETHEUS_REMOTE_WRITE,
+        [sub.body],
+        diag,
+    );
+    let interval = f
+        .int_in(
+            "interval",
+            1,
+            MAX_REMOTE_WRITE_INTERVAL.into(),
+            &format!(
+                "a number of seconds from 1 to {MAX_REMOTE_WRITE_INTERVAL} (Prometheus takes a series silent for 5 minutes as gone)"
+            ),
+            diag,
+        )
+        .map_or(DEFAULT_REMOTE_WRITE_INTERVAL, |v| v as u32);
+    let queue = f
+        .int_in(
+            "queue",
+            1,
+            MAX_REMOTE_WRITE_QUEUE.into(),
+            &format!("a number of requests from 1 to {MAX_REMOTE_WRITE_QUEUE}"),
+            diag,
+        )
+        .map_or(DEFAULT_REMOTE_WRITE_QUEUE, |v| v as u32);
+    let Some(url) = f.string("url") else {
+        diag.invalid(
+            sub.at,
+            "`prometheus_remote_write` needs a `url` (e.g. \"http://prometheus:9090/api/v1/write\")",
+        );
+        return None;
+    };
+    if let Err(problem) = check_remote_write_url(&url) {
+        let kind = ErrorKind::InvalidValue {
+            key: "url".into(),
+            expected: format!("an `http://host[:port]/path` URL ({problem})"),
+            found: format!("`{url}`"),
+        };
+        diag.error(f.value_at("url").expect("url is set"), kind);
+        return None;
+    }
+    Some(PrometheusRemoteWrite {
+        url,
+        interval,
+        queue,
+        declared_at: sub.at.clone(),
+    })
+}
+
+/// What is wrong with a remote-write URL, if anything: wasmond speaks plain HTTP/1.1
+/// and sends no credentials, so the URL is `http://`, with a host, without a user.
+fn check_remote_write_url(url: &str) -> Result<(), &'static str> {
+    let uri: hyper::Uri = url.parse().map_err(|_| "not a URL")?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => return Err("https is not supported: use a TLS-terminating proxy"),
+        _ => return Err("the scheme must be http"),
+    }
+    let authority = uri.authority().ok_or("no host")?;
+    if authority.as_str().contains('@') {
+        return Err("credentials in the URL are not supported");
+    }
+    if authority.host().is_empty() {
+        return Err("no host");
+    }
+    if uri.port_u16() == Some(0) || (authority.as_str().ends_with(':')) {
+        return Err("the port must be from 1 to 65535");
+    }
+    Ok(())
 }
 
 fn interactive_channel(sub: &Sub, diag: &mut Diagnostics) -> Option<InteractiveChannel> {

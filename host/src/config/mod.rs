@@ -43,7 +43,11 @@ pub use model::{
     HostInfo, MetricSelector, ModuleConfig, ModuleSource, TcpAcceptChannel, UdpRecvChannel,
     UdpSendChannel,
 };
-pub use model::{DEFAULT_METRICS_PATH, InteractiveChannel, PrometheusListener};
+pub use model::{
+    DEFAULT_METRICS_PATH, DEFAULT_REMOTE_WRITE_INTERVAL, DEFAULT_REMOTE_WRITE_QUEUE,
+    InteractiveChannel, MAX_REMOTE_WRITE_INTERVAL, MAX_REMOTE_WRITE_QUEUE, PrometheusListener,
+    PrometheusRemoteWrite,
+};
 pub use raw::{Item, RawTree, Scalar, Value, parse_str};
 pub use sandbox::{EnvGrant, SandboxConfig};
 pub use tenant::{Ceiling, Ceilings, Tenant};

@@ -24,6 +24,8 @@ pub struct Config {
     pub collection_groups: Vec<CollectionGroup>,
     /// wasmond's `prometheus_listener { }` blocks; none unless declared.
     pub prometheus_listeners: Vec<PrometheusListener>,
+    /// wasmond's `prometheus_remote_write { }` blocks; none unless declared.
+    pub prometheus_remote_writes: Vec<PrometheusRemoteWrite>,
     /// wasmond's `interactive_channel { }` blocks; none unless declared.
     pub interactive_channels: Vec<InteractiveChannel>,
     /// The operator's `tenant { }`s: whose files hold which modules, and their ceilings.
@@ -186,6 +188,35 @@ pub struct PrometheusListener {
     pub acl: Option<Acl>,
     pub declared_at: Location,
 }
+
+/// `prometheus_remote_write { }` (wasmond's own section): every `interval` seconds, every
+/// metric of the store is pushed to `url` as a Prometheus remote-write 1.0 request;
+/// up to `queue` requests wait while the receiver is unreachable.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PrometheusRemoteWrite {
+    /// A plain `http://host[:port]/path` URL (checked when the config is read).
+    pub url: String,
+    /// Seconds between snapshots of the store.
+    pub interval: u32,
+    /// Requests kept while the receiver is unreachable; past it the oldest is dropped.
+    pub queue: u32,
+    pub declared_at: Location,
+}
+
+/// `interval` when a `prometheus_remote_write` names none: Prometheus' default scrape
+/// interval.
+pub const DEFAULT_REMOTE_WRITE_INTERVAL: u32 = 15;
+
+/// The longest `interval`: Prometheus takes a series without a sample for 5 minutes as
+/// gone, so a longer interval would make every series flicker.
+pub const MAX_REMOTE_WRITE_INTERVAL: u32 = 300;
+
+/// `queue` when a `prometheus_remote_write` names none: 4 minutes of requests at the
+/// default interval.
+pub const DEFAULT_REMOTE_WRITE_QUEUE: u32 = 16;
+
+/// The largest `queue`: each request holds a whole snapshot of the store.
+pub const MAX_REMOTE_WRITE_QUEUE: u32 = 1000;
 
 /// `interactive_channel { }` (wasmond's own section): gmetad's interactive port, answering
 /// one request line (a path such as `/CLUSTER/HOST`) with that part of the XML, to the

@@ -41,6 +41,7 @@ pub const TOP: &[Key] = &[
     key("sflow", SEC),
     // wasmond's extensions: exports for users beyond Ganglia.
     key("prometheus_listener", SEC),
+    key("prometheus_remote_write", SEC),
     key("interactive_channel", SEC),
     // wasmond's extension: the operator's tenants and their ceilings.
     key("tenant", SEC),
@@ -113,6 +114,13 @@ pub const PROMETHEUS_LISTENER: &[Key] = &[
     key("family", Kind::Str),
     key("path", Kind::Str),
     key("acl", SEC),
+];
+
+/// wasmond's `prometheus_remote_write { }`: the store pushed to a remote-write receiver.
+pub const PROMETHEUS_REMOTE_WRITE: &[Key] = &[
+    key("url", Kind::Str),
+    key("interval", Kind::Int),
+    key("queue", Kind::Int),
 ];
 
 /// wasmond's `interactive_channel { }`: gmetad's interactive port on the store.
@@ -216,6 +224,7 @@ const HOMES: &[(&str, &[Key])] = &[
     ("udp_recv_channel", UDP_RECV),
     ("tcp_accept_channel", TCP_ACCEPT),
     ("prometheus_listener", PROMETHEUS_LISTENER),
+    ("prometheus_remote_write", PROMETHEUS_REMOTE_WRITE),
     ("interactive_channel", INTERACTIVE_CHANNEL),
     ("module", MODULE),
     ("sandbox", SANDBOX),

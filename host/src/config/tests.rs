@@ -810,3 +810,54 @@ modules {
     let c = load_mem(&without_wasm).unwrap().config;
     assert!(c.modules.iter().all(|m| m.wasm_path().is_none()));
 }
+
+#[test]
+fn prometheus_remote_write_reads_url_interval_and_queue() {
+    let conf = r#"
+prometheus_remote_write { url = "http://127.0.0.1:9090/api/v1/write" interval = 5 queue = 3 }
+prometheus_remote_write {
+  url = "http://mimir/api/v1/push"
+}
+"#;
+    let loaded = load_mem(&[("/r/gmond.conf", conf)]).unwrap();
+    let pushes = &loaded.config.prometheus_remote_writes;
+    assert_eq!(pushes.len(), 2);
+    assert_eq!(pushes[0].url, "http://127.0.0.1:9090/api/v1/write");
+    assert_eq!((pushes[0].interval, pushes[0].queue), (5, 3));
+    assert_eq!(pushes[0].declared_at.to_string(), "/r/gmond.conf:2:1");
+    assert_eq!(
+        (pushes[1].interval, pushes[1].queue),
+        (DEFAULT_REMOTE_WRITE_INTERVAL, DEFAULT_REMOTE_WRITE_QUEUE)
+    );
+    assert!(loaded.warnings.is_empty());
+}
+
+#[test]
+fn bad_prometheus_remote_write_settings_are_errors_at_their_place() {
+    let conf = r#"prometheus_remote_write { interval = 15 }
+prometheus_remote_write { url = "https://p:9090/api/v1/write" }
+prometheus_remote_write { url = "ftp://p/x" }
+prometheus_remote_write { url = "http://user:secret@p/x" }
+prometheus_remote_write { url = "http://p:0/x" }
+prometheus_remote_write { url = "not a url" }
+prometheus_remote_write { url = "http://p/" interval = 0 queue = 0 }
+prometheus_remote_write { url = "http://p/" interval = 301 queue = 1001 }
+prometheus_remote_write { url = "http://p/" intervall = 10 }
+"#;
+    assert_eq!(
+        errors_of(&[("/r/g.conf", conf)]),
+        vec![
+            "/r/g.conf:1:1: error: `prometheus_remote_write` needs a `url` (e.g. \"http://prometheus:9090/api/v1/write\")",
+            "/r/g.conf:2:33: error: `url`: expected an `http://host[:port]/path` URL (https is not supported: use a TLS-terminating proxy), found `https://p:9090/api/v1/write`",
+            "/r/g.conf:3:33: error: `url`: expected an `http://host[:port]/path` URL (the scheme must be http), found `ftp://p/x`",
+            "/r/g.conf:4:33: error: `url`: expected an `http://host[:port]/path` URL (credentials in the URL are not supported), found `http://user:secret@p/x`",
+            "/r/g.conf:5:33: error: `url`: expected an `http://host[:port]/path` URL (the port must be from 1 to 65535), found `http://p:0/x`",
+            "/r/g.conf:6:33: error: `url`: expected an `http://host[:port]/path` URL (not a URL), found `not a url`",
+            "/r/g.conf:7:56: error: `interval`: expected a number of seconds from 1 to 300 (Prometheus takes a series silent for 5 minutes as gone), found `0`",
+            "/r/g.conf:7:66: error: `queue`: expected a number of requests from 1 to 1000, found `0`",
+            "/r/g.conf:8:56: error: `interval`: expected a number of seconds from 1 to 300 (Prometheus takes a series silent for 5 minutes as gone), found `301`",
+            "/r/g.conf:8:68: error: `queue`: expected a number of requests from 1 to 1000, found `1001`",
+            "/r/g.conf:9:45: error: unknown key `intervall` in `prometheus_remote_write`; did you mean `interval`?",
+        ]
+    );
+}

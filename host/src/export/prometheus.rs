@@ -212,23 +212,25 @@ impl Collector for StoreCollector {
 }
 
 /// One metric family: every host's metric that maps to one Prometheus name.
-struct Family<'a> {
+pub(super) struct Family<'a> {
     /// The name without the unit suffix (the encoder appends `_<unit>`).
     stem: String,
-    kind: Kind,
+    pub(super) kind: Kind,
     unit: Option<Unit>,
     help: String,
-    members: Vec<(HostView<'a>, MetricView<'a>)>,
+    pub(super) members: Vec<(HostView<'a>, MetricView<'a>)>,
 }
 
-struct Families<'a> {
-    list: Vec<Family<'a>>,
-    dropped: usize,
+/// The store's live metrics as families: what both the exposition and the
+/// remote-write requests ([`super::remote_write`]) are made of.
+pub(super) struct Families<'a> {
+    pub(super) list: Vec<Family<'a>>,
+    pub(super) dropped: usize,
 }
 
 impl<'a> Families<'a> {
     /// Groups the store's live metrics into families, in host then metric order.
-    fn collect(view: View<'a>, now: SystemTime, format: Format) -> Families<'a> {
+    pub(super) fn collect(view: View<'a>, now: SystemTime, format: Format) -> Families<'a> {
         let config = view.config();
         let mut list: Vec<Family<'a>> = Vec::new();
         // Family names and sample names, each to the family that owns it.
@@ -304,40 +306,79 @@ impl<'a> Families<'a> {
                 family.kind.metric_type(),
             )?;
             for (host, metric) in &family.members {
-                groups.clear();
-                for (i, group) in metric.meta.groups().enumerate() {
-                    if i > 0 {
-                        groups.push(',');
-                    }
-                    groups.push_str(group);
-                }
-                let labels = [
-                    ("cluster", cluster),
-                    ("host", host.name),
-                    ("group", groups.as_str()),
-                    ("ganglia_name", metric.name),
-                ];
+                join_groups(*metric, &mut groups);
+                let labels = labels(cluster, host.name, &groups, metric.name);
                 let mut sample = metric_encoder.encode_family(&labels)?;
-                match (family.kind, &metric.sample.value) {
-                    (Kind::Info, value) => {
-                        text.clear();
-                        match value {
-                            MetricValue::String(s) => text.push_str(s),
-                            other => format_value(&metric.sample.format, other, &mut text),
-                        }
+                let value = sample_value(family.kind, &metric.sample.value);
+                match family.kind {
+                    Kind::Info => {
+                        info_text(*metric, &mut text);
                         sample.encode_info(&[("value", text.as_str())])?;
                     }
-                    (Kind::Counter, value) => {
-                        let v = number(value).unwrap_or_default();
-                        sample.encode_counter::<NoLabelSet, f64, f64>(&v, None)?;
+                    Kind::Counter => {
+                        sample.encode_counter::<NoLabelSet, f64, f64>(&value, None)?;
                     }
-                    (Kind::Gauge, value) => {
-                        sample.encode_gauge(&number(value).unwrap_or(f64::NAN))?;
-                    }
+                    Kind::Gauge => sample.encode_gauge(&value)?,
                 }
             }
         }
         Ok(())
+    }
+}
+
+impl Family<'_> {
+    /// The name of the family's samples as the exposition writes them: the stem, `_<unit>`
+    /// when it has one, then the kind's suffix (`_total`, `_info`).
+    pub(super) fn sample_name(&self) -> String {
+        let mut name = String::with_capacity(self.stem.len() + 16);
+        family_name(&self.stem, self.unit.as_ref(), &mut name);
+        name.push_str(self.kind.sample_suffixes()[0]);
+        name
+    }
+}
+
+/// A sample's labels but the info metric's `value`: cluster, host, groups, Ganglia name.
+pub(super) fn labels<'a>(
+    cluster: &'a str,
+    host: &'a str,
+    groups: &'a str,
+    ganglia_name: &'a str,
+) -> [(&'static str, &'a str); 4] {
+    [
+        ("cluster", cluster),
+        ("host", host),
+        ("group", groups),
+        ("ganglia_name", ganglia_name),
+    ]
+}
+
+/// The metric's groups, comma-separated, into `out`.
+pub(super) fn join_groups(metric: MetricView<'_>, out: &mut String) {
+    out.clear();
+    for (i, group) in metric.meta.groups().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(group);
+    }
+}
+
+/// The info metric's `value` label: the string, or the number as Ganglia formats it.
+pub(super) fn info_text(metric: MetricView<'_>, out: &mut String) {
+    out.clear();
+    match &metric.sample.value {
+        MetricValue::String(s) => out.push_str(s),
+        other => format_value(&metric.sample.format, other, out),
+    }
+}
+
+/// The sample's value: a counter's number (never negative: see [`Families::collect`]),
+/// a gauge's (NaN when it spells none), 1 for an info metric.
+pub(super) fn sample_value(kind: Kind, value: &MetricValue) -> f64 {
+    match kind {
+        Kind::Info => 1.0,
+        Kind::Counter => number(value).unwrap_or_default(),
+        Kind::Gauge => number(value).unwrap_or(f64::NAN),
     }
 }
 

@@ -8,6 +8,8 @@
 //! - [`interactive`]: wasmond's `interactive_channel`s, gmetad's interactive port.
 //! - [`prometheus`]: wasmond's `prometheus_listener`s, serving the store's Prometheus
 //!   exposition over HTTP.
+//! - [`remote_write`]: wasmond's `prometheus_remote_write`s, pushing the same metrics to
+//!   a Prometheus remote-write receiver.
 //!
 //! [`service::Network`] opens every channel of a configuration (honouring `mute` and
 //! `deaf`), starts their tasks and sweeps expired hosts; it is what the daemon calls.
@@ -23,6 +25,7 @@ pub mod listener;
 pub mod names;
 pub mod prometheus;
 pub mod recv;
+pub mod remote_write;
 pub mod send;
 pub mod service;
 pub mod socket;

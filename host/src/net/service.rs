@@ -26,6 +26,7 @@ use tokio_util::task::TaskTracker;
 use super::interactive;
 use super::prometheus::{self, ExpositionOptions};
 use super::recv::{self, MetadataRequestHandler, RecvContext};
+use super::remote_write::{self, RemoteWriteOptions};
 use super::send::{self, Identity, SendChannel, SendOptions};
 use super::socket;
 use super::stats::NetStats;
@@ -72,7 +73,10 @@ impl Network {
     /// when a socket cannot be opened (a port in use, an unknown host).
     pub async fn start(config: &Config, setup: NetworkSetup) -> anyhow::Result<Network> {
         let globals = &config.globals;
-        let stats = Arc::new(NetStats::default());
+        let stats = Arc::new(NetStats {
+            remote_write: !config.prometheus_remote_writes.is_empty(),
+            ..NetStats::default()
+        });
         let tasks = TaskTracker::new();
 
         // Receive sockets are bound first: a send channel aimed at one of them is this
@@ -155,6 +159,7 @@ impl Network {
         // Not affected by `deaf`: the exposition shows whatever the store holds, which
         // for a deaf daemon is its own metrics.
         network.start_prometheus_listeners(config, &setup)?;
+        network.start_remote_writes(config, &setup)?;
         network.start_expiry(&setup, globals.cleanup_threshold);
         network.tasks.close();
         Ok(network)
@@ -276,6 +281,24 @@ impl Network {
                 Arc::clone(&setup.store),
                 ExpositionOptions::from_listener(listener),
                 setup.shutdown.clone().cancelled_owned(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Starts one pusher per `prometheus_remote_write`. Neither `mute` nor `deaf` stops
+    /// them: they export the store, as the `prometheus_listener`s do, and send nothing
+    /// to Ganglia peers.
+    fn start_remote_writes(&mut self, config: &Config, setup: &NetworkSetup) -> anyhow::Result<()> {
+        for push in &config.prometheus_remote_writes {
+            let options = RemoteWriteOptions::from_config(push)
+                .with_context(|| format!("prometheus_remote_write at {}", push.declared_at))?;
+            tracing::info!(url = %push.url, interval = push.interval, queue = push.queue, "prometheus_remote_write pushing");
+            self.tasks.spawn(remote_write::run(
+                options,
+                Arc::clone(&setup.store),
+                Arc::clone(&self.stats),
+                setup.shutdown.clone(),
             ));
         }
         Ok(())

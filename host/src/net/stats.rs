@@ -2,7 +2,9 @@
 //! served, sent, received, refused and dropped. Plain relaxed atomics: each is a tally,
 //! nothing is ordered by them.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use crate::metric::Slope;
 
 /// Every counter of the network layer; share as `Arc<NetStats>`.
 #[derive(Debug, Default)]
@@ -38,29 +40,48 @@ pub struct NetStats {
     pub metadata_requests_sent: Counter,
     /// Metadata requests (id 136) received from peers.
     pub metadata_requests_received: Counter,
+    /// Whether a `prometheus_remote_write` is configured: the `remote_write` counters
+    /// below are published only then.
+    pub remote_write: bool,
+    /// Samples remote-write receivers accepted.
+    pub remote_write_samples: Counter,
+    /// Remote-write requests dropped, the oldest first, because the queue was full.
+    pub remote_write_dropped: Counter,
+    /// Remote-write requests the receiver refused (a 4xx status but 429): dropped, since
+    /// sending them again would be refused again.
+    pub remote_write_refused: Counter,
+    /// Remote-write attempts that failed and are tried again after a pause: no
+    /// connection, a timeout, a 5xx or 429 status.
+    pub remote_write_retries: Counter,
+    /// Remote-write requests waiting to be sent, in every queue.
+    pub remote_write_queue: Gauge,
 }
 
-/// One counter published as a metric of the host's own `wasmond` module.
+/// One counter (or gauge) published as a metric of the host's own `wasmond` module.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Published {
     pub name: &'static str,
     pub units: &'static str,
     pub description: &'static str,
+    /// `Positive` for a counter, `Both` for a gauge.
+    pub slope: Slope,
     pub value: u64,
 }
 
 impl NetStats {
-    /// The counters published in the host's `wasmond` group, in a fixed order. Their
-    /// names end in none of the per-module accounting suffixes, so no module's
-    /// accounting metric can take one.
-    pub fn published(&self) -> [Published; 8] {
+    /// The counters published in the host's `wasmond` group, in a fixed order: the UDP
+    /// channels' always, the remote write's when one is configured. Their names end in
+    /// none of the per-module accounting suffixes, so no module's accounting metric can
+    /// take one.
+    pub fn published(&self) -> Vec<Published> {
         let counter = |name, units, description, counter: &Counter| Published {
             name,
             units,
             description,
+            slope: Slope::Positive,
             value: counter.get(),
         };
-        [
+        let mut published = vec![
             counter(
                 "wasmond_udp_received",
                 "packets/s",
@@ -109,7 +130,43 @@ impl NetStats {
                 "Datagrams not sent: refused by the OS, or by wasmond as unsafe or too long",
                 &self.send_errors,
             ),
-        ]
+        ];
+        if self.remote_write {
+            published.extend([
+                counter(
+                    "wasmond_remote_write_samples",
+                    "samples/s",
+                    "Samples the Prometheus remote-write receivers accepted",
+                    &self.remote_write_samples,
+                ),
+                counter(
+                    "wasmond_remote_write_dropped",
+                    "requests/s",
+                    "Remote-write requests dropped unsent, the oldest first, because the queue was full",
+                    &self.remote_write_dropped,
+                ),
+                counter(
+                    "wasmond_remote_write_refused",
+                    "requests/s",
+                    "Remote-write requests the receiver refused (HTTP 4xx): dropped",
+                    &self.remote_write_refused,
+                ),
+                counter(
+                    "wasmond_remote_write_retries",
+                    "attempts/s",
+                    "Remote-write attempts that failed (no connection, timeout, HTTP 5xx or 429) and are tried again",
+                    &self.remote_write_retries,
+                ),
+                Published {
+                    name: "wasmond_remote_write_queue",
+                    units: "requests",
+                    description: "Remote-write requests waiting to be sent",
+                    slope: Slope::Both,
+                    value: self.remote_write_queue.get(),
+                },
+            ]);
+        }
+        published
     }
 }
 
@@ -128,5 +185,19 @@ impl Counter {
 
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// One level that goes up and down (a queue's length), never read below 0.
+#[derive(Debug, Default)]
+pub struct Gauge(AtomicI64);
+
+impl Gauge {
+    pub fn add(&self, n: i64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed).max(0) as u64
     }
 }
