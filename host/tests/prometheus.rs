@@ -4,6 +4,12 @@
 //! queryable through Prometheus' HTTP API with their labels and types, and `promtool
 //! check metrics` accepts the text exposition.
 //!
+//! Its `prometheus_remote_write` pushing to a second real Prometheus, started with
+//! `--web.enable-remote-write-receiver`: the series of wasmond's own host and of a real
+//! gmond 3.7.2 sending to wasmond over UDP arrive with their labels; with the receiver
+//! down at first, the queue stays bounded, the drops are counted, and once the receiver
+//! is up the queued snapshots and the new ones arrive.
+//!
 //! Skipped (with a message) without Prometheus or Ganglia's tools, failed instead under
 //! `WASMOND_REQUIRE_INTEROP=1`.
 
@@ -15,13 +21,14 @@ mod prometheus;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use ganglia::{TempDir, gmetric, require_ganglia, wait_for};
+use ganglia::{Gmond, TempDir, gmetric, require_ganglia, wait_for};
 use prometheus::{Prometheus, http_get, promtool_check_metrics, require_prometheus};
 
 const CLUSTER: &str = "Prom Cluster";
 
 /// The real `wasmond run`: the example guest's metrics (prefixed `e2e_`) collected every
-/// second and sent to its own receive channel, the exposition at `/wasmond/metrics`.
+/// second and sent to its own receive channel, the exposition at `/wasmond/metrics`,
+/// and `extra` sections.
 struct WasmondRun {
     daemon: ganglia::Daemon,
     udp_addr: SocketAddr,
@@ -30,7 +37,7 @@ struct WasmondRun {
 }
 
 impl WasmondRun {
-    fn start() -> Option<WasmondRun> {
+    fn start(extra: &str) -> Option<WasmondRun> {
         let guest = wasmond_test_guests::EXAMPLE;
         if !std::path::Path::new(guest).exists() {
             let message = format!("the example guest was not built ({guest})");
@@ -90,6 +97,7 @@ collection_group {{
     name_match = "e2e_(.*)"
   }}
 }}
+{extra}
 "#
         );
         let daemon = ganglia::Daemon::spawn_wasmond(&dir, &conf);
@@ -99,6 +107,34 @@ collection_group {{
             metrics_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, metrics_port)),
             dir,
         })
+    }
+}
+
+impl WasmondRun {
+    /// Waits until wasmond is up (its receive channel bound): it answers scrapes.
+    fn wait_up(&self) {
+        wait_for(
+            Duration::from_secs(30),
+            "wasmond's exposition",
+            || {
+                self.daemon.assert_running();
+                http_get(self.metrics_addr, "/wasmond/metrics", None).ok()
+            },
+            || self.daemon.log_text(),
+        );
+    }
+
+    /// The value of the sample `name` in wasmond's own exposition (this host's).
+    fn exposed(&self, name: &str) -> Option<f64> {
+        let text = http_get(self.metrics_addr, "/wasmond/metrics", None)
+            .ok()?
+            .body;
+        text.lines()
+            .find(|line| line.starts_with(&format!("{name}{{")))?
+            .rsplit(' ')
+            .next()?
+            .parse()
+            .ok()
     }
 }
 
@@ -124,19 +160,10 @@ fn real_prometheus_scrapes_every_host_with_labels_and_types() {
     if !require_prometheus(test) || !require_ganglia(test) {
         return;
     }
-    let Some(wasmond) = WasmondRun::start() else {
+    let Some(wasmond) = WasmondRun::start("") else {
         return;
     };
-    // wasmond is up (its receive channel bound) once it answers scrapes.
-    wait_for(
-        Duration::from_secs(30),
-        "wasmond's exposition",
-        || {
-            wasmond.daemon.assert_running();
-            http_get(wasmond.metrics_addr, "/wasmond/metrics", None).ok()
-        },
-        || wasmond.daemon.log_text(),
-    );
+    wasmond.wait_up();
     // A second host, heard over UDP from real gmetric: a counter in bytes.
     let send = || {
         gmetric(
@@ -289,5 +316,191 @@ fn real_prometheus_scrapes_every_host_with_labels_and_types() {
                 .count()
         ),
         "Prometheus took every sample of the OpenMetrics exposition"
+    );
+}
+
+/// A `prometheus_remote_write` section pushing every second to `receiver`.
+fn remote_write_to(receiver: SocketAddr, queue: u32) -> String {
+    format!(
+        "prometheus_remote_write {{\n  url = \"http://{receiver}/api/v1/write\"\n  interval = 1\n  queue = {queue}\n}}\n"
+    )
+}
+
+/// Prometheus as a remote-write receiver only (it scrapes nothing).
+const RECEIVER_FLAGS: &[&str] = &["--web.enable-remote-write-receiver"];
+
+/// gmond 3.7.2's own load module, `load_one` collected and sent every second.
+const GMOND_LOAD: &str = r#"modules {
+  module {
+    name = "core_metrics"
+  }
+  module {
+    name = "load_module"
+    path = "/usr/lib/x86_64-linux-gnu/ganglia/modload.so"
+  }
+}
+collection_group {
+  collect_every = 1
+  time_threshold = 1
+  metric {
+    name = "load_one"
+  }
+}
+"#;
+
+#[test]
+fn real_prometheus_receives_what_wasmond_pushes_from_every_host() {
+    let test = "real_prometheus_receives_what_wasmond_pushes_from_every_host";
+    if !require_prometheus(test) || !require_ganglia(test) {
+        return;
+    }
+    let receiver = Prometheus::start(&[], "/metrics", RECEIVER_FLAGS);
+    let Some(wasmond) = WasmondRun::start(&remote_write_to(receiver.addr, 16)) else {
+        return;
+    };
+    wasmond.wait_up();
+    let gmond = Gmond::start_sending(CLUSTER, wasmond.udp_addr, "real-gmond", GMOND_LOAD);
+    let context = || {
+        format!(
+            "wasmond:\n{}\ngmond:\n{}\nreceiver:\n{}",
+            wasmond.daemon.log_text(),
+            gmond.daemon.log_text(),
+            receiver.daemon.log_text()
+        )
+    };
+
+    // wasmond's own host: the example guest's gauge, pushed, not scraped (no `job`).
+    let (labels, _) = wait_for(
+        Duration::from_secs(30),
+        "e2e_uint32 pushed to the receiver",
+        || {
+            wasmond.daemon.assert_running();
+            one_series(&receiver, "e2e_uint32")
+        },
+        context,
+    );
+    assert_eq!(labels["cluster"], CLUSTER, "{labels}");
+    assert_eq!(labels["group"], "example", "{labels}");
+    assert_eq!(labels["ganglia_name"], "e2e_uint32", "{labels}");
+    assert!(labels.get("job").is_none(), "{labels}");
+    let own_host = labels["host"].as_str().unwrap().to_owned();
+    assert_ne!(own_host, "real-gmond");
+    // The unit suffix and the info metric, as in the exposition.
+    assert!(one_series(&receiver, "e2e_double_ratio").is_some());
+    let (labels, value) = wait_for(
+        Duration::from_secs(10),
+        "e2e_string_info pushed",
+        || one_series(&receiver, "e2e_string_info"),
+        context,
+    );
+    assert_eq!(labels["value"], "hello from wasm", "{labels}");
+    assert_eq!(value, "1");
+
+    // The real gmond's host, heard over UDP: its load_one, with gmond's group.
+    let (labels, value) = wait_for(
+        Duration::from_secs(30),
+        "the real gmond's load_one pushed",
+        || {
+            gmond.daemon.assert_running();
+            one_series(&receiver, "load_one{host=\"real-gmond\"}")
+        },
+        context,
+    );
+    assert_eq!(labels["cluster"], CLUSTER, "{labels}");
+    assert_eq!(labels["group"], "load", "{labels}");
+    assert_eq!(labels["ganglia_name"], "load_one", "{labels}");
+    assert_eq!(labels["__name__"], "load_one", "{labels}");
+    assert!(value.parse::<f64>().unwrap() >= 0.0, "{value}");
+    // Every pushed request was accepted: nothing refused, nothing dropped.
+    let refused = wait_for(
+        Duration::from_secs(10),
+        "wasmond_remote_write_refused in the exposition",
+        || wasmond.exposed("wasmond_remote_write_refused_total"),
+        context,
+    );
+    assert_eq!(refused, 0.0, "{}", context());
+    assert_eq!(
+        wasmond.exposed("wasmond_remote_write_dropped_total"),
+        Some(0.0)
+    );
+}
+
+#[test]
+fn remote_write_keeps_a_bounded_queue_while_the_receiver_is_down() {
+    let test = "remote_write_keeps_a_bounded_queue_while_the_receiver_is_down";
+    if !require_prometheus(test) {
+        return;
+    }
+    let receiver_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, ganglia::free_port()));
+    // The counters collected every second (the built-in group takes 20 s).
+    let extra = remote_write_to(receiver_addr, 3)
+        + "collection_group {\n  collect_every = 1\n  time_threshold = 1\n  metric {\n    name = \"wasmond_remote_write_*\"\n  }\n}\n";
+    let Some(wasmond) = WasmondRun::start(&extra) else {
+        return;
+    };
+    wasmond.wait_up();
+    let context = || wasmond.daemon.log_text();
+    let counter = |name: &str| wasmond.exposed(name);
+
+    // Nobody listens: requests pile up to the queue's 3, then the oldest are dropped.
+    wait_for(
+        Duration::from_secs(30),
+        "requests dropped from the full queue",
+        || {
+            wasmond.daemon.assert_running();
+            let queue = counter("wasmond_remote_write_queue")?;
+            assert!(queue <= 3.0, "the queue holds {queue}");
+            (counter("wasmond_remote_write_dropped_total")? >= 2.0 && queue == 3.0).then_some(())
+        },
+        context,
+    );
+    assert_eq!(counter("wasmond_remote_write_samples_total"), Some(0.0));
+    assert!(counter("wasmond_remote_write_retries_total").unwrap() >= 1.0);
+    let down_until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+
+    // The receiver comes up where wasmond pushes: the queued snapshots arrive, oldest
+    // first, then the new ones.
+    let receiver = Prometheus::start_on(receiver_addr, &[], "/metrics", RECEIVER_FLAGS);
+    let context = || {
+        format!(
+            "wasmond:\n{}\nreceiver:\n{}",
+            wasmond.daemon.log_text(),
+            receiver.daemon.log_text()
+        )
+    };
+    let stamps = wait_for(
+        Duration::from_secs(30),
+        "the queued and the new samples in the receiver",
+        || {
+            let result = receiver.query("e2e_uint32[10m]");
+            let [series] = result.as_slice() else {
+                return None;
+            };
+            let stamps: Vec<f64> = series["values"]
+                .as_array()?
+                .iter()
+                .filter_map(|point| point[0].as_f64())
+                .collect();
+            (stamps.len() >= 5).then_some(stamps)
+        },
+        context,
+    );
+    assert!(stamps.is_sorted(), "{stamps:?}");
+    assert!(
+        stamps[0] < down_until,
+        "samples taken while the receiver was down arrived: {stamps:?} (down until {down_until})"
+    );
+    wait_for(
+        Duration::from_secs(30),
+        "the samples counted and the queue emptied",
+        || {
+            (counter("wasmond_remote_write_samples_total")? > 0.0
+                && counter("wasmond_remote_write_queue")? <= 1.0)
+                .then_some(())
+        },
+        context,
     );
 }

@@ -189,7 +189,13 @@ impl Gmond {
     /// `cluster`, no modules of its own, mute so it only shows what it receives, and
     /// the OS default receive buffer, as gmond has by default).
     pub fn start(cluster: &str, extra: &str) -> Gmond {
-        Gmond::launch(cluster, free_port(), true, extra)
+        Gmond::launch(
+            cluster,
+            free_port(),
+            true,
+            "send_metadata_interval = 0",
+            extra,
+        )
     }
 
     /// Starts a gmond on `port` that is not mute and sends to `peer` only what it has to
@@ -200,10 +206,24 @@ impl Gmond {
             peer.ip(),
             peer.port()
         );
-        Gmond::launch(cluster, port, false, &channel)
+        Gmond::launch(cluster, port, false, "send_metadata_interval = 0", &channel)
     }
 
-    fn launch(cluster: &str, port: u16, mute: bool, extra: &str) -> Gmond {
+    /// Starts a gmond that sends to `peer`, as host `hostname` (`override_hostname`),
+    /// the metrics of the modules and collection groups in `extra`, repeating their
+    /// metadata every 2 s so that the peer learns them whenever it starts listening.
+    pub fn start_sending(cluster: &str, peer: SocketAddr, hostname: &str, extra: &str) -> Gmond {
+        let globals = format!("send_metadata_interval = 2\n  override_hostname = \"{hostname}\"");
+        let extra = format!(
+            "udp_send_channel {{\n  host = {}\n  port = {}\n}}\n{extra}",
+            peer.ip(),
+            peer.port()
+        );
+        Gmond::launch(cluster, free_port(), false, &globals, &extra)
+    }
+
+    /// `globals`: the `send_metadata_interval` line and any other global settings.
+    fn launch(cluster: &str, port: u16, mute: bool, globals: &str, extra: &str) -> Gmond {
         let dir = TempDir::new("gmond");
         let mute = if mute { "yes" } else { "no" };
         let conf = format!(
@@ -215,7 +235,7 @@ impl Gmond {
   deaf = no
   host_dmax = 0
   cleanup_threshold = 300
-  send_metadata_interval = 0
+  {globals}
 }}
 cluster {{
   name = "{cluster}"

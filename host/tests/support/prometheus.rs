@@ -47,6 +47,17 @@ impl Prometheus {
     /// Starts Prometheus scraping `targets` (host:port, at `metrics_path`) every second,
     /// with `extra_flags` (e.g. `--web.enable-remote-write-receiver`).
     pub fn start(targets: &[SocketAddr], metrics_path: &str, extra_flags: &[&str]) -> Prometheus {
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, ganglia::free_port()));
+        Prometheus::start_on(addr, targets, metrics_path, extra_flags)
+    }
+
+    /// [`Prometheus::start`], listening on `addr`.
+    pub fn start_on(
+        addr: SocketAddr,
+        targets: &[SocketAddr],
+        metrics_path: &str,
+        extra_flags: &[&str],
+    ) -> Prometheus {
         let dir = TempDir::new("prometheus");
         let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
         let scrape = if targets.is_empty() {
@@ -61,7 +72,6 @@ impl Prometheus {
             "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n{scrape}"
         );
         let conf_path = dir.write("prometheus.yml", &conf);
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, ganglia::free_port()));
         let daemon = Daemon::spawn(
             "prometheus",
             Command::new(PROMETHEUS)
