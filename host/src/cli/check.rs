@@ -2,8 +2,8 @@
 //! `init`, and explains what the daemon would do: each module's metrics, which
 //! collection group collects each, how often and with which thresholds; the metrics no
 //! group collects (gmond ignores them silently) and the group entries that match no
-//! metric. Exits non-zero on any error: in the config, in a module, or in its metric
-//! names.
+//! metric; where the store is pushed (`prometheus_remote_write`). Exits non-zero on any
+//! error: in the config, in a module, or in its metric names.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -179,7 +179,21 @@ pub fn explain(config: &Config, runtime: &Runtime) -> (String, Vec<String>) {
     let mut selections = plan(&catalog, &planned);
     let accounted = selections.pop().expect("the accounting group is planned");
     notes.push_str(&render(config, &groups, &selections, &accounted, &modules));
+    notes.push_str(&exports(config));
     (notes, errors)
+}
+
+/// Where the store is pushed beyond Ganglia, one line per `prometheus_remote_write`.
+fn exports(config: &Config) -> String {
+    let mut out = String::new();
+    for push in &config.prometheus_remote_writes {
+        let _ = writeln!(
+            out,
+            "prometheus_remote_write ({}): every metric of every host pushed to {} every {} s, up to {} requests queued while it is unreachable",
+            push.declared_at, push.url, push.interval, push.queue
+        );
+    }
+    out
 }
 
 fn host_module(config: &Config) -> Checked {
@@ -332,4 +346,25 @@ fn describe_group(group: &GroupSpec) -> String {
 
 fn seconds(duration: Duration) -> String {
     format!("{} s", duration.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_remote_write_is_explained() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g.conf");
+        let conf = "\n\nprometheus_remote_write { url = \"http://127.0.0.1:9090/api/v1/write\" }\n";
+        std::fs::write(&path, conf).unwrap();
+        let config = crate::config::load(&path).unwrap().config;
+        assert_eq!(
+            exports(&config),
+            format!(
+                "prometheus_remote_write ({}:3:1): every metric of every host pushed to http://127.0.0.1:9090/api/v1/write every 15 s, up to 16 requests queued while it is unreachable\n",
+                path.display()
+            )
+        );
+    }
 }

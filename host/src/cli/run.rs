@@ -47,7 +47,13 @@ pub fn run(args: RunArgs, log_format: LogFormat) -> anyhow::Result<()> {
         .thread_name("wasmond")
         .build()
         .context("starting the async runtime")?;
-    let result = runtime.block_on(daemon::run(source, loaded, plan, CancellationToken::new(), None));
+    let result = runtime.block_on(daemon::run(
+        source,
+        loaded,
+        plan,
+        CancellationToken::new(),
+        None,
+    ));
     // Not shut down: a module abandoned in a call (or a reload abandoned mid-compile) may
     // still be running on a thread inside this runtime's context, and shutting it down
     // under it panics there. Everything the daemon owed is done, each part bounded, so
