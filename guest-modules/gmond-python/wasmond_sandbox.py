@@ -16,9 +16,11 @@ host's answers (the ``python`` and ``filesystem`` imports of ``wit/metric.wit``)
 - threads: a module cannot start one (WASI has none); ``Thread.start`` raises an
   error that says so, which fails the module's ``metric_init`` with that message;
 - denials are visible: an ``open``, ``os.listdir`` or ``os.scandir`` of a path outside
-  the module's grants, and a subprocess, are logged as a warning (once per path) that
-  names the grant that would allow it, so a module that catches ``IOError`` and serves
-  a fallback does not hide a missing grant.
+  the module's grants (with the grant that would allow it), a subprocess, a socket, a
+  name lookup and a thread are reported to the host (``python.refused``, once each),
+  which logs them and has ``wasmond check`` and ``wasmond module run`` list them as
+  errors, so a module that catches ``IOError`` and serves a fallback does not hide a
+  missing grant.
 """
 
 import builtins
@@ -118,6 +120,7 @@ class ThreadsUnavailable(RuntimeError):
 
 
 def _refuse_thread(self, *args, **kwargs):
+    refuse(f"thread {self.name!r}: wasmond runs python modules without threads")
     raise ThreadsUnavailable(
         f"thread {self.name!r} cannot start: wasmond runs python modules without "
         "threads (WASI has none); compute the values in the call_back instead")
@@ -128,7 +131,11 @@ MAX_REPORTED = 64
 
 _granted = None
 _reported = set()
-_log = logging.getLogger("wasmond.sandbox")
+
+
+def refuse(what):
+    """Tells the host what the sandbox refused (it logs it and remembers it)."""
+    host_python.refused(what)
 
 
 def _granted_dirs():
@@ -158,8 +165,7 @@ def report_refused(operation, path):
     if any(path == d or path.startswith(d.rstrip("/") + "/") for d in _granted_dirs()):
         return  # granted: the file is really missing
     _reported.add(path)
-    _log.warning('refused: %s %s: not granted; allow it with sandbox { allow_read = ("%s") }',
-                 operation, path, grant_for(path))
+    refuse(f'{operation} {path}: not granted; allow it with sandbox {{ allow_read = ("{grant_for(path)}") }}')
 
 
 def _watch(function, operation):
@@ -175,7 +181,7 @@ def _watch(function, operation):
 
 
 def _refuse_process(self, args, *rest, **kwargs):
-    _log.warning("refused: subprocess %r: wasmond runs no processes", args)
+    refuse(f"subprocess {args!r}: wasmond runs no processes")
     raise PermissionError(f"subprocess {args!r}: wasmond runs no processes (the sandbox has none)")
 
 
@@ -211,3 +217,22 @@ def install():
         subprocess.Popen.__init__ = _refuse_process
     except ImportError:
         pass
+    try:
+        import socket
+        socket.socket.__init__ = _refuse_socket
+        socket.getaddrinfo = _refuse_lookup
+        socket.gethostbyname = _refuse_lookup
+    except (ImportError, AttributeError, TypeError):
+        pass
+
+
+def _refuse_socket(self, family=-1, type=-1, *args, **kwargs):
+    # By name: WASI numbers them its own way (AF_INET is 1 there).
+    family, type = (getattr(v, "name", v) for v in (family, type))
+    refuse(f"socket ({family}, {type}): wasmond modules have no network")
+    raise PermissionError("socket: wasmond modules have no network (the sandbox has none)")
+
+
+def _refuse_lookup(host, *args, **kwargs):
+    refuse(f"name lookup {host!r}: wasmond modules have no network")
+    raise PermissionError(f"name lookup {host!r}: wasmond modules have no network")

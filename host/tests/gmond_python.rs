@@ -790,26 +790,74 @@ fn errors_name_the_python_file_line_and_metric() {
     assert!(text.contains("threads.py:3 in metric_init"), "{text}");
 }
 
+/// `wasmond check -c CONF`, with the test's compile cache.
+fn check(conf: &Path) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_wasmond"))
+        .args(["check", "-c"])
+        .arg(conf)
+        .env("XDG_CACHE_HOME", cache_home())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
 #[test]
 fn denials_are_visible_even_when_the_module_hides_them() {
     if !prerequisites("python denials") {
         return;
     }
     let dir = TempDir::new("gmond-python-denials");
-    // entropy.py's pattern: an IOError becomes a 0.
-    let source = "def value(name):\n    try:\n        return int(open('/proc/sys/kernel/random/entropy_avail').read())\n    except IOError:\n        return 0\n\ndef metric_init(params):\n    import subprocess\n    try:\n        subprocess.Popen(['ps'])\n    except OSError:\n        pass\n    return [{'name': 'entropy', 'call_back': value}]\n";
+    // entropy.py's pattern (an IOError becomes a 0), and a process, a socket, a name
+    // lookup and a thread, each attempt caught and hidden by the module.
+    let source = "import socket, subprocess, threading\n\
+        def value(name):\n    try:\n        return int(open('/proc/sys/kernel/random/entropy_avail').read())\n    except IOError:\n        return 0\n\n\
+        def metric_init(params):\n    for attempt in (lambda: subprocess.Popen(['ps']),\n                    lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM),\n                    lambda: socket.gethostbyname('localhost'),\n                    lambda: threading.Thread(target=value, name='poller').start()):\n        try:\n            attempt()\n        except Exception:\n            pass\n    return [{'name': 'entropy', 'call_back': value}]\n";
     let (ok, text) = module_run(dir.path(), "hides", source, &[]);
-    assert!(ok, "{text}");
+    assert!(!ok, "a refusal is an error:\n{text}");
+    for refusal in [
+        r#"error: hides: refused: open /proc/sys/kernel/random/entropy_avail: not granted; allow it with sandbox { allow_read = ("/proc") }"#,
+        "error: hides: refused: subprocess ['ps']: wasmond runs no processes",
+        "error: hides: refused: socket (AF_INET, SOCK_STREAM): wasmond modules have no network",
+        "error: hides: refused: name lookup 'localhost': wasmond modules have no network",
+        "error: hides: refused: thread 'poller': wasmond runs python modules without threads",
+    ] {
+        assert!(text.contains(refusal), "{refusal}:\n{text}");
+    }
+
+    // `check` calls a python module's call_backs once to see the same; granted, the
+    // open is not refused and the module is fine.
+    let entropy_like = "def value(name):\n    try:\n        return int(open('/proc/sys/kernel/random/entropy_avail').read())\n    except IOError:\n        return 0\n\ndef metric_init(params):\n    return [{'name': 'entropy_like', 'call_back': value}]\n";
+    fs::write(dir.path().join("entropy_like.py"), entropy_like).unwrap();
+    let conf = |grant: &str| {
+        dir.write(
+            "gmond.conf",
+            &format!(
+                "globals {{\n  daemonize = no\n  setuid = no\n}}\n\
+                 modules {{\n  module {{\n    name = \"entropy_like\"\n    language = \"python\"\n{grant}  }}\n}}\n\
+                 collection_group {{\n  collect_every = 15\n  metric {{\n    name = \"entropy_like\"\n  }}\n}}\n"
+            ),
+        )
+    };
+    let (ok, text) = check(&conf(""));
+    assert!(!ok, "{text}");
     assert!(
-        text.contains(r#"refused: open /proc/sys/kernel/random/entropy_avail: not granted; allow it with sandbox { allow_read = ("/proc") }"#),
+        text.contains(r#"error: module entropy_like: refused: open /proc/sys/kernel/random/entropy_avail: not granted; allow it with sandbox { allow_read = ("/proc") }"#),
         "{text}"
     );
-    assert!(
-        text.contains("refused: subprocess ['ps']: wasmond runs no processes"),
-        "{text}"
-    );
-    // Granted, the same open is not reported.
-    let (ok, text) = module_run(dir.path(), "hides", source, &["--allow-read", "/proc"]);
+    let (ok, text) = check(&conf("    sandbox { allow_read = (\"/proc\") }\n"));
     assert!(ok, "{text}");
-    assert!(!text.contains("refused: open"), "{text}");
+    assert!(!text.contains("refused"), "{text}");
+    let (ok, text) = module_run(
+        dir.path(),
+        "entropy_like",
+        entropy_like,
+        &["--allow-read", "/proc"],
+    );
+    assert!(ok, "{text}");
+    assert!(!text.contains("refused"), "{text}");
 }

@@ -1,9 +1,12 @@
 //! `wasmond check [-c FILE]`: validates a configuration, loads every module and runs its
-//! `init`, and explains what the daemon would do: each module's metrics, which
+//! `init` (and, for a python module, each metric's call_back once, to see what the
+//! sandbox refuses it), and explains what the daemon would do: each module's metrics, which
 //! collection group collects each, how often and with which thresholds; the metrics no
 //! group collects (gmond ignores them silently) and the group entries that match no
 //! metric; where the store is pushed (`prometheus_remote_write`). Exits non-zero on any
-//! error: in the config, in a module, or in its metric names.
+//! error: in the config, in a module, or in its metric names, or anything the sandbox
+//! refused a python module (an open outside its grants, with the grant to add; a socket,
+//! a process, a thread), which the module may hide.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -106,7 +109,7 @@ pub fn explain(config: &Config, runtime: &Runtime) -> (String, Vec<String>) {
                         what: format!("{what} ({} metrics)", metrics.len()),
                         metrics,
                     }),
-                    Err(error) => errors.push(error),
+                    Err(module_errors) => errors.extend(module_errors),
                 }
             }
             ModuleSource::Wasm { path } | ModuleSource::Python { source: path, .. } => {
@@ -223,15 +226,32 @@ fn start_module(
     code: &Code,
     params: &[(String, String)],
     config: &crate::config::SandboxConfig,
-) -> Result<Vec<MetricDescriptor>, String> {
+) -> Result<Vec<MetricDescriptor>, Vec<String>> {
     let sandbox = sandbox(config);
     let loaded = runtime
         .load_code(name, code, sandbox)
-        .map_err(|e| e.to_string())?;
-    let instance = loaded.start(params.to_vec()).map_err(|e| e.to_string())?;
+        .map_err(|e| vec![e.to_string()])?;
+    let mut instance = loaded
+        .start(params.to_vec())
+        .map_err(|e| vec![e.to_string()])?;
     let metrics = instance.descriptors().to_vec();
+    // A python module's interpreter reports what the sandbox refused; most modules
+    // open their files in the call_backs, and many turn a refused open into a 0.
+    if matches!(code, Code::Python { .. }) {
+        for metric in &metrics {
+            let _ = instance.handle(&metric.name);
+        }
+    }
+    let refused: Vec<String> = instance
+        .refused()
+        .iter()
+        .map(|what| format!("module {name}: refused: {what}"))
+        .collect();
     if let Err(error) = instance.cleanup() {
-        return Err(error.to_string());
+        return Err(vec![error.to_string()]);
+    }
+    if !refused.is_empty() {
+        return Err(refused);
     }
     Ok(metrics)
 }

@@ -76,6 +76,7 @@ pub fn module_run(args: ModuleRunArgs) -> anyhow::Result<()> {
     let mut instance = module.start(args.params.clone()).map_err(one_line)?;
     let rows = collect_rows(&mut instance, args.count);
     let failures = rows.iter().filter(|row| row.outcome.is_err()).count();
+    let refused = instance.refused().to_vec();
     let cleanup = instance.cleanup();
     print_table(&mut io::stdout().lock(), &rows).context("writing the table")?;
     for row in &rows {
@@ -83,9 +84,19 @@ pub fn module_run(args: ModuleRunArgs) -> anyhow::Result<()> {
             eprintln!("error: {}", one_line_text(error));
         }
     }
+    // What the module may have caught and hidden (a 0 for a file it was refused).
+    for what in &refused {
+        eprintln!("error: {name}: refused: {what}");
+    }
     cleanup.map_err(one_line)?;
     if failures > 0 {
         bail!("{failures} of {} handler calls failed", rows.len());
+    }
+    if !refused.is_empty() {
+        bail!(
+            "the sandbox refused the module {} operations (listed above)",
+            refused.len()
+        );
     }
     Ok(())
 }

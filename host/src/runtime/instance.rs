@@ -79,6 +79,17 @@ impl ModuleInstance {
         &self.stats
     }
 
+    /// What the sandbox refused the module so far, each once: opens outside its
+    /// grants (with the grant that would allow them), sockets, processes, threads.
+    /// Reported by the bundled Python interpreter; a module may have hidden them.
+    pub fn refused(&self) -> &[String] {
+        match (&self.live, &self.kept_log) {
+            (Some(live), _) => live.store.data().log.refused(),
+            (None, Some(log)) => log.refused(),
+            (None, None) => &[],
+        }
+    }
+
     /// Asks the module for the value of `metric`, re-instantiating it first if a
     /// trap dropped its store. The value is checked against the metric's descriptor.
     pub fn handle(&mut self, metric: &str) -> Result<MetricValue, ModuleError> {

@@ -181,6 +181,10 @@ impl Host for HostState {
     fn readable_dirs(&mut self) -> Vec<String> {
         self.readable_dirs.clone()
     }
+
+    fn refused(&mut self, what: String) {
+        self.log.refuse(&what);
+    }
 }
 
 /// The host's page size, clock ticks per second and online CPUs, as `sysconf`

@@ -116,7 +116,13 @@ pub(crate) struct ModuleLog {
     refilled_at: Instant,
     dropped_since_last_line: u64,
     counts: LogCounts,
+    /// What the sandbox refused the module (the `python` import's `refused`), each
+    /// once, at most [`MAX_REFUSED`]; kept across re-instantiations like the log.
+    refused: Vec<String>,
 }
+
+/// The most refusals a module's log remembers (and logs).
+pub(crate) const MAX_REFUSED: usize = 64;
 
 impl ModuleLog {
     fn new(module: Arc<str>) -> ModuleLog {
@@ -126,7 +132,21 @@ impl ModuleLog {
             refilled_at: Instant::now(),
             dropped_since_last_line: 0,
             counts: LogCounts::default(),
+            refused: Vec::new(),
         }
+    }
+
+    /// Logs and remembers a refusal, once per text (cut like a log line).
+    pub(crate) fn refuse(&mut self, what: &str) {
+        let (what, _) = sanitize_line(what, MAX_LOG_LINE_BYTES);
+        if self.refused.len() < MAX_REFUSED && !self.refused.contains(&what) {
+            self.write(tracing::Level::WARN, &format!("refused: {what}"));
+            self.refused.push(what);
+        }
+    }
+
+    pub(crate) fn refused(&self) -> &[String] {
+        &self.refused
     }
 
     pub(crate) fn write(&mut self, level: tracing::Level, message: &str) {
