@@ -25,7 +25,14 @@ use wasmond::runtime::{
     Code, Grants, ModuleInstance, PYTHON_INTERPRETER, Runtime, RuntimeConfig, Sandbox,
 };
 
-const MODULES: &[(&str, &str, &[(&str, &str)])] = &[
+/// A stock module: its directory, its name, and its params.
+type StockModule = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
+
+const MODULES: &[StockModule] = &[
     ("cpu", "cpu_stats", &[]),
     ("memory", "mem_stats", &[]),
     ("vm_stats", "vm_stats", &[]),

@@ -17,7 +17,6 @@
 //! tests with a message, or fail them under `WASMOND_REQUIRE_TOOLCHAINS=1` (CI).
 
 #[path = "support/ganglia.rs"]
-#[allow(dead_code)]
 mod ganglia;
 #[path = "support/gxml.rs"]
 mod gxml;

@@ -122,9 +122,12 @@ collection_group {{
     }
 }
 
+/// A metric's name, its stable attributes, and its extras.
+type ComparableMetric = (String, Vec<String>, Vec<String>);
+
 /// What both answers must agree on: per host, per metric, every attribute that does not
 /// move with time, and the extras as a set.
-fn comparable(xml: &str) -> Vec<(String, Vec<(String, Vec<String>, Vec<String>)>)> {
+fn comparable(xml: &str) -> Vec<(String, Vec<ComparableMetric>)> {
     let document = gxml::parse(xml).unwrap_or_else(|error| panic!("{error}\n{xml}"));
     let mut hosts: Vec<_> = document
         .hosts
