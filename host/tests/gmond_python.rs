@@ -664,10 +664,14 @@ fn wasmond_run_serves_the_stock_modules_metrics_as_declared() {
 fn module_run(dir: &Path, name: &str, source: &str, args: &[&str]) -> (bool, String) {
     let path = dir.join(format!("{name}.py"));
     fs::write(&path, source).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_wasmond"))
-        .args(["module", "run"])
-        .arg(&path)
-        .args(args)
+    wasmond(|command| command.args(["module", "run"]).arg(&path).args(args))
+}
+
+/// Runs the daemon's binary with the arguments `args` adds, sharing the tests' compile
+/// cache: whether it succeeded, and everything it printed.
+fn wasmond(args: impl FnOnce(&mut Command) -> &mut Command) -> (bool, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wasmond"));
+    let out = args(&mut command)
         .env("XDG_CACHE_HOME", cache_home())
         .output()
         .unwrap();
@@ -793,18 +797,7 @@ fn errors_name_the_python_file_line_and_metric() {
 
 /// `wasmond check -c CONF`, with the test's compile cache.
 fn check(conf: &Path) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_wasmond"))
-        .args(["check", "-c"])
-        .arg(conf)
-        .env("XDG_CACHE_HOME", cache_home())
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    wasmond(|command| command.args(["check", "-c"]).arg(conf))
 }
 
 #[test]
