@@ -17,9 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tokio::net::UdpSocket;
-use wasmond::metric::MetricMeta;
-use wasmond::metric::OutgoingMetric;
-use wasmond::metric::{MetricValue, Slope, ValueType};
+use wasmond::metric::{MetricMeta, MetricValue, OutgoingMetric, Slope, ValueType};
 use wasmond::net::NetStats;
 use wasmond::net::recv::{Receiver, RecvContext};
 use wasmond::net::send::{Identity, SendChannel, SendOptions, Sender};

@@ -13,8 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use wasmond::export::prometheus::{self, Format};
-use wasmond::metric::MetricMeta;
-use wasmond::metric::{MetricValue, Slope, ValueType};
+use wasmond::metric::{MetricMeta, MetricValue, Slope, ValueType};
 use wasmond::store::{ClusterInfo, HostRef, Store, StoreConfig};
 use wasmond::wire::xdr::{self, Header, Message, Value};
 

@@ -37,9 +37,7 @@ use super::select::{Catalog, GroupSelection, GroupSpec, MetricKey};
 use super::worker::{
     Account, Collected, Job, ModuleId, Refused, Report, ReportKind, Slice, Worker,
 };
-use crate::metric::MetricMeta;
-use crate::metric::{MetricDescriptor, MetricValue};
-use crate::metric::{OutgoingMetric, SendRequest};
+use crate::metric::{MetricDescriptor, MetricMeta, MetricValue, OutgoingMetric, SendRequest};
 use crate::net::NetStats;
 use crate::store::{HostRef, Store};
 use crate::wire::safe;

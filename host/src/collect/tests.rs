@@ -17,8 +17,7 @@ use super::host_module::HostFacts;
 use super::ownership::{Policy, TenantPolicy};
 use super::select::{Collect, EntrySpec, GroupSpec, Selector};
 use super::{ShutdownReport, spawn};
-use crate::metric::SendRequest;
-use crate::metric::{MetricDescriptor, MetricValue, Slope, ValueType};
+use crate::metric::{MetricDescriptor, MetricValue, SendRequest, Slope, ValueType};
 use crate::store::{ClusterInfo, Store, StoreConfig};
 
 const SEC: Duration = Duration::from_secs(1);

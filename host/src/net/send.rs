@@ -349,8 +349,7 @@ mod tests {
     use std::net::Ipv4Addr;
 
     use super::*;
-    use crate::metric::MetricMeta;
-    use crate::metric::{MetricValue, Slope, ValueType};
+    use crate::metric::{MetricMeta, MetricValue, Slope, ValueType};
 
     fn meta(name: &str) -> Arc<MetricMeta> {
         Arc::new(MetricMeta {

@@ -253,8 +253,7 @@ mod tests {
 
     use super::*;
     use crate::config::{AclAccess, AclAction, Location};
-    use crate::metric::MetricMeta;
-    use crate::metric::{MetricValue, Slope, ValueType};
+    use crate::metric::{MetricMeta, MetricValue, Slope, ValueType};
     use crate::store::{ClusterInfo, HostRef, StoreConfig};
 
     fn store_with(metrics: usize) -> Arc<Store> {

@@ -13,9 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::recv::{self, RecvContext};
 use super::send::{self, Identity, SendChannel, SendOptions};
 use super::*;
-use crate::metric::MetricMeta;
-use crate::metric::{MetricValue, Slope, ValueType};
-use crate::metric::{OutgoingMetric, SendRequest};
+use crate::metric::{MetricMeta, MetricValue, OutgoingMetric, SendRequest, Slope, ValueType};
 use crate::store::{ClusterInfo, Store, StoreConfig};
 
 fn store_config() -> StoreConfig {

@@ -1,8 +1,7 @@
 use std::time::Duration;
 
 use super::*;
-use crate::metric::MetricMeta;
-use crate::metric::{MetricValue, Slope};
+use crate::metric::{MetricMeta, MetricValue, Slope};
 use crate::store::{ClusterInfo, HostRef, StoreConfig};
 
 fn at(seconds: u64) -> SystemTime {

@@ -1,8 +1,7 @@
 use std::time::Duration;
 
 use super::*;
-use crate::metric::MetricMeta;
-use crate::metric::{MetricValue, Slope, ValueType};
+use crate::metric::{MetricMeta, MetricValue, Slope, ValueType};
 use crate::store::{ClusterInfo, HostRef, StoreConfig};
 
 const T0: u64 = 1_700_000_000;
