@@ -392,15 +392,15 @@ pub fn select_group(spec: &GroupSpec, scope: Scope<'_>) -> GroupSelection {
     if !exclusions.is_empty() {
         let mut used = HashSet::new();
         for key in scope.keys() {
-            if let Some(entry_index) = first_exclusion(key) {
-                excluded.push((key.clone(), entry_index));
+            let mut matching = exclusions
+                .iter()
+                .filter(|(_, entry)| entry.selector.excludes(&key.metric))
+                .map(|(entry_index, _)| *entry_index);
+            if let Some(first) = matching.next() {
+                excluded.push((key.clone(), first));
+                used.insert(first);
+                used.extend(matching);
             }
-            used.extend(
-                exclusions
-                    .iter()
-                    .filter(|(_, entry)| entry.selector.excludes(&key.metric))
-                    .map(|(entry_index, _)| *entry_index),
-            );
         }
         unmatched_entries.extend(
             exclusions
