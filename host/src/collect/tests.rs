@@ -18,7 +18,7 @@ use super::ownership::{Policy, TenantPolicy};
 use super::select::{Collect, EntrySpec, GroupSpec, Selector};
 use super::{ShutdownReport, spawn};
 use crate::metric::{MetricDescriptor, MetricValue, SendRequest, Slope, ValueType};
-use crate::store::{ClusterInfo, Store, StoreConfig};
+use crate::store::{Store, StoreConfig};
 
 const SEC: Duration = Duration::from_secs(1);
 
@@ -190,16 +190,7 @@ fn harness_with(
         .collect();
     let values = Arc::new(Mutex::new(values));
     let journal = Journal::default();
-    let store = Arc::new(Store::new(StoreConfig {
-        cluster: ClusterInfo {
-            name: "c".into(),
-            owner: "o".into(),
-            latlong: "l".into(),
-            url: "u".into(),
-        },
-        host_tmax: 20,
-        host_dmax: 0,
-    }));
+    let store = Arc::new(Store::new(StoreConfig::for_tests("c")));
     let (sink, sends) = mpsc::channel(1024);
     let shutdown = CancellationToken::new();
     let outputs = Outputs {

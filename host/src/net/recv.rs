@@ -300,7 +300,7 @@ mod tests {
     use super::*;
     use crate::config::{AclAction, Location};
     use crate::metric::{MetricValue, Slope, ValueType};
-    use crate::store::{ClusterInfo, StoreConfig};
+    use crate::store::StoreConfig;
 
     /// gmetric's packets as real gmetric 3.7.2 sent them (reference captures).
     const GMETRIC_PACKETS: &str = include_str!("../wire/testdata/gmetric_packets.hex");
@@ -315,16 +315,7 @@ mod tests {
     }
 
     async fn harness(acl: Option<Acl>, own_sources: HashSet<SocketAddr>) -> Harness {
-        let store = Arc::new(Store::new(StoreConfig {
-            cluster: ClusterInfo {
-                name: "c".into(),
-                owner: "o".into(),
-                latlong: "l".into(),
-                url: "u".into(),
-            },
-            host_tmax: 20,
-            host_dmax: 0,
-        }));
+        let store = Arc::new(Store::new(StoreConfig::for_tests("c")));
         let peer = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
         let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
         let channel = SendChannel {

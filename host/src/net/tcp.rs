@@ -254,19 +254,10 @@ mod tests {
     use super::*;
     use crate::config::{AclAccess, AclAction, Location};
     use crate::metric::{MetricMeta, MetricValue, Slope, ValueType};
-    use crate::store::{ClusterInfo, HostRef, StoreConfig};
+    use crate::store::{HostRef, StoreConfig};
 
     fn store_with(metrics: usize) -> Arc<Store> {
-        let store = Store::new(StoreConfig {
-            cluster: ClusterInfo {
-                name: "NetCluster".into(),
-                owner: "o".into(),
-                latlong: "l".into(),
-                url: "u".into(),
-            },
-            host_tmax: 20,
-            host_dmax: 0,
-        });
+        let store = Store::new(StoreConfig::for_tests("NetCluster"));
         let host = HostRef {
             name: "h1",
             ip: "10.0.0.1",

@@ -14,19 +14,10 @@ use super::recv::{self, RecvContext};
 use super::send::{self, Identity, SendChannel, SendOptions};
 use super::*;
 use crate::metric::{MetricMeta, MetricValue, OutgoingMetric, SendRequest, Slope, ValueType};
-use crate::store::{ClusterInfo, Store, StoreConfig};
+use crate::store::{Store, StoreConfig};
 
 fn store_config() -> StoreConfig {
-    StoreConfig {
-        cluster: ClusterInfo {
-            name: "Loop".into(),
-            owner: "o".into(),
-            latlong: "l".into(),
-            url: "u".into(),
-        },
-        host_tmax: 20,
-        host_dmax: 0,
-    }
+    StoreConfig::for_tests("Loop")
 }
 
 fn store() -> Arc<Store> {

@@ -84,6 +84,24 @@ pub struct StoreConfig {
     pub host_dmax: u32,
 }
 
+#[cfg(test)]
+impl StoreConfig {
+    /// The tests' cluster: named `name`, owner `o`, latlong `l`, url `u`, host TMAX 20 s,
+    /// hosts never deleted.
+    pub(crate) fn for_tests(name: &str) -> StoreConfig {
+        StoreConfig {
+            cluster: ClusterInfo {
+                name: name.into(),
+                owner: "o".into(),
+                latlong: "l".into(),
+                url: "u".into(),
+            },
+            host_tmax: 20,
+            host_dmax: 0,
+        }
+    }
+}
+
 /// Which host a write is about: the name shown in the XML and its address.
 #[derive(Debug, Clone, Copy)]
 pub struct HostRef<'a> {

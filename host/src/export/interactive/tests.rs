@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::metric::{MetricMeta, MetricValue, Slope};
-use crate::store::{ClusterInfo, HostRef, StoreConfig};
+use crate::store::{HostRef, StoreConfig};
 
 fn at(seconds: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_700_000_000 + seconds)
@@ -58,16 +58,7 @@ fn requests_parse_as_gmetad_reads_them() {
 
 /// Cluster `C`: h1 (up, load_one 1.50 and 2 more), h2 (up, load_one 0.25), h3 (down).
 fn store() -> Store {
-    let store = Store::new(StoreConfig {
-        cluster: ClusterInfo {
-            name: "C".into(),
-            owner: "o".into(),
-            latlong: "l".into(),
-            url: "u".into(),
-        },
-        host_tmax: 20,
-        host_dmax: 0,
-    });
+    let store = Store::new(StoreConfig::for_tests("C"));
     let put = |host: &str, name: &str, value: MetricValue, format: &str, when: u64| {
         let host = HostRef {
             name: host,

@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::metric::{MetricMeta, MetricValue, Slope, ValueType};
-use crate::store::{ClusterInfo, HostRef, StoreConfig};
+use crate::store::{HostRef, StoreConfig};
 
 const T0: u64 = 1_700_000_000;
 
@@ -12,14 +12,8 @@ fn at(seconds: u64) -> SystemTime {
 
 fn store(host_dmax: u32) -> Arc<Store> {
     Arc::new(Store::new(StoreConfig {
-        cluster: ClusterInfo {
-            name: "Prom \"Cluster\"".into(),
-            owner: "o".into(),
-            latlong: "l".into(),
-            url: "u".into(),
-        },
-        host_tmax: 20,
         host_dmax,
+        ..StoreConfig::for_tests("Prom \"Cluster\"")
     }))
 }
 

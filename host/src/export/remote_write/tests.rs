@@ -4,7 +4,7 @@ use std::time::Duration;
 use super::*;
 use crate::export::prometheus::render as render_exposition;
 use crate::metric::{MetricMeta, MetricValue, Slope};
-use crate::store::{ClusterInfo, HostRef, StoreConfig};
+use crate::store::{HostRef, StoreConfig};
 
 const T0: u64 = 1_700_000_000;
 
@@ -24,16 +24,7 @@ type Put<'a> = (
 );
 
 fn store(puts: &[Put<'_>]) -> Arc<Store> {
-    let store = Store::new(StoreConfig {
-        cluster: ClusterInfo {
-            name: "Remote \"Cluster\"".into(),
-            owner: "o".into(),
-            latlong: "l".into(),
-            url: "u".into(),
-        },
-        host_tmax: 20,
-        host_dmax: 0,
-    });
+    let store = Store::new(StoreConfig::for_tests("Remote \"Cluster\""));
     for (host, name, slope, units, dmax, groups, value) in puts {
         let host = HostRef {
             name: host,

@@ -11,19 +11,10 @@ use tokio::net::TcpListener;
 use super::*;
 use crate::export::remote_write::decode;
 use crate::metric::{MetricMeta, MetricValue, Slope, ValueType};
-use crate::store::{ClusterInfo, HostRef, StoreConfig};
+use crate::store::{HostRef, StoreConfig};
 
 fn store() -> Arc<Store> {
-    let store = Store::new(StoreConfig {
-        cluster: ClusterInfo {
-            name: "C".into(),
-            owner: "o".into(),
-            latlong: "l".into(),
-            url: "u".into(),
-        },
-        host_tmax: 20,
-        host_dmax: 0,
-    });
+    let store = Store::new(StoreConfig::for_tests("C"));
     let host = HostRef {
         name: "h1",
         ip: "10.0.0.1",
