@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use wasmond::export::prometheus::{self, Format};
+use wasmond::export::xml;
 use wasmond::metric::{MetricMeta, MetricValue, Slope, ValueType};
 use wasmond::store::{ClusterInfo, HostRef, Store, StoreConfig};
 use wasmond::wire::xdr::{self, Header, Message, Value};
@@ -115,11 +116,11 @@ fn value_packets() -> Vec<Message> {
 
 fn xml<M: Measurement>(c: &mut Criterion<M>, group_name: &str) {
     let store = full_store();
-    let size = store.render_xml(now()).len();
+    let size = xml::document(&store, now(), 0).len();
     let mut group = c.benchmark_group(group_name);
     group.throughput(Throughput::Elements(METRICS as u64));
     group.bench_function(format!("render_{METRICS}_metrics_{size}_bytes"), |b| {
-        b.iter(|| black_box(store.render_xml(black_box(now()))))
+        b.iter(|| black_box(xml::document(&store, black_box(now()), size)))
     });
     let store = std::sync::Arc::new(store);
     for format in [Format::Text, Format::OpenMetrics] {

@@ -716,7 +716,12 @@ async fn accounting_metrics_are_published_by_the_builtin_group() {
 async fn accounting_metrics_have_titles_descriptions_and_rate_units_in_the_xml() {
     let mut h = harness(vec![], vec![module("m", &["a"])], &[("a", 1.0)]);
     h.sends.recv().await.unwrap();
-    let xml = String::from_utf8(h.store.render_xml(std::time::SystemTime::now())).unwrap();
+    let xml = String::from_utf8(crate::export::xml::document(
+        &h.store,
+        std::time::SystemTime::now(),
+        0,
+    ))
+    .unwrap();
     let expected = [
         ("calls", "calls/s", "positive", "Module m calls"),
         ("errors", "errors/s", "positive", "Module m errors"),

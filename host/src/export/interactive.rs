@@ -26,12 +26,13 @@
 
 use std::collections::HashMap;
 use std::io::{self, Write};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
+use super::xml::{begin, write_host};
 use crate::metric::ValueType;
-use crate::store::{HostView, MetricView, Store, View};
+use crate::store::{HostView, MetricView, Store, View, seconds_between};
 use crate::wire::format::format_value;
-use crate::wire::xml::{ClusterAttrs, GangliaXmlWriter, HostAttrs, MetricAttrs, escape_attribute};
+use crate::wire::xml::escape_attribute;
 
 /// The longest request line read, as gmetad's `REQUESTLEN`; a longer one is refused.
 pub const MAX_REQUEST_LINE: usize = 2048;
@@ -140,30 +141,13 @@ fn write_answer(
     out: &mut Vec<u8>,
 ) -> io::Result<()> {
     let config = view.config();
-    let cluster = &config.cluster;
     let shown = walk(view, request);
-    let mut xml = GangliaXmlWriter::begin(
-        &mut *out,
-        &ClusterAttrs {
-            name: &cluster.name,
-            localtime: unix_seconds(now),
-            owner: &cluster.owner,
-            latlong: &cluster.latlong,
-            url: &cluster.url,
-        },
-    )?;
+    let mut xml = begin(view, now, out)?;
     match &shown {
         Shown::Cluster if request.summary => {}
         Shown::Cluster => {
             for host in view.hosts() {
-                write_host(
-                    &mut xml,
-                    host,
-                    None,
-                    config.host_tmax,
-                    config.host_dmax,
-                    now,
-                )?;
+                write_host(&mut xml, host, None, config, now)?;
             }
         }
         Shown::Nothing => {}
@@ -174,14 +158,7 @@ fn write_answer(
                     (Some(metrics), false) => Some(metrics.as_slice()),
                     (None, false) => None,
                 };
-                write_host(
-                    &mut xml,
-                    *host,
-                    metrics,
-                    config.host_tmax,
-                    config.host_dmax,
-                    now,
-                )?;
+                write_host(&mut xml, *host, metrics, config, now)?;
             }
         }
     }
@@ -247,45 +224,6 @@ fn walk<'a>(view: View<'a>, request: &Request) -> Shown<'a> {
         })
         .collect();
     Shown::Hosts(shown)
-}
-
-fn write_host<W: Write>(
-    xml: &mut GangliaXmlWriter<W>,
-    host: HostView<'_>,
-    metrics: Option<&[MetricView<'_>]>,
-    host_tmax: u32,
-    host_dmax: u32,
-    now: SystemTime,
-) -> io::Result<()> {
-    xml.host(&HostAttrs {
-        name: host.name,
-        ip: host.ip(),
-        tags: "",
-        reported: unix_seconds(host.last_heard()),
-        tn: seconds_between(host.last_heard(), now),
-        tmax: host_tmax,
-        dmax: host_dmax,
-        location: host.location(),
-        gmond_started: host.gmond_started(),
-    })?;
-    let write = |xml: &mut GangliaXmlWriter<W>, metric: &MetricView<'_>| {
-        xml.metric(&MetricAttrs {
-            name: metric.name,
-            value: &metric.sample.value,
-            format: &metric.sample.format,
-            value_type: metric.meta.value_type,
-            units: &metric.meta.units,
-            tn: seconds_between(metric.updated, now),
-            tmax: metric.meta.tmax,
-            dmax: metric.meta.dmax,
-            slope: metric.meta.slope,
-            extra_data: metric.extra_data,
-        })
-    };
-    match metrics {
-        Some(metrics) => metrics.iter().try_for_each(|metric| write(xml, metric)),
-        None => host.metrics().try_for_each(|metric| write(xml, &metric)),
-    }
 }
 
 /// One numeric metric summed over the hosts up, as gmetad keeps it.
@@ -386,17 +324,6 @@ fn write_summary(view: View<'_>, now: SystemTime, out: &mut Vec<u8>) -> io::Resu
         writeln!(out, "</EXTRA_DATA>\n</METRICS>")?;
     }
     Ok(())
-}
-
-fn unix_seconds(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs())
-}
-
-fn seconds_between(earlier: SystemTime, later: SystemTime) -> u64 {
-    later
-        .duration_since(earlier)
-        .map_or(0, |elapsed| elapsed.as_secs())
 }
 
 #[cfg(test)]

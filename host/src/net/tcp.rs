@@ -28,6 +28,7 @@ use tokio::net::{TcpListener, TcpStream};
 use super::listener::{self, Admission};
 use super::stats::NetStats;
 use crate::config::{Acl, TcpAcceptChannel};
+use crate::export::xml;
 use crate::store::Store;
 
 /// How long one client may take to read its document, when the config sets no
@@ -145,10 +146,12 @@ impl Documents {
             return Ok(rendered.document.clone());
         }
         // The old document goes before the new one is built: a burst of clients keeps
-        // at most the documents they are still writing, plus one.
-        *last = None;
+        // at most the documents they are still writing, plus one. Its size is the new
+        // one's first guess, so the buffer is allocated once.
+        let capacity = last.take().map_or(0, |old| old.document.len()) + 4096;
         let store = Arc::clone(&self.store);
-        let document = tokio::task::spawn_blocking(move || store.render_xml(now)).await?;
+        let document =
+            tokio::task::spawn_blocking(move || xml::document(&store, now, capacity)).await?;
         stats.xml_rendered.incr();
         let document = Bytes::from(document);
         *last = Some(Rendered {

@@ -6,8 +6,9 @@
 //! arrive or leave: no sockets, no clock (every call takes `now`, so tests are exact).
 //!
 //! Share it as `Arc<Store>`: one `RwLock` guards the state, every call holds it briefly and
-//! never across an `.await` (there is none here). Readers that write to a socket take the
-//! rendered bytes first ([`Store::render_xml`]) and write them after the lock is released.
+//! never across an `.await` (there is none here). Readers ([`Store::with_view`]: the XML,
+//! the Prometheus exposition) render from a borrowed [`View`] under the read lock and
+//! write to their sockets after it is released.
 //!
 //! gmond's semantics kept here: `heartbeat` and `location` values set the host's
 //! GMOND_STARTED and LOCATION instead of becoming metrics; a metric shows in the XML only
@@ -31,16 +32,14 @@ pub use view::{HostView, MetricView, View};
 
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap};
-use std::io::{self, Write};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::metric::{MetricMeta, MetricValue, ValueType};
 use crate::wire::format::format_value;
 use crate::wire::safe::fits_type;
-use crate::wire::xml::{ClusterAttrs, ExtraData, GangliaXmlWriter, HostAttrs, MetricAttrs};
 
 /// Most hosts other senders may add to the store; past it, packets about new hosts are
 /// refused, so a flood of spoofed host names cannot exhaust memory.
@@ -163,8 +162,6 @@ pub struct MetricSnapshot {
 #[derive(Debug)]
 pub struct Store {
     state: RwLock<State>,
-    /// Size of the last XML document, so the next one is allocated once.
-    last_xml_len: AtomicUsize,
     /// Bumped by every write, so a reader can tell that a document it rendered is
     /// still current ([`Store::generation`]).
     generation: AtomicU64,
@@ -216,12 +213,13 @@ struct Metric {
     updated: SystemTime,
 }
 
-/// Metadata with its `EXTRA_DATA` XML, rendered when the metadata arrives rather than for
-/// every XML client.
+/// Metadata, with room for what a reader renders from its extras alone (the XML's
+/// `EXTRA_DATA`): kept until the extras change, so a reader serving the whole cluster
+/// does not render every metric's extras again for every document.
 #[derive(Debug)]
 struct Described {
     meta: MetricMeta,
-    extra_data: ExtraData,
+    extras_rendered: OnceLock<Box<[u8]>>,
 }
 
 impl Store {
@@ -233,7 +231,6 @@ impl Store {
         };
         Store {
             state: RwLock::new(state),
-            last_xml_len: AtomicUsize::new(0),
             generation: AtomicU64::new(0),
         }
     }
@@ -467,70 +464,6 @@ impl Store {
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
     }
-
-    /// The gmond XML document of the whole cluster as of `now`.
-    pub fn render_xml(&self, now: SystemTime) -> Vec<u8> {
-        let capacity = self.last_xml_len.load(Ordering::Relaxed) + 4096;
-        let mut out = Vec::with_capacity(capacity);
-        // Writing into a Vec cannot fail; if the writer ever reports an error, the
-        // document is cut short rather than a reader being taken down.
-        let _ = self.read().write_xml(&mut out, now);
-        self.last_xml_len.store(out.len(), Ordering::Relaxed);
-        out
-    }
-
-    /// Writes the XML document to `out`, after rendering it with the lock released, so a
-    /// slow writer never holds up the writers of the store.
-    pub fn write_xml(&self, out: &mut impl Write, now: SystemTime) -> io::Result<()> {
-        out.write_all(&self.render_xml(now))
-    }
-}
-
-impl State {
-    fn write_xml(&self, out: &mut Vec<u8>, now: SystemTime) -> io::Result<()> {
-        let cluster = &self.config.cluster;
-        let attrs = ClusterAttrs {
-            name: &cluster.name,
-            localtime: unix_seconds(now),
-            owner: &cluster.owner,
-            latlong: &cluster.latlong,
-            url: &cluster.url,
-        };
-        let mut xml = GangliaXmlWriter::begin(out, &attrs)?;
-        for (name, host) in &self.hosts {
-            xml.host(&HostAttrs {
-                name,
-                ip: &host.ip,
-                tags: "",
-                reported: unix_seconds(host.last_heard),
-                tn: seconds_between(host.last_heard, now),
-                tmax: self.config.host_tmax,
-                dmax: self.config.host_dmax,
-                location: &host.location,
-                gmond_started: host.gmond_started,
-            })?;
-            for (name, metric) in &host.metrics {
-                let (Some(described), Some(sample)) = (&metric.meta, &metric.sample) else {
-                    continue;
-                };
-                let meta = &described.meta;
-                xml.metric(&MetricAttrs {
-                    name,
-                    value: &sample.value,
-                    format: &sample.format,
-                    value_type: meta.value_type,
-                    units: &meta.units,
-                    tn: seconds_between(metric.updated, now),
-                    tmax: meta.tmax,
-                    dmax: meta.dmax,
-                    slope: meta.slope,
-                    extra_data: &described.extra_data,
-                })?;
-            }
-        }
-        xml.finish()?;
-        Ok(())
-    }
 }
 
 /// The host's entry, created if new (and if `origin` has room for it); either way it
@@ -655,8 +588,10 @@ impl Metric {
             // Senders repeat their metadata (gmond: every send_metadata_interval).
             Some(described) if described.meta.extras == meta.extras => described.meta = meta,
             _ => {
-                let extra_data = ExtraData::new(&meta.extras);
-                self.meta = Some(Described { meta, extra_data });
+                self.meta = Some(Described {
+                    meta,
+                    extras_rendered: OnceLock::new(),
+                })
             }
         }
     }
@@ -732,13 +667,14 @@ fn start_time(value: &MetricValue) -> u32 {
     }
 }
 
-fn unix_seconds(time: SystemTime) -> u64 {
+/// `time` in whole Unix seconds, as the XML's times count.
+pub(crate) fn unix_seconds(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_secs())
 }
 
 /// Whole seconds from `earlier` to `later`; 0 if the clock went backwards.
-fn seconds_between(earlier: SystemTime, later: SystemTime) -> u64 {
+pub(crate) fn seconds_between(earlier: SystemTime, later: SystemTime) -> u64 {
     later
         .duration_since(earlier)
         .map_or(0, |elapsed| elapsed.as_secs())

@@ -49,7 +49,7 @@ fn meta(name: &str, value_type: ValueType, dmax: u32, extras: &[(&str, &str)]) -
 }
 
 fn xml(store: &Store, now: SystemTime) -> String {
-    String::from_utf8(store.render_xml(now)).unwrap()
+    String::from_utf8(crate::export::xml::document(store, now, 0)).unwrap()
 }
 
 /// The part of a document after its prolog.
@@ -487,20 +487,6 @@ fn time_going_backwards_gives_zero_not_a_wrap() {
     let document = xml(&store, at(T0));
     assert!(document.contains("TN=\"0\""));
     assert!(!document.contains("TN=\"18446744073709551"));
-}
-
-#[test]
-fn write_xml_writes_what_render_xml_renders() {
-    let store = Store::new(config(0));
-    store
-        .update_metadata(LOCAL, meta("m", ValueType::UInt32, 0, &[]), at(T0))
-        .unwrap();
-    store
-        .update_value(LOCAL, "m", MetricValue::UInt32(1), "%u", at(T0))
-        .unwrap();
-    let mut written = Vec::new();
-    store.write_xml(&mut written, at(T0)).unwrap();
-    assert_eq!(written, store.render_xml(at(T0)));
 }
 
 #[test]

@@ -1,13 +1,12 @@
-//! A borrowed, read-only view of the store for readers that write a format of their own
-//! (the Prometheus exposition, the interactive port's filtered XML), taken under the
-//! read lock like [`Store::render_xml`]: nothing is copied, so keep the work inside short
-//! and free of I/O.
+//! A borrowed, read-only view of the store for readers that render it (gmond's XML, the
+//! interactive port's filtered XML, the Prometheus exposition), taken under the read
+//! lock: nothing is copied, so keep the work inside short and free of I/O.
 
+use std::sync::OnceLock;
 use std::time::SystemTime;
 
 use super::{Host, Sample, State, Store, StoreConfig};
 use crate::metric::MetricMeta;
-use crate::wire::xml::ExtraData;
 
 /// The whole store, as of the moment the read lock was taken.
 #[derive(Clone, Copy)]
@@ -30,8 +29,9 @@ pub struct MetricView<'a> {
     pub sample: &'a Sample,
     /// When the value last changed.
     pub updated: SystemTime,
-    /// The metadata's extras as the XML shows them.
-    pub extra_data: &'a ExtraData,
+    /// Where a reader keeps what it rendered from `meta.extras` alone (the XML's
+    /// `EXTRA_DATA`); emptied when the extras change.
+    pub extras_rendered: &'a OnceLock<Box<[u8]>>,
 }
 
 impl Store {
@@ -85,7 +85,7 @@ impl<'a> HostView<'a> {
                 meta: &described.meta,
                 sample,
                 updated: metric.updated,
-                extra_data: &described.extra_data,
+                extras_rendered: &described.extras_rendered,
             })
         })
     }

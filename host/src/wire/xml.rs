@@ -74,25 +74,19 @@ pub struct MetricAttrs<'a> {
     pub tmax: u32,
     pub dmax: u32,
     pub slope: Slope,
-    /// The metric's extras, rendered once per metadata change.
-    pub extra_data: &'a ExtraData,
+    /// The metric's `EXTRA_DATA` element, as [`render_extra_data`] wrote it.
+    pub extra_data: &'a [u8],
 }
 
-/// A metric's `EXTRA_DATA` element, rendered in advance: it changes only with the
-/// metadata, and it is most of a metric's XML, so a reader rendering the whole cluster
-/// copies it instead of escaping every extra again.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExtraData(Vec<u8>);
-
-impl ExtraData {
-    /// Renders extras (`GROUP`, `DESC`, `TITLE`, ...) given in wire order; gmond lists
-    /// them reversed, and so does this.
-    pub fn new(extras: &[(String, String)]) -> Self {
-        let mut tags = Tags::new(Vec::new());
-        // Writing into a Vec cannot fail.
-        let _ = tags.extra_data(extras);
-        ExtraData(tags.xml.into_inner())
-    }
+/// Renders a metric's `EXTRA_DATA` element from its extras (`GROUP`, `DESC`, `TITLE`,
+/// ...) given in wire order; gmond lists them reversed, and so does this. It changes only
+/// with the metadata and is most of a metric's XML, so readers render it once and hand
+/// it to [`MetricAttrs::extra_data`] for every document.
+pub fn render_extra_data(extras: &[(String, String)]) -> Box<[u8]> {
+    let mut tags = Tags::new(Vec::new());
+    // Writing into a Vec cannot fail.
+    let _ = tags.extra_data(extras);
+    tags.xml.into_inner().into_boxed_slice()
 }
 
 /// Streams one gmond document: [`begin`](Self::begin), then per host
@@ -162,7 +156,7 @@ impl<W: Write> GangliaXmlWriter<W> {
             .number("DMAX", metric.dmax)
             .text("SLOPE", metric.slope.gmond_name());
         self.tags.start()?;
-        self.tags.raw(&metric.extra_data.0)?;
+        self.tags.raw(metric.extra_data)?;
         self.tags.line(Event::End(BytesEnd::new("METRIC")))
     }
 
@@ -379,7 +373,7 @@ mod tests {
     }
 
     impl Sample {
-        fn attrs<'a>(&'a self, extra_data: &'a ExtraData) -> MetricAttrs<'a> {
+        fn attrs<'a>(&'a self, extra_data: &'a [u8]) -> MetricAttrs<'a> {
             MetricAttrs {
                 name: self.name,
                 value: &self.value,
@@ -538,7 +532,7 @@ mod tests {
         let mut xml = GangliaXmlWriter::begin(Vec::new(), &ref_cluster()).unwrap();
         xml.host(&localhost()).unwrap();
         for sample in samples {
-            xml.metric(&sample.attrs(&ExtraData::new(&sample.extras)))
+            xml.metric(&sample.attrs(&render_extra_data(&sample.extras)))
                 .unwrap();
         }
         xml.host(&HostAttrs {
@@ -552,7 +546,7 @@ mod tests {
         })
         .unwrap();
         for sample in spoofed {
-            xml.metric(&sample.attrs(&ExtraData::new(&sample.extras)))
+            xml.metric(&sample.attrs(&render_extra_data(&sample.extras)))
                 .unwrap();
         }
         String::from_utf8(xml.finish().unwrap()).unwrap()
@@ -671,7 +665,7 @@ mod tests {
                         tmax: number(&attrs, "TMAX"),
                         dmax: number(&attrs, "DMAX"),
                         slope: Slope::from_gmond_name(attr(&attrs, "SLOPE")).unwrap(),
-                        extra_data: &ExtraData::new(&extras),
+                        extra_data: &render_extra_data(&extras),
                     };
                     out.as_mut().unwrap().metric(&metric).unwrap();
                 }
@@ -721,7 +715,7 @@ mod tests {
             tmax: 60,
             dmax: 0,
             slope: Slope::Zero,
-            extra_data: &ExtraData::new(&extras),
+            extra_data: &render_extra_data(&extras),
         };
         xml.metric(&metric).unwrap();
         String::from_utf8(xml.finish().unwrap()).unwrap()
@@ -786,7 +780,7 @@ mod tests {
             tmax: 60,
             dmax: 0,
             slope: Slope::Both,
-            extra_data: &ExtraData::new(&[]),
+            extra_data: &render_extra_data(&[]),
         };
         xml.metric(&metric).unwrap();
         let document = String::from_utf8(xml.finish().unwrap()).unwrap();
@@ -808,7 +802,7 @@ mod tests {
             tmax: 0,
             dmax: 0,
             slope: Slope::Zero,
-            extra_data: &ExtraData::new(&[]),
+            extra_data: &render_extra_data(&[]),
         };
         assert_eq!(
             xml.metric(&metric).unwrap_err().kind(),
