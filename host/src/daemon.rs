@@ -40,10 +40,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::collect::conversion::{EntryError, group_specs, module_specs, policy, reload_specs};
-use crate::collect::engine::{
+use crate::collect::host_module::{HOST_MODULE, HostFacts};
+use crate::collect::{
     EngineConfig, EngineHandle, HostIdentity, ModuleSpec, Outputs, SHUTDOWN_WAIT,
 };
-use crate::collect::host_module::{HOST_MODULE, HostFacts};
 use crate::config::{self, Config, ConfigErrors, FileSource, LoadOptions, Loaded, RealFs};
 use crate::lockdown::{self, Plan};
 use crate::net::{self, Network, NetworkSetup};

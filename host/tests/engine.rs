@@ -14,12 +14,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use wasmond::collect::EngineHandle;
 use wasmond::collect::conversion::{call_bounds, sandbox};
-use wasmond::collect::engine::{
-    EngineConfig, HostIdentity, ModuleSpec, ModuleState, Outputs, Status,
-};
 use wasmond::collect::host_module::HostFacts;
 use wasmond::collect::select::{Collect, EntrySpec, GroupSpec, Selector};
 use wasmond::collect::wasm::WasmDriver;
+use wasmond::collect::{EngineConfig, HostIdentity, ModuleSpec, ModuleState, Outputs, Status};
 use wasmond::config::SandboxConfig;
 use wasmond::metric::SendRequest;
 use wasmond::runtime::{Code, Runtime, RuntimeConfig};

@@ -7,9 +7,9 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
-use super::engine::{CallBounds, ModuleSpec};
 use super::ownership::{Policy, TenantPolicy};
 use super::select::{Collect, EntrySpec, GroupSpec, Selector, SelectorError};
+use super::supervisor::{CallBounds, ModuleSpec};
 use super::wasm::WasmDriver;
 use crate::config::ModuleSource;
 use crate::config::{

@@ -13,41 +13,37 @@
 //! cancellation of the token passed to [`spawn`] starts the shutdown: the collections in
 //! flight are finished and sent, then every module's cleanup runs under its limits, each
 //! waited for with a bound.
+//!
+//! The engine ties the parts together: the module slots are the [`Supervisor`]'s, what
+//! each group collects comes from the pure planner (`plan.rs`), and values leave through
+//! [`Outputs`]. What it keeps itself is what joins them: which module owns which metric
+//! name (claiming, and eviction by a stronger module), each metric's metadata and when it
+//! last went out, the tenants' CPU minutes, and the order of events.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender, unbounded_channel};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use super::backoff::Backoff;
-use super::driver::ModuleDriver;
 use super::host_module::{Accounts, HOST_MODULE, HOST_PREFIX, HostFacts, HostModule};
-use super::ownership::{Claimant, Level, MetricOwners, Policy, Rank};
+use super::outputs::{NotSent, Outputs};
+use super::ownership::{Claimant, MetricOwners, Policy, Rank};
 use super::plan::{PlannedGroup, accounting_group, plan};
-use super::pool::Pool;
 use super::ratelimit::{LOG_WINDOW, ModuleLogLimiter};
 use super::schedule::GroupState;
 use super::select::{Catalog, GroupSelection, GroupSpec, MetricKey};
-use super::worker::{
-    Account, Collected, Job, ModuleId, Refused, Report, ReportKind, Slice, Worker,
-};
-use crate::metric::{MetricDescriptor, MetricMeta, MetricValue, OutgoingMetric, SendRequest};
-use crate::net::NetStats;
-use crate::store::{HostRef, Store};
+use super::supervisor::{CallBounds, ModuleSpec, ModuleState, SlotState, Supervisor};
+use super::worker::{Account, Collected, Job, ModuleId, Report, ReportKind, Slice};
+use crate::metric::{MetricDescriptor, MetricMeta, MetricValue, OutgoingMetric};
+use crate::store::HostRef;
 use crate::wire::safe;
 
-/// The longest the shutdown waits for a module's cleanup (behind a call still in flight):
-/// past it, the module is abandoned, so a module stuck in a call with a long deadline
-/// cannot make the daemon overrun its own shutdown budget.
-pub const SHUTDOWN_WAIT: Duration = Duration::from_secs(8);
-/// Added to every job's own bound: thread hand-off, scheduling, a loaded machine.
-const JOB_MARGIN: Duration = Duration::from_secs(1);
 /// The most reports applied in a row before the plan is rebuilt and timers run: a burst
 /// of modules starting is planned once, not once per module.
 const REPORT_BATCH: usize = 256;
@@ -55,12 +51,6 @@ const REPORT_BATCH: usize = 256;
 /// planning costs the groups times the metrics they scan, so a thousand modules
 /// starting one by one must not each pay for a whole plan.
 const REPLAN_WHILE_STARTING: Duration = Duration::from_millis(300);
-/// How long an operator's module waits for the first start of an earlier one (whose
-/// names it might take) before it publishes anyway: one slow compile or `init` must not
-/// hold healthy modules' first values back. Should the slow module then declare one of
-/// their names, it takes the name over. Tenants' modules wait for the operator's
-/// without this bound: nothing a tenant loses to the operator is ever sent.
-const SETTLE_WAIT: Duration = Duration::from_secs(3);
 /// The period of a tenant's CPU budget (`cpu_ms_per_minute`).
 const CPU_WINDOW: Duration = Duration::from_secs(60);
 
@@ -84,55 +74,6 @@ pub struct EngineConfig {
 pub struct HostIdentity {
     pub name: String,
     pub ip: String,
-}
-
-/// One module to run.
-pub struct ModuleSpec {
-    pub name: String,
-    /// Whatever must restart the module on reload when it changes: the `.wasm`'s content
-    /// hash and the module's settings.
-    pub fingerprint: String,
-    /// The longest each kind of call may take (the runtime's deadlines).
-    pub bounds: CallBounds,
-    pub driver: Box<dyn ModuleDriver>,
-    /// Runs the calls in the scheduler itself instead of on a thread of their own: only
-    /// for drivers that never block (the host's own module, test doubles).
-    pub inline: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CallBounds {
-    pub init: Duration,
-    pub handler: Duration,
-    pub cleanup: Duration,
-}
-
-/// Where the engine's values go.
-#[derive(Clone)]
-pub struct Outputs {
-    pub store: Arc<Store>,
-    /// The UDP sender; `None` when muted or nothing listens.
-    pub sink: Option<mpsc::Sender<SendRequest>>,
-    /// The network's counters, which the host module publishes; `None` without one.
-    pub network: Option<Arc<NetStats>>,
-}
-
-/// How a module is doing, for `status` and `wasmond check`.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ModuleState {
-    Starting,
-    Running {
-        metrics: Vec<MetricDescriptor>,
-    },
-    /// Its init failed; it is retried with backoff.
-    Failed {
-        error: String,
-        retry_in: Duration,
-    },
-    /// Refused for good (until a reload): its metric names clash or are invalid.
-    Rejected {
-        errors: Vec<String>,
-    },
 }
 
 /// A snapshot of the engine.
@@ -210,13 +151,7 @@ pub fn spawn(
 struct Engine {
     host: HostIdentity,
     outputs: Outputs,
-    reports: UnboundedSender<Report>,
-    /// The threads every module's calls run on.
-    pool: Pool,
-    next_id: u64,
-    modules: BTreeMap<ModuleId, ModuleSlot>,
-    /// Module ids in configuration order, the host module first.
-    order: Vec<ModuleId>,
+    modules: Supervisor,
     groups: Vec<Group>,
     owners: MetricOwners,
     /// Every running module's metrics; groups point into it by index.
@@ -233,42 +168,6 @@ struct Engine {
     cpu: Vec<(Instant, Duration)>,
     /// Since when what runs changed without the groups being planned again.
     replan_due: Option<Instant>,
-}
-
-struct ModuleSlot {
-    name: String,
-    fingerprint: String,
-    bounds: CallBounds,
-    worker: Worker,
-    state: SlotState,
-    backoff: Backoff,
-    /// Groups with a collection job not answered yet.
-    busy: HashSet<usize>,
-    /// When the latest job in flight should have been answered.
-    answer_by: Option<Instant>,
-    jobs_in_flight: usize,
-    /// Stopping: the cleanup job is queued; reports are only counted.
-    retiring: bool,
-    /// Its authority over metric names.
-    rank: Rank,
-    /// Index of its tenant in the policy; `None`: the operator's or the host's.
-    tenant: Option<usize>,
-    /// Its first start has finished, well or not: weaker modules stop waiting for it.
-    settled: bool,
-    /// When it was added: the operator's weaker modules wait for it [`SETTLE_WAIT`].
-    added_at: Instant,
-}
-
-#[derive(Debug, Clone)]
-enum SlotState {
-    Starting,
-    /// Started; its metrics wait until every module that could be stronger settled.
-    Claiming(Vec<MetricDescriptor>),
-    Running(Vec<MetricDescriptor>),
-    Failed {
-        error: String,
-    },
-    Rejected(Vec<String>),
 }
 
 struct Group {
@@ -299,11 +198,7 @@ impl Engine {
         Engine {
             host,
             outputs,
-            reports,
-            pool: Pool::new(),
-            next_id: 0,
-            modules: BTreeMap::new(),
-            order: Vec::new(),
+            modules: Supervisor::new(reports),
             groups: Vec::new(),
             owners,
             infos: Vec::new(),
@@ -351,28 +246,12 @@ impl Engine {
             .iter()
             .filter(|g| !g.state.is_empty())
             .map(|g| g.state.next_event());
-        let retries = self.modules.values().filter_map(|slot| match slot.state {
-            SlotState::Failed { .. } => slot.backoff.until(),
-            _ => None,
-        });
         let replan = self.replan_due.map(|since| since + REPLAN_WHILE_STARTING);
-        // A module waiting for a slow one publishes once that one is past SETTLE_WAIT.
-        let claiming = self
-            .modules
-            .values()
-            .any(|slot| matches!(slot.state, SlotState::Claiming(_)));
-        let now = Instant::now();
-        let settle = self
-            .modules
-            .values()
-            .filter(|slot| claiming && !slot.settled)
-            .map(|slot| slot.added_at + SETTLE_WAIT)
-            .filter(|at| *at > now);
+        let modules = self.modules.next_event(Instant::now());
         // Nothing scheduled: wake now and then anyway; it costs nothing.
         groups
-            .chain(retries)
             .chain(replan)
-            .chain(settle)
+            .chain(modules)
             .min()
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))
     }
@@ -383,12 +262,7 @@ impl Engine {
         let Some(since) = self.replan_due else {
             return;
         };
-        let starting = || {
-            self.modules
-                .values()
-                .any(|slot| matches!(slot.state, SlotState::Starting))
-        };
-        if now >= since + REPLAN_WHILE_STARTING || !starting() {
+        if now >= since + REPLAN_WHILE_STARTING || !self.modules.any_starting() {
             self.replan(now);
         }
     }
@@ -408,17 +282,7 @@ impl Engine {
 
     fn on_timer(&mut self, now: Instant) {
         self.publish(now);
-        let retry: Vec<ModuleId> = self
-            .modules
-            .iter()
-            .filter(|(_, slot)| {
-                matches!(slot.state, SlotState::Failed { .. }) && slot.backoff.ready(now)
-            })
-            .map(|(id, _)| *id)
-            .collect();
-        for id in retry {
-            self.start_module(id, now);
-        }
+        self.modules.retry_due(now);
         for index in 0..self.groups.len() {
             if self.groups[index].state.is_empty() || self.groups[index].state.next_event() > now {
                 continue;
@@ -444,7 +308,7 @@ impl Engine {
     /// no values this time.
     fn collect_slice(&mut self, index: usize, id: ModuleId, slice: Slice, now: Instant) {
         let epoch = self.groups[index].state.epoch();
-        let Some(slot) = self.modules.get_mut(&id) else {
+        let Some(slot) = self.modules.get_mut(id) else {
             return;
         };
         let over_budget = slot.tenant.and_then(|t| {
@@ -464,17 +328,12 @@ impl Engine {
         } else if !slot.backoff.ready(now) {
             None
         } else {
-            let bound =
-                slot.bounds.handler * u32::try_from(slice.len()).unwrap_or(u32::MAX) + JOB_MARGIN;
-            match slot.submit(
-                Job::Collect {
-                    group: index,
-                    epoch,
-                    metrics: slice.clone(),
-                },
-                bound,
-                now,
-            ) {
+            let job = Job::Collect {
+                group: index,
+                epoch,
+                metrics: slice.clone(),
+            };
+            match slot.collect(job, slice.len(), now) {
                 Ok(()) => {
                     slot.busy.insert(index);
                     return;
@@ -494,14 +353,13 @@ impl Engine {
     }
 
     fn on_report(&mut self, report: Report, now: Instant) {
-        let Some(slot) = self.modules.get_mut(&report.module) else {
+        let Some(slot) = self.modules.answered(report.module) else {
             // A module removed by a reload finishing its cleanup.
             if matches!(report.kind, ReportKind::CleanedUp) {
                 debug!("an old module instance finished its cleanup");
             }
             return;
         };
-        slot.answered();
         let before = self
             .accounts
             .lock()
@@ -519,22 +377,11 @@ impl Engine {
                 *used += spent;
             }
         }
-        if slot.retiring {
-            return;
-        }
         match report.kind {
-            ReportKind::Started(Ok(descriptors)) => {
-                slot.settled = true;
-                slot.state = SlotState::Claiming(descriptors);
-                self.publish(now);
-            }
-            ReportKind::Started(Err(failure)) => {
-                let delay = slot.backoff.failed(now);
-                error!(module = %slot.name, kind = %failure.kind, "{} [{}]; retrying in {delay:?}", failure.message, failure.kind);
-                slot.state = SlotState::Failed {
-                    error: format!("{} [{}]", failure.message, failure.kind),
-                };
-                if !std::mem::replace(&mut slot.settled, true) {
+            ReportKind::Started(result) => {
+                let started = result.is_ok();
+                let first_settled = self.modules.started(report.module, result, now);
+                if started || first_settled {
                     self.publish(now);
                 }
             }
@@ -546,30 +393,11 @@ impl Engine {
     /// Publishes the started modules whose every possibly stronger module has settled,
     /// strongest first, so that nothing a module loses to a stronger one is ever sent.
     fn publish(&mut self, now: Instant) {
-        let unsettled = || self.modules.values().filter(|slot| !slot.settled);
-        let strongest_unsettled = unsettled().map(|slot| slot.rank).min();
-        let strongest_still_due = unsettled()
-            .filter(|slot| now < slot.added_at + SETTLE_WAIT)
-            .map(|slot| slot.rank)
-            .min();
-        let mut ready: Vec<(Rank, ModuleId)> = self
-            .modules
-            .iter()
-            .filter(|(_, slot)| matches!(slot.state, SlotState::Claiming(_)))
-            .filter(|(_, slot)| {
-                let waited_for = match slot.rank.level() {
-                    Level::Tenant => strongest_unsettled,
-                    _ => strongest_still_due,
-                };
-                waited_for.is_none_or(|other| !slot.rank.waits_for(&other))
-            })
-            .map(|(id, slot)| (slot.rank, *id))
-            .collect();
+        let ready = self.modules.ready_to_claim(now);
         if ready.is_empty() {
             return;
         }
-        ready.sort();
-        for (_, id) in ready {
+        for id in ready {
             self.claim(id, now);
         }
         self.replan_due.get_or_insert(now);
@@ -587,7 +415,7 @@ impl Engine {
             .map(String::as_str)
             .collect();
         if !gone.is_empty() {
-            let removed = self.outputs.store.remove_metrics(&self.host.name, gone);
+            let removed = self.outputs.forget(&self.host.name, gone);
             info!(module = %module, "module {module}: {removed} metrics it no longer declares removed");
         }
     }
@@ -595,7 +423,7 @@ impl Engine {
     /// Gives a started module the names it may have; the others are refused alone, and
     /// names taken from a weaker module leave it.
     fn claim(&mut self, id: ModuleId, now: Instant) {
-        let slot = self.modules.get_mut(&id).expect("caller checked");
+        let slot = self.modules.get_mut(id).expect("caller checked");
         let SlotState::Claiming(descriptors) =
             std::mem::replace(&mut slot.state, SlotState::Starting)
         else {
@@ -624,8 +452,7 @@ impl Engine {
         if granted.is_empty() && !refused.is_empty() {
             error!(module = %name, "module {name}: none of its metrics may be published; the module is not loaded");
             slot.state = SlotState::Rejected(refused);
-            let bound = slot.bounds.cleanup + JOB_MARGIN;
-            let _ = slot.submit(Job::Cleanup, bound, now);
+            slot.cleanup(now);
         } else {
             info!(module = %name, "module {name} started with {} metrics", granted.len());
             slot.backoff.succeeded();
@@ -639,7 +466,7 @@ impl Engine {
 
     /// A stronger module took `metric` from `loser`, which stops publishing it.
     fn drop_metric(&mut self, loser: &str, metric: &str, winner: &str) {
-        let Some(slot) = self.modules.values_mut().find(|slot| slot.name == loser) else {
+        let Some(slot) = self.modules.named_mut(loser) else {
             return;
         };
         if let SlotState::Running(descriptors) = &mut slot.state {
@@ -652,7 +479,7 @@ impl Engine {
     }
 
     fn on_collected(&mut self, id: ModuleId, collected: Collected, now: Instant) {
-        let slot = self.modules.get_mut(&id).expect("caller checked");
+        let slot = self.modules.get_mut(id).expect("caller checked");
         slot.busy.remove(&collected.group);
         let name = slot.name.clone();
         if collected.trapped {
@@ -700,11 +527,6 @@ impl Engine {
         if slots.is_empty() {
             return;
         }
-        let wall_now = SystemTime::now();
-        let host = HostRef {
-            name: &self.host.name,
-            ip: &self.host.ip,
-        };
         let group = &self.groups[index];
         let mut outgoing = Vec::with_capacity(slots.len());
         for &slot in slots {
@@ -718,22 +540,6 @@ impl Engine {
             });
             if due {
                 info.metadata_sent = Some(now);
-                if let Err(err) =
-                    self.outputs
-                        .store
-                        .update_metadata(host, (*info.meta).clone(), wall_now)
-                {
-                    warn!("store: {err}");
-                }
-            }
-            if let Err(err) = self.outputs.store.update_value(
-                host,
-                &info.descriptor.name,
-                value.clone(),
-                &info.format,
-                wall_now,
-            ) {
-                warn!("store: {err}");
             }
             outgoing.push(OutgoingMetric {
                 metadata: due.then(|| info.meta.clone()),
@@ -742,19 +548,13 @@ impl Engine {
                 format: info.format.clone(),
             });
         }
-        if let Some(sink) = &self.outputs.sink
-            && !outgoing.is_empty()
-            && let Err(err) = sink.try_send(SendRequest { metrics: outgoing })
-        {
-            let dropped = match err {
-                mpsc::error::TrySendError::Full(request)
-                | mpsc::error::TrySendError::Closed(request) => request,
-            };
+        let host = HostRef {
+            name: &self.host.name,
+            ip: &self.host.ip,
+        };
+        if let Err(NotSent { values }) = self.outputs.publish(host, outgoing, SystemTime::now()) {
             self.log_limited("", "sender", now, |suppressed| {
-                warn!(
-                    "the sender is not keeping up: {} values dropped{suppressed}",
-                    dropped.metrics.len()
-                )
+                warn!("the sender is not keeping up: {values} values dropped{suppressed}")
             });
         }
     }
@@ -834,39 +634,19 @@ impl Engine {
     /// Keeps unchanged modules (and `kept` ones that run), stops removed and changed ones,
     /// starts new ones. The metrics of a module no longer configured leave the store.
     fn reconcile_modules(&mut self, wanted: Vec<ModuleSpec>, kept: &HashSet<String>, now: Instant) {
-        let wanted_names: HashMap<&str, &str> = wanted
-            .iter()
-            .map(|spec| (spec.name.as_str(), spec.fingerprint.as_str()))
-            .collect();
-        let keep: HashMap<String, ModuleId> = self
-            .modules
-            .iter()
-            .filter(|(_, slot)| match wanted_names.get(slot.name.as_str()) {
-                Some(fingerprint) if *fingerprint == slot.fingerprint => {
-                    !matches!(slot.state, SlotState::Rejected(_))
-                }
-                Some(_) => {
-                    kept.contains(&slot.name)
-                        && matches!(slot.state, SlotState::Running(_) | SlotState::Claiming(_))
-                }
-                None => false,
-            })
-            .map(|(id, slot)| (slot.name.clone(), *id))
-            .collect();
-        let kept_ids: HashSet<ModuleId> = keep.values().copied().collect();
-        let retire: Vec<ModuleId> = self
-            .modules
-            .keys()
-            .filter(|id| !kept_ids.contains(id))
-            .copied()
-            .collect();
-        for id in retire {
-            self.retire(id, now);
+        let wanted_names: HashSet<String> = wanted.iter().map(|spec| spec.name.clone()).collect();
+        let policy = &self.policy;
+        let authority = |position: usize, name: &str| {
+            let tenant = policy.modules.get(name).copied();
+            (Rank::of(position, tenant), tenant)
+        };
+        for retired in self.modules.reconcile(wanted, kept, authority, now) {
+            self.owners.release(&retired);
         }
         let removed: Vec<String> = self
             .declared
             .keys()
-            .filter(|name| !wanted_names.contains_key(name.as_str()))
+            .filter(|name| !wanted_names.contains(*name))
             .cloned()
             .collect();
         for name in removed {
@@ -875,100 +655,17 @@ impl Engine {
         }
         // The engine's own lines ("") keep their budget.
         self.log_limit
-            .retain(|module| module.is_empty() || wanted_names.contains_key(module));
-        self.order.clear();
-        for (position, spec) in wanted.into_iter().enumerate() {
-            let tenant = self.policy.modules.get(&spec.name).copied();
-            let rank = Rank::of(position, tenant);
-            let id = match keep.get(&spec.name) {
-                Some(id) => *id,
-                None => match self.add_module(spec, rank, tenant, now) {
-                    Some(id) => id,
-                    None => continue,
-                },
-            };
-            if let Some(slot) = self.modules.get_mut(&id) {
-                (slot.rank, slot.tenant) = (rank, tenant);
-            }
-            self.order.push(id);
-        }
+            .retain(|module| module.is_empty() || wanted_names.contains(module));
         // A module removed by the reload may have been what others waited for.
         self.publish(now);
-    }
-
-    fn add_module(
-        &mut self,
-        spec: ModuleSpec,
-        rank: Rank,
-        tenant: Option<usize>,
-        now: Instant,
-    ) -> Option<ModuleId> {
-        self.next_id += 1;
-        let id = ModuleId(self.next_id);
-        let worker = if spec.inline {
-            Worker::inline(id, spec.driver, self.reports.clone())
-        } else {
-            Worker::pooled(&self.pool, id, spec.driver, self.reports.clone())
-        };
-        self.modules.insert(
-            id,
-            ModuleSlot {
-                name: spec.name,
-                fingerprint: spec.fingerprint,
-                bounds: spec.bounds,
-                worker,
-                state: SlotState::Starting,
-                backoff: Backoff::new(),
-                busy: HashSet::new(),
-                answer_by: None,
-                jobs_in_flight: 0,
-                retiring: false,
-                rank,
-                tenant,
-                settled: false,
-                added_at: now,
-            },
-        );
-        self.start_module(id, now);
-        Some(id)
-    }
-
-    fn start_module(&mut self, id: ModuleId, now: Instant) {
-        let Some(slot) = self.modules.get_mut(&id) else {
-            return;
-        };
-        slot.state = SlotState::Starting;
-        let bound = slot.bounds.init + JOB_MARGIN;
-        if let Err(refused) = slot.submit(Job::Start, bound, now) {
-            let delay = slot.backoff.failed(now);
-            slot.state = SlotState::Failed {
-                error: format!("its worker refused to start it ({refused:?})"),
-            };
-            warn!(module = %slot.name, "module {}: cannot start now; retrying in {delay:?}", slot.name);
-        }
-    }
-
-    /// Stops a module: its cleanup is queued behind its current job, and its metrics
-    /// leave the groups. Its last values stay in the store until TMAX/DMAX.
-    fn retire(&mut self, id: ModuleId, now: Instant) {
-        let Some(mut slot) = self.modules.remove(&id) else {
-            return;
-        };
-        info!(module = %slot.name, "stopping module {}", slot.name);
-        self.owners.release(&slot.name);
-        slot.retiring = true;
-        let bound = slot.bounds.cleanup + JOB_MARGIN;
-        let _ = slot.submit(Job::Cleanup, bound, now);
-        // The worker thread ends after its cleanup; its last report finds no slot.
     }
 
     /// Recomputes what each group collects from the running modules' metrics.
     fn replan(&mut self, now: Instant) {
         self.replan_due = None;
         let catalog: Vec<(ModuleId, MetricKey, &MetricDescriptor)> = self
-            .order
-            .iter()
-            .filter_map(|id| Some((*id, self.modules.get(id)?)))
+            .modules
+            .in_order()
             .filter_map(|(id, slot)| match &slot.state {
                 SlotState::Running(descriptors) => Some((id, slot, descriptors)),
                 _ => None,
@@ -979,11 +676,12 @@ impl Engine {
                     .map(move |d| (id, MetricKey::new(&slot.name, &d.name), d))
             })
             .collect();
-        let keys = Catalog::new(
-            catalog
-                .iter()
-                .map(|(id, key, _)| (key.clone(), self.modules[id].tenant)),
-        );
+        let keys = Catalog::new(catalog.iter().map(|(id, key, _)| {
+            (
+                key.clone(),
+                self.modules.get(*id).and_then(|slot| slot.tenant),
+            )
+        }));
         let planned: Vec<PlannedGroup<'_>> = self
             .groups
             .iter()
@@ -1075,36 +773,13 @@ impl Engine {
     }
 
     fn status(&self, now: Instant) -> Status {
-        let modules =
-            self.order
-                .iter()
-                .filter_map(|id| self.modules.get(id))
-                .map(|slot| {
-                    let state = match &slot.state {
-                        SlotState::Starting | SlotState::Claiming(_) => ModuleState::Starting,
-                        SlotState::Running(metrics) => ModuleState::Running {
-                            metrics: metrics.clone(),
-                        },
-                        SlotState::Failed { error } => ModuleState::Failed {
-                            error: error.clone(),
-                            retry_in: slot.backoff.until().map_or(Duration::ZERO, |until| {
-                                until.saturating_duration_since(now)
-                            }),
-                        },
-                        SlotState::Rejected(errors) => ModuleState::Rejected {
-                            errors: errors.clone(),
-                        },
-                    };
-                    (slot.name.clone(), state)
-                })
-                .collect();
         let accounts = self
             .accounts
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
         Status {
-            modules,
+            modules: self.modules.states(now),
             groups: self.groups.iter().map(|g| g.selection.clone()).collect(),
             accounts,
         }
@@ -1124,22 +799,7 @@ impl Engine {
     /// its call's deadline (then it is abandoned); every other module's runs meanwhile.
     async fn shut_down(mut self, reports: &mut UnboundedReceiver<Report>) -> ShutdownReport {
         info!("shutting down: finishing the collections in flight and cleaning up the modules");
-        let now = Instant::now();
-        let mut waiting: HashMap<ModuleId, (String, Instant)> = HashMap::new();
-        for (id, slot) in &mut self.modules {
-            if matches!(slot.state, SlotState::Rejected(_)) {
-                // Cleaned up when it was refused.
-                continue;
-            }
-            let bound = slot.bounds.cleanup + JOB_MARGIN;
-            let in_flight = slot.answer_by;
-            if slot.submit(Job::Cleanup, bound, now).is_ok() {
-                // Behind a job still in flight, the cleanup waits for that one too.
-                let by = in_flight.map_or(now + bound, |by| by.max(now) + bound);
-                let by = by.min(now + SHUTDOWN_WAIT);
-                waiting.insert(*id, (slot.name.clone(), by));
-            }
-        }
+        let mut waiting = self.modules.clean_up_all(Instant::now());
         let mut report = ShutdownReport::default();
         while let Some(deadline) = waiting.values().map(|(_, by)| *by).min() {
             tokio::select! {
@@ -1167,33 +827,6 @@ impl Engine {
         report.cleaned_up.sort();
         report.timed_out.sort();
         report
-    }
-}
-
-impl ModuleSlot {
-    fn submit(&mut self, job: Job, bound: Duration, now: Instant) -> Result<(), Refused> {
-        self.worker.submit(job)?;
-        self.jobs_in_flight += 1;
-        let by = now + bound;
-        self.answer_by = Some(self.answer_by.map_or(by, |old| old.max(by)));
-        Ok(())
-    }
-
-    fn answered(&mut self) {
-        self.jobs_in_flight = self.jobs_in_flight.saturating_sub(1);
-        if self.jobs_in_flight == 0 {
-            self.answer_by = None;
-        }
-    }
-
-    fn unanswered_reason(&self, now: Instant) -> String {
-        match self.answer_by {
-            Some(by) if by < now => format!(
-                "it is unresponsive: its previous collection is {:?} past its bound",
-                now.saturating_duration_since(by)
-            ),
-            _ => "its previous collection of this group is still running".to_string(),
-        }
     }
 }
 

@@ -41,7 +41,7 @@
 //! The engine writes every value it sends (and its metadata, when due) into the
 //! [`Store`](crate::store::Store), so the XML shows this host's metrics at once, and hands
 //! the same values to the UDP sender as [`SendRequest`](crate::metric::SendRequest)s on a bounded
-//! `tokio::sync::mpsc` channel ([`engine::Outputs::sink`]). One request is one group's
+//! `tokio::sync::mpsc` channel ([`Outputs::sink`]). One request is one group's
 //! worth of values due together; the sender encodes each [`OutgoingMetric`](crate::metric::OutgoingMetric) as a metadata
 //! packet (when `metadata` is set) followed by a value packet, and sends them to every
 //! `udp_send_channel`. The engine never waits on the sender: when the channel is full the
@@ -56,18 +56,20 @@ pub mod driver;
 pub mod engine;
 pub mod host_module;
 pub mod names;
+mod outputs;
 pub mod ownership;
 pub mod plan;
 pub mod pool;
 pub mod ratelimit;
 pub mod schedule;
 pub mod select;
+mod supervisor;
 pub mod wasm;
 pub mod worker;
 
 #[cfg(test)]
 mod tests;
 
-pub use engine::{
-    EngineConfig, EngineHandle, HostIdentity, ModuleSpec, Outputs, ShutdownReport, spawn,
-};
+pub use engine::{EngineConfig, EngineHandle, HostIdentity, ShutdownReport, Status, spawn};
+pub use outputs::Outputs;
+pub use supervisor::{CallBounds, ModuleSpec, ModuleState, SHUTDOWN_WAIT};

@@ -10,12 +10,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::driver::{Failure, ModuleDriver};
-use super::engine::{
-    CallBounds, EngineConfig, EngineHandle, HostIdentity, ModuleSpec, ModuleState, Outputs,
-};
 use super::host_module::HostFacts;
 use super::ownership::{Policy, TenantPolicy};
 use super::select::{Collect, EntrySpec, GroupSpec, Selector};
+use super::{
+    CallBounds, EngineConfig, EngineHandle, HostIdentity, ModuleSpec, ModuleState, Outputs,
+};
 use super::{ShutdownReport, spawn};
 use crate::metric::{MetricDescriptor, MetricValue, SendRequest, Slope, ValueType};
 use crate::store::{Store, StoreConfig};
