@@ -121,14 +121,7 @@ fn build_python_interpreter(root: &Path, wasm_dir: &Path) -> Option<&'static str
     }
     let status = Command::new("componentize-py")
         .current_dir(root)
-        .args([
-            "-d",
-            "wit",
-            "-w",
-            "python-interpreter",
-            "componentize",
-            "app",
-        ])
+        .args(["-d", "wit", "-w", "gmond-python", "componentize", "app"])
         .args([
             "-p",
             "guest-modules/gmond-python",

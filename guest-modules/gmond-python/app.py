@@ -1,12 +1,17 @@
 """wasmond's bundled Python interpreter: runs one gmond python module per instance.
 
 Built once, in the repository's build, by componentize-py against the
-``python-interpreter`` world of ``wit/metric.wit``; every ``language = "python"``
+``gmond-python`` world of ``wit/metric.wit``; every ``language = "python"``
 module instantiates this same component. At ``init`` it asks the host for the
-module's source (``python.module-source``), compiles it — translating Python 2
-source first (:mod:`wasmond_py2`), or taking the host's cached translation — runs it
-as the module ``NAME`` and exports it through the gmond helper
+module's source (``python.module-source``), compiles it — the Python 3 text the host
+kept for it, or else the source, translated from Python 2 first (:mod:`wasmond_py2`)
+— runs it as the module ``NAME`` and exports it through the gmond helper
 (:mod:`wasmond_gmond`), which calls ``metric_init``.
+
+``translate`` makes that Python 3 text alone, and hands it to the host
+(``python.keep-translation``): the host runs it first, in an instance it then drops,
+so that the memory translation takes is not held by the instance that runs the
+module (WebAssembly memory never shrinks).
 
 Errors name the ``.py`` file and line: a syntax error, what the Python 2 fixers
 could not translate (logged as warnings), and an exception while importing the
@@ -63,11 +68,20 @@ _state = None
 
 
 def _compile(source):
-    """The module's code object, from its text or its Python 3 translation."""
+    """The module's code object, from the Python 3 text the host kept for its source,
+    or else from the source (translated from Python 2 if need be)."""
     if source.translated is not None:
-        return _compile_checked(source.translated, source, translated=True)
+        translated = source.translated != source.text
+        return _compile_checked(source.translated, source, translated)
+    return _python3(source)[1]
+
+
+def _python3(source):
+    """The source's Python 3 text and its code object: the text itself when it
+    compiles as Python 3, else its translation from Python 2 (what the fixers could
+    not translate is logged)."""
     try:
-        return compile(source.text, source.path, "exec", dont_inherit=True)
+        return source.text, compile(source.text, source.path, "exec", dont_inherit=True)
     except SyntaxError as python3_error:
         first = python3_error
     try:
@@ -78,9 +92,7 @@ def _compile(source):
     log = logging.getLogger(source.name)
     for line, reason in warnings:
         log.warning("%s:%d: not translated from Python 2: %s", source.path, line, reason)
-    code = _compile_checked(translated, source, translated=True)
-    host_python.keep_translation(translated)
-    return code
+    return translated, _compile_checked(translated, source, translated=True)
 
 
 def _compile_checked(text, source, translated):
@@ -118,6 +130,15 @@ class WitWorld:
             raise Err(f"loading the module failed: {wasmond_gmond.describe(error)}") from None
         _state = wasmond_gmond.GmondModule(module)
         return _state.init(params)
+
+    def translate(self):
+        try:
+            text, _ = _python3(host_python.module_source())
+        except Err:
+            raise
+        except Exception as error:  # noqa: BLE001 - never trap: say what went wrong
+            raise Err(f"translating the module failed: {wasmond_gmond.describe(error)}") from None
+        host_python.keep_translation(text)
 
     def handler(self, name):
         if _state is None:

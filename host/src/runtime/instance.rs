@@ -2,7 +2,9 @@
 //! around each callback (arm fuel and deadline, call, classify, account).
 //!
 //! After a trap the store is dropped (wasmtime poisons it); the next `handle`
-//! instantiates afresh from the `InstancePre` and runs `init` again first.
+//! instantiates afresh from the `InstancePre` and runs `init` again first. A
+//! python module whose source has no translation kept yet is translated first, in
+//! a short-lived instance of its own.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -157,26 +159,13 @@ impl ModuleInstance {
         })
     }
 
-    /// Creates a store, instantiates, and runs `init`, all under the init budget.
+    /// Creates a store, instantiates, and runs `init`, all under the init budget
+    /// (after a python module's translation, under a budget of its own).
     fn instantiate_and_init(&mut self, metric: Option<&str>) -> Result<(), ModuleError> {
+        self.translate_apart(metric)?;
         let budget = self.budget(Callback::Init);
+        let mut store = self.new_store(metric)?;
         let loaded = &self.module.inner;
-        let mut state = match HostState::new(
-            loaded.name.clone(),
-            &loaded.sandbox.limits,
-            &loaded.sandbox.grants,
-        ) {
-            Ok(state) => state,
-            Err(error) => return Err(self.error(Callback::Init, metric, ErrorKind::Load(error))),
-        };
-        state.python = loaded.python.clone();
-        // A restart must not refill the log's rate limit.
-        if let Some(log) = self.kept_log.take() {
-            state.log = log;
-        }
-        let mut store = Store::new(&loaded.shared.engine, state);
-        store.limiter(|state| &mut state.limiter);
-        store.epoch_deadline_trap();
         self.stats.inits += 1;
         let (started, running) = arm(&mut store, &self.module, budget);
         let result = loaded.pre.instantiate(&mut store).and_then(|bindings| {
@@ -210,6 +199,70 @@ impl ModuleInstance {
         self.descriptors = descriptors;
         self.live = Some(Live { store, bindings });
         Ok(())
+    }
+
+    /// A store for one instance of the module, under its limits and grants.
+    fn new_store(&mut self, metric: Option<&str>) -> Result<Store<HostState>, ModuleError> {
+        let loaded = &self.module.inner;
+        let mut state = match HostState::new(
+            loaded.name.clone(),
+            &loaded.sandbox.limits,
+            &loaded.sandbox.grants,
+        ) {
+            Ok(state) => state,
+            Err(error) => return Err(self.error(Callback::Init, metric, ErrorKind::Load(error))),
+        };
+        state.python = loaded.python.clone();
+        // A restart must not refill the log's rate limit.
+        if let Some(log) = self.kept_log.take() {
+            state.log = log;
+        }
+        let mut store = Store::new(&loaded.shared.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        store.epoch_deadline_trap();
+        Ok(store)
+    }
+
+    /// Translates a python module's source in an instance of its own, under the
+    /// init budget, when no translation of it is kept yet; the instance is dropped
+    /// and the one that runs the module finds the translation in `module-source`.
+    /// Translating (fissix's parser and fixers) grows an instance's linear memory by
+    /// tens of MB, which WebAssembly never gives back: done in the module's own
+    /// instance, a cold start held that memory until the daemon stopped. An
+    /// interpreter without the `translate` export translates in `init`.
+    fn translate_apart(&mut self, metric: Option<&str>) -> Result<(), ModuleError> {
+        let loaded = self.module.inner.clone();
+        if loaded
+            .python
+            .as_ref()
+            .is_none_or(|python| python.translated())
+        {
+            return Ok(());
+        }
+        let instance_pre = loaded.pre.instance_pre();
+        let Some(export) = instance_pre.component().get_export_index(None, TRANSLATE) else {
+            return Ok(());
+        };
+        let budget = self.budget(Callback::Init);
+        let mut store = self.new_store(metric)?;
+        let (started, running) = arm(&mut store, &self.module, budget);
+        let result = instance_pre.instantiate(&mut store).and_then(|instance| {
+            let translate =
+                instance.get_typed_func::<(), (Result<(), String>,)>(&mut store, &export)?;
+            Ok(translate.call(&mut store, ())?.0)
+        });
+        drop(running);
+        account(&mut self.stats, &mut store, budget, started);
+        let outcome = match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(message)) => Err(self.reported(Callback::Init, metric, &message)),
+            Err(trap) => {
+                let kind = classify(&store, budget, &trap);
+                Err(self.error(Callback::Init, metric, kind))
+            }
+        };
+        self.keep_log(store);
+        outcome
     }
 
     /// Drops a store but keeps its log, whose rate limit the next store inherits.
@@ -248,6 +301,10 @@ impl ModuleInstance {
         }
     }
 }
+
+/// The bundled Python interpreter's export that translates its module's source
+/// (world `gmond-python` in `wit/metric.wit`).
+const TRANSLATE: &str = "translate";
 
 /// Resets the fuel, the epoch deadline and the host-wait deadline before a
 /// callback; returns when the callback starts, and the guard that keeps the epoch

@@ -9,10 +9,12 @@
 //! stays the one description of what crosses the sandbox, the module needs no
 //! directory granted for its own code, and no param name is taken from gmond's.
 //!
-//! Python 2 source is translated inside the sandbox by the interpreter; the host
-//! only keeps the result (`keep-translation`), by the SHA-256 of the source, in
-//! memory and in the compile cache's directory, so the next load of the same text
-//! skips the translation.
+//! Python 2 source is translated inside the sandbox by the interpreter, in an
+//! instance of its own that is dropped afterwards (see `ModuleInstance`); the host
+//! only keeps the result (`keep-translation`: the translation, or a Python 3 source
+//! as it is), by the SHA-256 of the source, in memory and in the compile cache's
+//! directory, so the instance that runs the module, and the next load of the same
+//! text, skip the translation.
 
 use std::collections::HashMap;
 use std::fs;
@@ -80,6 +82,12 @@ impl PythonModule {
             text,
             translations,
         })
+    }
+
+    /// Whether the Python 3 text of this source is kept (made by an earlier load,
+    /// in this process or, through the cache directory, an earlier one).
+    pub(crate) fn translated(&self) -> bool {
+        self.translations.get(&self.hash).is_some()
     }
 }
 
