@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 use sha2::{Digest, Sha256};
 
 /// The made-up directory the bundled modules appear in.
-pub const DIR: &str = "<bundled>";
+pub(crate) const DIR: &str = "<bundled>";
 
 /// One module embedded in the binary.
 pub struct BundledModule {
@@ -53,7 +53,7 @@ pub fn read(path: &Path) -> std::io::Result<Cow<'static, [u8]>> {
 /// (every python module's `.py` runs in the bundled interpreter, 28 MB: hashing it
 /// again for each of 100 modules, for the reload fingerprint and the compiled
 /// artifact's key, took most of their start), else computed now.
-pub fn digest(bytes: &[u8]) -> [u8; 32] {
+pub(crate) fn digest(bytes: &[u8]) -> [u8; 32] {
     static DIGESTS: [OnceLock<[u8; 32]>; MODULES.len()] =
         [const { OnceLock::new() }; MODULES.len()];
     match MODULES

@@ -57,11 +57,11 @@ pub const SHUTDOWN_BUDGET: Duration = SHUTDOWN_WAIT.saturating_add(Duration::fro
 const NETWORK_BUDGET: Duration = Duration::from_secs(3);
 
 /// The bundled default configuration (`conf.d/wasmond.conf`).
-pub const BUNDLED_CONFIG: &str = include_str!("../../conf.d/wasmond.conf");
+pub(crate) const BUNDLED_CONFIG: &str = include_str!("../../conf.d/wasmond.conf");
 /// The name the bundled configuration goes by in messages.
-pub const BUNDLED_CONFIG_NAME: &str = "<bundled>/wasmond.conf";
+pub(crate) const BUNDLED_CONFIG_NAME: &str = "<bundled>/wasmond.conf";
 /// Where a package installs modules (Debian's `wasmond` puts `core_metrics.wasm` here).
-pub const INSTALLED_MODULE_DIR: &str = "/usr/lib/wasmond/modules";
+pub(crate) const INSTALLED_MODULE_DIR: &str = "/usr/lib/wasmond/modules";
 
 /// Where the configuration comes from; a reload reads the same place again.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,7 +87,7 @@ impl ConfigSource {
         config::load_with(path, &options, &WithBundled)
     }
 
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             ConfigSource::File(path) => path.display().to_string(),
             ConfigSource::Bundled => BUNDLED_CONFIG_NAME.to_string(),
@@ -98,7 +98,7 @@ impl ConfigSource {
 /// Where modules are looked for after the places the configuration names: the
 /// installed module directory (`$WASMOND_MODULE_DIR` instead, when set), then the
 /// modules built into the binary.
-pub fn default_module_dirs() -> Vec<PathBuf> {
+pub(crate) fn default_module_dirs() -> Vec<PathBuf> {
     let installed = std::env::var_os("WASMOND_MODULE_DIR")
         .map_or_else(|| PathBuf::from(INSTALLED_MODULE_DIR), PathBuf::from);
     vec![installed, PathBuf::from(crate::bundled::DIR)]
@@ -455,7 +455,7 @@ fn network_changed(old: &Config, new: &Config) -> bool {
 
 /// Why a configuration cannot run, once it parsed.
 #[derive(Debug, thiserror::Error)]
-pub enum EngineConfigError {
+pub(crate) enum EngineConfigError {
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     Groups(Vec<EntryError>),
     #[error("{at}: module name {HOST_MODULE:?} is reserved for the daemon's own metrics")]
@@ -464,7 +464,7 @@ pub enum EngineConfigError {
 
 /// Everything the engine runs for `config`; fails on a collection-group entry it
 /// cannot use or a module the engine could not tell apart from its own.
-pub fn engine_config(
+pub(crate) fn engine_config(
     config: &Config,
     runtime: &Runtime,
     facts: &HostFacts,
@@ -563,7 +563,7 @@ fn resolve(hostname: &str) -> String {
 }
 
 /// The system's host name (gmond's `apr_gethostname`).
-pub fn local_hostname() -> String {
+pub(crate) fn local_hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|name| name.trim().to_string())
         .ok()

@@ -72,7 +72,7 @@ pub struct Plan {
 
 /// Decides, from `globals { setuid user }`, which user the daemon becomes and where its
 /// cache lives; fails as gmond does on a missing user or a switch it cannot make.
-pub fn plan(loaded: &Loaded) -> anyhow::Result<Plan> {
+pub(crate) fn plan(loaded: &Loaded) -> anyhow::Result<Plan> {
     let globals = &loaded.config.globals;
     if !globals.setuid {
         return Ok(Plan {
@@ -155,7 +155,7 @@ pub fn lookup_user(name: &str) -> anyhow::Result<User> {
 
 /// Creates the compile cache for the user the daemon will run as, so that it exists
 /// (Landlock rules name existing paths) and belongs to that user.
-pub fn prepare_cache(plan: &Plan) -> io::Result<()> {
+pub(crate) fn prepare_cache(plan: &Plan) -> io::Result<()> {
     let Some(dir) = &plan.cache_dir else {
         return Ok(());
     };
@@ -180,7 +180,7 @@ pub fn prepare_cache(plan: &Plan) -> io::Result<()> {
 /// Restricts the calling thread (and every thread it starts from now on) to what the
 /// daemon needs for `loaded` (see the module docs). Call it before any other thread
 /// exists. Returns how far the kernel enforces it; without Landlock, logs a warning.
-pub fn restrict(
+pub(crate) fn restrict(
     loaded: &Loaded,
     module_dirs: &[PathBuf],
     plan: &Plan,
@@ -260,7 +260,7 @@ fn readable_paths(loaded: &Loaded, module_dirs: &[PathBuf]) -> Vec<PathBuf> {
 
 /// Becomes `user`: supplementary groups, group, then user, as gmond does; checks that
 /// there is no way back to root.
-pub fn switch_user(user: &User) -> anyhow::Result<()> {
+pub(crate) fn switch_user(user: &User) -> anyhow::Result<()> {
     let fail = |what: &str| {
         let error = io::Error::last_os_error();
         anyhow::anyhow!("switching to user {}: {what}: {error}", user.name)

@@ -63,7 +63,7 @@ pub fn run(args: RunArgs, log_format: LogFormat) -> anyhow::Result<()> {
 }
 
 /// The tracing filter for a gmond debug level.
-pub fn level_filter(debug_level: u32) -> &'static str {
+pub(crate) fn level_filter(debug_level: u32) -> &'static str {
     match debug_level {
         0 => "info",
         1 => "debug",

@@ -19,18 +19,18 @@ use crate::runtime::{Code, Grants, Limits, Runtime, Sandbox};
 
 /// The shortest period accepted for `collect_every` and `time_threshold`: gmond never
 /// loops faster than once a second, and 0 would make a group due all the time.
-pub const MIN_PERIOD: Duration = Duration::from_secs(1);
+pub(crate) const MIN_PERIOD: Duration = Duration::from_secs(1);
 
 /// A group entry the engine cannot use, with where it is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{at}: {source}")]
-pub struct EntryError {
+pub(crate) struct EntryError {
     pub at: Location,
     pub source: SelectorError,
 }
 
 /// Every `collection_group` of the config, or every entry that cannot be used.
-pub fn group_specs(config: &Config) -> Result<Vec<GroupSpec>, Vec<EntryError>> {
+pub(crate) fn group_specs(config: &Config) -> Result<Vec<GroupSpec>, Vec<EntryError>> {
     let mut errors = Vec::new();
     let specs = config
         .collection_groups
@@ -156,7 +156,7 @@ pub fn call_bounds(sandbox: &Sandbox) -> CallBounds {
 
 /// The wasm and python modules of the config (enabled, with their code found),
 /// ready to run.
-pub fn module_specs(config: &Config, runtime: &Runtime) -> Vec<ModuleSpec> {
+pub(crate) fn module_specs(config: &Config, runtime: &Runtime) -> Vec<ModuleSpec> {
     config
         .modules
         .iter()
@@ -215,7 +215,7 @@ fn spec_of(module: &ModuleConfig, fingerprint: String, driver: WasmDriver) -> Mo
 /// stay on their running instance ([`EngineHandle::reload_keeping`]).
 ///
 /// [`EngineHandle::reload_keeping`]: super::engine::EngineHandle::reload_keeping
-pub fn reload_specs(
+pub(crate) fn reload_specs(
     config: &Config,
     runtime: &Runtime,
     running: &HashMap<String, String>,

@@ -44,7 +44,7 @@ impl Failure {
     }
 
     /// A trap with no more specific kind (a crash).
-    pub fn trap(message: impl Into<String>) -> Failure {
+    pub(crate) fn trap(message: impl Into<String>) -> Failure {
         Failure::new(FailureKind::Crash, message)
     }
 

@@ -115,13 +115,13 @@ impl EngineHandle {
 
     /// [`reload`](Self::reload), except that the modules named in `kept` (whose new file
     /// failed to load) stay on their running instance, if they have one.
-    pub fn reload_keeping(&self, config: EngineConfig, kept: HashSet<String>) {
+    pub(crate) fn reload_keeping(&self, config: EngineConfig, kept: HashSet<String>) {
         let _ = self.control.send(Control::Reload(Box::new(config), kept));
     }
 
     /// A peer asked for metadata (gmond's id 136): `Some(name)` for one metric, `None`
     /// for all. It goes out with the metric's next value, which comes soon.
-    pub fn resend_metadata(&self, metric: Option<String>) {
+    pub(crate) fn resend_metadata(&self, metric: Option<String>) {
         let _ = self.control.send(Control::ResendMetadata(metric));
     }
 

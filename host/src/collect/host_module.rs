@@ -43,12 +43,12 @@ use crate::metric::{MetricDescriptor, MetricValue, Slope, ValueType};
 use crate::net::NetStats;
 
 /// The host module's name, and the metric group of its accounting metrics.
-pub const HOST_MODULE: &str = "wasmond";
+pub(crate) const HOST_MODULE: &str = "wasmond";
 /// The prefix of the accounting metrics; reserved for the host.
-pub const HOST_PREFIX: &str = "wasmond_";
+pub(crate) const HOST_PREFIX: &str = "wasmond_";
 
 /// Each module's latest account, by module name; written by the scheduler.
-pub type Accounts = Arc<Mutex<BTreeMap<String, Account>>>;
+pub(crate) type Accounts = Arc<Mutex<BTreeMap<String, Account>>>;
 
 /// What the host module reports about the daemon itself.
 #[derive(Debug, Clone, PartialEq)]
@@ -187,7 +187,7 @@ const COUNTERS: [Counter; 13] = [
 
 /// The built-in accounting group's entries: each accounting metric with its title
 /// (`Module <module> calls`, ...), then any other `wasmond_` metric under its name.
-pub fn accounting_selectors() -> Vec<Selector> {
+pub(crate) fn accounting_selectors() -> Vec<Selector> {
     let titled = COUNTERS.iter().map(|counter| {
         let pattern = format!("^{HOST_PREFIX}(.+)_{}$", counter.suffix);
         let title = format!("Module \\1 {}", counter.title);
@@ -198,7 +198,7 @@ pub fn accounting_selectors() -> Vec<Selector> {
 }
 
 /// The host module's driver: runs inline in the scheduler and only reads counters.
-pub struct HostModule {
+pub(crate) struct HostModule {
     facts: HostFacts,
     modules: Vec<String>,
     /// (tenant, its modules).
@@ -230,7 +230,7 @@ impl HostModule {
     }
 
     /// Also publishes the network's counters ([`NetStats::published`]).
-    pub fn with_network(mut self, network: Option<Arc<NetStats>>) -> HostModule {
+    pub(crate) fn with_network(mut self, network: Option<Arc<NetStats>>) -> HostModule {
         self.network = network;
         self
     }
@@ -242,7 +242,7 @@ impl HostModule {
     }
 
     /// Also declares each tenant's accounting, summed over `(tenant, modules)`.
-    pub fn with_tenants(mut self, tenants: Vec<(String, Vec<String>)>) -> HostModule {
+    pub(crate) fn with_tenants(mut self, tenants: Vec<(String, Vec<String>)>) -> HostModule {
         self.tenants = tenants;
         self
     }
@@ -396,7 +396,7 @@ fn core_metric(
 }
 
 /// A module name as it appears inside a metric name.
-pub fn metric_safe(module: &str) -> String {
+pub(crate) fn metric_safe(module: &str) -> String {
     module
         .chars()
         .map(|c| {

@@ -7,11 +7,11 @@
 use thiserror::Error;
 
 /// The longest metric name accepted, in bytes (the WIT contract's promise).
-pub const MAX_METRIC_NAME_LEN: usize = 128;
+pub(crate) const MAX_METRIC_NAME_LEN: usize = 128;
 
 /// Why a metric name is refused.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum NameError {
+pub(crate) enum NameError {
     #[error("metric name is empty")]
     Empty,
     #[error("metric name {name:?} is {len} bytes long; at most {MAX_METRIC_NAME_LEN} are allowed")]
@@ -27,7 +27,7 @@ pub enum NameError {
 }
 
 /// Checks a metric name: 1 to 128 bytes of ASCII letters, digits, `_`, `-`, `.`.
-pub fn validate_metric_name(name: &str) -> Result<(), NameError> {
+pub(crate) fn validate_metric_name(name: &str) -> Result<(), NameError> {
     if name.is_empty() {
         return Err(NameError::Empty);
     }

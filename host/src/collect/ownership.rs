@@ -50,7 +50,7 @@ pub struct TenantPolicy {
 
 /// How strong a claimant is; smaller is stronger.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Rank {
+pub(crate) struct Rank {
     level: Level,
     /// Configuration order, for the host's and the operator's modules; 0 for tenants',
     /// which do not outrank one another.
@@ -58,7 +58,7 @@ pub struct Rank {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Level {
+pub(crate) enum Level {
     Host,
     Operator,
     Tenant,
@@ -87,14 +87,14 @@ impl Rank {
 
     /// Whether a module of this rank must wait for `other`'s first start before it
     /// claims: `other` could be stronger.
-    pub fn waits_for(&self, other: &Rank) -> bool {
+    pub(crate) fn waits_for(&self, other: &Rank) -> bool {
         other < self
     }
 }
 
 /// Who claims.
 #[derive(Debug, Clone, Copy)]
-pub struct Claimant<'a> {
+pub(crate) struct Claimant<'a> {
     pub module: &'a str,
     pub rank: Rank,
     /// The tenant's policy, for a tenant's module.
@@ -103,7 +103,7 @@ pub struct Claimant<'a> {
 
 /// Why one metric name is refused to a module.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum ClaimError {
+pub(crate) enum ClaimError {
     #[error("module {module}: {source}")]
     Invalid { module: String, source: NameError },
     #[error("module {module}: metric {metric:?} is already published by module {owner}")]
@@ -143,7 +143,7 @@ pub enum ClaimError {
 
 /// The outcome of one module's claim.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Claimed {
+pub(crate) struct Claimed {
     /// For each metric asked, in order, whether it is the module's now.
     pub granted: Vec<bool>,
     pub refused: Vec<ClaimError>,
@@ -159,7 +159,7 @@ struct Owner {
 
 /// Which module owns each metric name on this host.
 #[derive(Default)]
-pub struct MetricOwners {
+pub(crate) struct MetricOwners {
     owner_of: HashMap<String, Owner>,
     /// (prefix, owner): names only `owner` may publish.
     reserved: Vec<(String, String)>,
@@ -171,13 +171,13 @@ impl MetricOwners {
     }
 
     /// Keeps every name starting with `prefix` for `owner`.
-    pub fn reserve_prefix(&mut self, prefix: &str, owner: &str) {
+    pub(crate) fn reserve_prefix(&mut self, prefix: &str, owner: &str) {
         self.reserved.push((prefix.to_string(), owner.to_string()));
     }
 
     /// Claims `metrics` for `who`, replacing what it owned before: each name is granted
     /// or refused on its own.
-    pub fn claim<'a>(
+    pub(crate) fn claim<'a>(
         &mut self,
         who: Claimant<'_>,
         metrics: impl IntoIterator<Item = &'a str>,
@@ -286,13 +286,6 @@ impl MetricOwners {
     /// Frees every name `module` owns (it stopped, or it is being replaced).
     pub fn release(&mut self, module: &str) {
         self.owner_of.retain(|_, owner| owner.module != module);
-    }
-
-    /// Frees one name (its owner stopped publishing it).
-    pub fn release_one(&mut self, module: &str, metric: &str) {
-        if self.owner(metric) == Some(module) {
-            self.owner_of.remove(metric);
-        }
     }
 
     pub fn owner(&self, metric: &str) -> Option<&str> {
@@ -416,7 +409,5 @@ mod tests {
         owners.release("a");
         owners.claim(operator("b", 2), ["m1"]);
         assert_eq!(owners.owner("m1"), Some("b"));
-        owners.release_one("b", "m1");
-        assert_eq!(owners.owner("m1"), None);
     }
 }

@@ -13,12 +13,12 @@ use super::host_module::accounting_selectors;
 use super::select::{Catalog, Collect, EntrySpec, GroupSelection, GroupSpec, select_group};
 
 /// How often the accounting group collects, and the longest its values go unsent.
-pub const ACCOUNTING_EVERY: Duration = Duration::from_secs(20);
-pub const ACCOUNTING_THRESHOLD: Duration = Duration::from_secs(60);
+pub(crate) const ACCOUNTING_EVERY: Duration = Duration::from_secs(20);
+pub(crate) const ACCOUNTING_THRESHOLD: Duration = Duration::from_secs(60);
 
 /// One group to plan.
 #[derive(Debug, Clone, Copy)]
-pub struct PlannedGroup<'a> {
+pub(crate) struct PlannedGroup<'a> {
     pub spec: &'a GroupSpec,
     /// The tenant that declared it: it selects only that tenant's metrics.
     pub tenant: Option<usize>,
@@ -27,7 +27,7 @@ pub struct PlannedGroup<'a> {
 }
 
 /// Every group's selection, in the order of `groups`.
-pub fn plan(catalog: &Catalog, groups: &[PlannedGroup<'_>]) -> Vec<GroupSelection> {
+pub(crate) fn plan(catalog: &Catalog, groups: &[PlannedGroup<'_>]) -> Vec<GroupSelection> {
     let mut selections: Vec<GroupSelection> = groups
         .iter()
         .map(|group| select_group(group.spec, catalog.scope(group.tenant)))
@@ -38,7 +38,7 @@ pub fn plan(catalog: &Catalog, groups: &[PlannedGroup<'_>]) -> Vec<GroupSelectio
 
 /// The accounting metrics' group: the `wasmond_` metrics with their titles, collected
 /// every [`ACCOUNTING_EVERY`], sent at least every [`ACCOUNTING_THRESHOLD`].
-pub fn accounting_group() -> GroupSpec {
+pub(crate) fn accounting_group() -> GroupSpec {
     let entries = accounting_selectors()
         .into_iter()
         .map(|selector| EntrySpec {

@@ -16,11 +16,11 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 /// How long a ready module waits for a busy pool before a thread is added for it.
-pub const STALL: Duration = Duration::from_millis(5);
+pub(crate) const STALL: Duration = Duration::from_millis(5);
 /// The most threads the pool runs (beyond it, ready modules wait their turn).
-pub const MAX_THREADS: usize = 512;
+pub(crate) const MAX_THREADS: usize = 512;
 /// How long a thread beyond the core ones waits for work before it ends.
-pub const SPARE_IDLE: Duration = Duration::from_secs(10);
+pub(crate) const SPARE_IDLE: Duration = Duration::from_secs(10);
 
 /// What a lane runs: one module's jobs.
 pub trait Runs: Send + 'static {
@@ -32,7 +32,7 @@ pub trait Runs: Send + 'static {
 /// The shared pool. Cheap to clone. When the last clone goes, the threads finish the
 /// lanes that are ready and end.
 #[derive(Clone)]
-pub struct Pool {
+pub(crate) struct Pool {
     owner: Arc<Owner>,
 }
 
@@ -88,7 +88,7 @@ impl Pool {
         Pool::with_core_threads(cores.max(2))
     }
 
-    pub fn with_core_threads(core: usize) -> Pool {
+    pub(crate) fn with_core_threads(core: usize) -> Pool {
         let inner = Arc::new(Inner {
             state: Mutex::new(State {
                 ready: VecDeque::new(),
@@ -111,12 +111,13 @@ impl Pool {
     }
 
     /// Threads the pool runs now.
+    #[cfg(test)]
     pub fn threads(&self) -> usize {
         self.owner.inner.lock().threads
     }
 
     /// A lane for one module's jobs, run by `runner`.
-    pub fn lane<R: Runs>(&self, runner: R) -> Lane<R> {
+    pub(crate) fn lane<R: Runs>(&self, runner: R) -> Lane<R> {
         Lane {
             shared: Arc::new(LaneShared {
                 pool: Arc::downgrade(&self.owner.inner),
@@ -264,7 +265,7 @@ impl Inner {
 
 /// One module's queue of jobs. Dropping it lets the jobs queued finish, then the
 /// runner is dropped.
-pub struct Lane<R: Runs> {
+pub(crate) struct Lane<R: Runs> {
     shared: Arc<LaneShared<R>>,
 }
 
@@ -284,11 +285,11 @@ struct LaneState<R: Runs> {
 
 /// The lane no longer takes jobs: its runner finished.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Closed;
+pub(crate) struct Closed;
 
 impl<R: Runs> Lane<R> {
     /// Queues `job`; the lane's runner gets it after the jobs before it.
-    pub fn submit(&self, job: R::Job) -> Result<(), Closed> {
+    pub(crate) fn submit(&self, job: R::Job) -> Result<(), Closed> {
         let mut state = self
             .shared
             .state

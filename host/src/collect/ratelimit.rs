@@ -13,19 +13,19 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// The window for one key's repeated lines.
-pub const LOG_WINDOW: Duration = Duration::from_secs(60);
+pub(crate) const LOG_WINDOW: Duration = Duration::from_secs(60);
 /// Keys remembered at most; beyond it the oldest windows are forgotten, so that a module
 /// inventing metric names cannot grow the limiter without bound.
-pub const MAX_KEYS: usize = 4096;
+pub(crate) const MAX_KEYS: usize = 4096;
 
 /// Lines about one module the engine may log in a burst.
-pub const MODULE_BURST_LINES: u32 = 20;
+pub(crate) const MODULE_BURST_LINES: u32 = 20;
 /// Lines about one module the engine may log per minute in the long run.
-pub const MODULE_LINES_PER_MINUTE: u32 = 30;
+pub(crate) const MODULE_LINES_PER_MINUTE: u32 = 30;
 
 /// Why lines before the one let through were not logged.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Suppressed {
+pub(crate) struct Suppressed {
     /// Lines of the same key within its window.
     pub similar: u64,
     /// Lines of the module over its budget.
@@ -51,7 +51,7 @@ impl std::fmt::Display for Suppressed {
 
 /// Per module: a [`RateLimiter`] of its keys, and its budget of lines.
 #[derive(Debug)]
-pub struct ModuleLogLimiter {
+pub(crate) struct ModuleLogLimiter {
     window: Duration,
     modules: HashMap<String, ModuleBudget>,
 }
@@ -109,7 +109,7 @@ impl ModuleLogLimiter {
 }
 
 #[derive(Debug)]
-pub struct RateLimiter<K> {
+pub(crate) struct RateLimiter<K> {
     window: Duration,
     keys: HashMap<K, Window>,
 }

@@ -36,7 +36,7 @@ fn next_epoch() -> u64 {
 
 /// The scheduler's state for one collection group.
 #[derive(Debug)]
-pub struct GroupState {
+pub(crate) struct GroupState {
     collect: Collect,
     time_threshold: Duration,
     /// `None` once a `collect_once` group has collected everything it has.
@@ -67,7 +67,7 @@ struct Cycle {
 
 /// What a group wants done now.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Tick {
+pub(crate) struct Tick {
     /// Start a collection of every metric of the group.
     pub collect: bool,
     /// Send these metrics' current values now (a send without a collection).
@@ -93,7 +93,7 @@ impl GroupState {
     /// of the metrics it did not have. Metrics it already had keep their values. The
     /// caller collects the new ones at once: the current cycle is made a sending one,
     /// so they are announced without waiting for a whole `time_threshold`.
-    pub fn set_metrics(
+    pub(crate) fn set_metrics(
         &mut self,
         metrics: impl IntoIterator<Item = (MetricKey, Option<f64>)>,
     ) -> Vec<usize> {
@@ -134,7 +134,7 @@ impl GroupState {
     }
 
     /// Makes the next collection send the whole group (a peer asked for metadata).
-    pub fn send_soon(&mut self, now: Instant) {
+    pub(crate) fn send_soon(&mut self, now: Instant) {
         self.next_send = self.next_send.min(now);
     }
 
@@ -150,7 +150,7 @@ impl GroupState {
         &self.metrics[index].key
     }
 
-    pub fn index_of(&self, key: &MetricKey) -> Option<usize> {
+    pub(crate) fn index_of(&self, key: &MetricKey) -> Option<usize> {
         self.slot_of.get(key).copied()
     }
 
@@ -160,13 +160,13 @@ impl GroupState {
     }
 
     /// When the group next has something to do.
-    pub fn next_event(&self) -> Instant {
+    pub(crate) fn next_event(&self) -> Instant {
         self.next_collect
             .map_or(self.next_send, |collect| collect.min(self.next_send))
     }
 
     /// Advances the clock to `now`: starts a collection and/or sends cached values.
-    pub fn tick(&mut self, now: Instant) -> Tick {
+    pub(crate) fn tick(&mut self, now: Instant) -> Tick {
         let send_due = self.next_send <= now;
         let collect_due = self.next_collect.is_some_and(|at| at <= now);
         if collect_due {

@@ -86,7 +86,7 @@ const GLOB_OPTIONS: glob::MatchOptions = glob::MatchOptions {
 };
 
 /// Whether a `name` is a glob rather than one metric's name.
-pub fn is_glob(name: &str) -> bool {
+pub(crate) fn is_glob(name: &str) -> bool {
     name.contains(['*', '?', '['])
 }
 
@@ -99,7 +99,7 @@ impl Selector {
     }
 
     /// A `name` entry: one metric, a glob, or (with a leading `!`) an exclusion.
-    pub fn from_name(name: &str, title: Option<String>) -> Result<Selector, SelectorError> {
+    pub(crate) fn from_name(name: &str, title: Option<String>) -> Result<Selector, SelectorError> {
         let glob = |text: &str| {
             glob::Pattern::new(text).map_err(|err| SelectorError::BadGlob {
                 name: name.to_string(),
@@ -121,7 +121,7 @@ impl Selector {
     }
 
     /// Whether this entry excludes rather than selects.
-    pub fn is_exclusion(&self) -> bool {
+    pub(crate) fn is_exclusion(&self) -> bool {
         matches!(self, Selector::Exclude { .. })
     }
 
@@ -147,7 +147,7 @@ impl Selector {
     }
 
     /// The entry as written, for messages: `name "x"` or `name_match "x"`.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             Selector::Name { name, .. } => format!("name {name:?}"),
             Selector::Match { pattern, .. } => format!("name_match {:?}", pattern.as_str()),
@@ -225,7 +225,7 @@ impl TitleTemplate {
         Ok(TitleTemplate { pieces })
     }
 
-    pub fn expand(&self, captures: &regex::Captures<'_>) -> String {
+    pub(crate) fn expand(&self, captures: &regex::Captures<'_>) -> String {
         let mut title = String::new();
         for piece in &self.pieces {
             match piece {
@@ -261,7 +261,7 @@ impl MetricKey {
 /// metric (as gmond's `.pyconf` files mostly do) costs a lookup, not a pass over every
 /// metric: planning a thousand modules with a group each stays near-linear.
 #[derive(Debug, Default)]
-pub struct Catalog {
+pub(crate) struct Catalog {
     keys: Vec<MetricKey>,
     tenants: Vec<Option<usize>>,
     /// Each name's positions in `keys`, ascending.
@@ -289,6 +289,7 @@ impl Catalog {
     }
 
     /// The operator's view: every metric.
+    #[cfg(test)]
     pub fn everything(&self) -> Scope<'_> {
         Scope {
             catalog: self,
@@ -297,7 +298,7 @@ impl Catalog {
     }
 
     /// What a group may select: a tenant's group only its tenant's metrics.
-    pub fn scope(&self, tenant: Option<usize>) -> Scope<'_> {
+    pub(crate) fn scope(&self, tenant: Option<usize>) -> Scope<'_> {
         Scope {
             catalog: self,
             tenant,
@@ -307,7 +308,7 @@ impl Catalog {
 
 /// The part of the catalog one group selects from.
 #[derive(Debug, Clone, Copy)]
-pub struct Scope<'a> {
+pub(crate) struct Scope<'a> {
     catalog: &'a Catalog,
     tenant: Option<usize>,
 }
@@ -372,7 +373,7 @@ pub struct GroupSelection {
 /// first; one that an exclusion matches is collected by none. When every entry is an
 /// exclusion, the first of them selects every metric the exclusions leave (see the module
 /// docs).
-pub fn select_group(spec: &GroupSpec, scope: Scope<'_>) -> GroupSelection {
+pub(crate) fn select_group(spec: &GroupSpec, scope: Scope<'_>) -> GroupSelection {
     let mut metrics: Vec<Selected> = Vec::new();
     let mut taken: HashSet<&MetricKey> = HashSet::new();
     let mut unmatched_entries = Vec::new();

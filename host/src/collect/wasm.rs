@@ -49,7 +49,7 @@ impl WasmDriver {
 
     /// Reads, compiles and type-checks the module now, on the caller's thread (a reload
     /// does this before it stops the running instance); `start` then uses the result.
-    pub fn preload(&mut self) -> Result<(), String> {
+    pub(crate) fn preload(&mut self) -> Result<(), String> {
         self.loaded().map(drop).map_err(|failure| failure.message)
     }
 

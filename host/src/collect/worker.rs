@@ -18,13 +18,13 @@ use crate::metric::{MetricDescriptor, MetricValue};
 
 /// Identifies one start of one module: reports from an older start are stale.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ModuleId(pub u64);
+pub(crate) struct ModuleId(pub u64);
 
 /// The metrics one collection asks of one module: (slot in the group, metric name).
-pub type Slice = Arc<[(usize, Arc<str>)]>;
+pub(crate) type Slice = Arc<[(usize, Arc<str>)]>;
 
 #[derive(Debug)]
-pub enum Job {
+pub(crate) enum Job {
     Start,
     Collect {
         group: usize,
@@ -36,21 +36,21 @@ pub enum Job {
 
 /// A worker's answer to a job.
 #[derive(Debug)]
-pub struct Report {
+pub(crate) struct Report {
     pub module: ModuleId,
     pub account: Account,
     pub kind: ReportKind,
 }
 
 #[derive(Debug)]
-pub enum ReportKind {
+pub(crate) enum ReportKind {
     Started(Result<Vec<MetricDescriptor>, Failure>),
     Collected(Collected),
     CleanedUp,
 }
 
 #[derive(Debug)]
-pub struct Collected {
+pub(crate) struct Collected {
     pub group: usize,
     pub epoch: u64,
     /// The job's slice, echoed so that values can be matched by name after a re-plan.
@@ -221,13 +221,13 @@ impl Runner {
 
 /// Why a job was not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refused {
+pub(crate) enum Refused {
     /// The worker has stopped (cleaned up, or its pool is gone).
     Gone,
 }
 
 /// A module's worker: its lane of the pool, or inline in the scheduler.
-pub struct Worker(Inner);
+pub(crate) struct Worker(Inner);
 
 enum Inner {
     /// Unbounded: the engine keeps at most one job per collection group (its
@@ -250,7 +250,7 @@ impl std::fmt::Debug for Worker {
 impl Worker {
     /// A worker on `pool`. Its runner (and the module's instance) is dropped after
     /// `Cleanup`, or when the scheduler drops the worker and its queued jobs are done.
-    pub fn pooled(
+    pub(crate) fn pooled(
         pool: &Pool,
         id: ModuleId,
         driver: Box<dyn ModuleDriver>,
@@ -278,7 +278,7 @@ impl Worker {
         })))
     }
 
-    pub fn submit(&mut self, job: Job) -> Result<(), Refused> {
+    pub(crate) fn submit(&mut self, job: Job) -> Result<(), Refused> {
         match &mut self.0 {
             Inner::Pooled(lane) => lane.submit(job).map_err(|_| Refused::Gone),
             Inner::Inline(runner) => {

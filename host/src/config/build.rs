@@ -194,7 +194,7 @@ fn globals(f: &Fields, diag: &mut Diagnostics) -> Globals {
 }
 
 /// A relative path in a file means relative to that file's directory.
-pub fn relative_to_declaring_file(at: Option<&Location>, path: &str) -> std::path::PathBuf {
+pub(crate) fn relative_to_declaring_file(at: Option<&Location>, path: &str) -> std::path::PathBuf {
     let dir = at
         .and_then(|at| Path::new(&*at.file).parent())
         .unwrap_or(Path::new(""));

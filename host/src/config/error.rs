@@ -25,7 +25,7 @@ impl Location {
     }
 
     /// The file as a whole, for problems that have no line (an unreadable file).
-    pub fn whole_file(file: &str) -> Location {
+    pub(crate) fn whole_file(file: &str) -> Location {
         Location {
             file: Arc::from(file),
             line: 0,
@@ -34,7 +34,7 @@ impl Location {
     }
 
     /// `line:col` without the file, for pointing at a second place in the same file.
-    pub fn line_col(&self) -> String {
+    pub(crate) fn line_col(&self) -> String {
         format!("{}:{}", self.line, self.col)
     }
 }

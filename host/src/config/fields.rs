@@ -25,7 +25,7 @@ impl Diagnostics {
         self.error(at, ErrorKind::Invalid(message.into()));
     }
 
-    pub fn warn(&mut self, at: &Location, message: impl Into<String>) {
+    pub(crate) fn warn(&mut self, at: &Location, message: impl Into<String>) {
         self.warnings.push(Warning {
             at: at.clone(),
             message: message.into(),
@@ -34,13 +34,13 @@ impl Diagnostics {
 }
 
 /// The value of one option after `=` / `+=` handling.
-pub enum Set<'a> {
+pub(crate) enum Set<'a> {
     One(&'a Scalar),
     List(Vec<&'a Scalar>),
 }
 
 /// A subsection found in a section, with its title if it has one.
-pub struct Sub<'a> {
+pub(crate) struct Sub<'a> {
     pub name: &'static str,
     pub title: Option<&'a Scalar>,
     pub body: &'a [Item],
@@ -49,7 +49,7 @@ pub struct Sub<'a> {
 
 /// One section's options (the last value of each wins, as in libconfuse) and
 /// subsections (in file order).
-pub struct Fields<'a> {
+pub(crate) struct Fields<'a> {
     pub section: &'static str,
     values: HashMap<&'static str, (Set<'a>, &'a Location)>,
     pub subs: Vec<Sub<'a>>,
@@ -255,14 +255,14 @@ impl<'a> Fields<'a> {
     }
 
     /// Where the value of `key` was written (its first item, for a list).
-    pub fn value_at(&self, key: &str) -> Option<&'a Location> {
+    pub(crate) fn value_at(&self, key: &str) -> Option<&'a Location> {
         match self.values.get(key)? {
             (Set::One(s), _) => Some(&s.at),
             (Set::List(items), at) => Some(items.first().map_or(*at, |s| &s.at)),
         }
     }
 
-    pub fn is_set(&self, key: &str) -> bool {
+    pub(crate) fn is_set(&self, key: &str) -> bool {
         self.values.contains_key(key)
     }
 
@@ -309,7 +309,7 @@ impl<'a> Fields<'a> {
     }
 
     /// An integer in `min..=max`, described as `what` in the error.
-    pub fn int_in(
+    pub(crate) fn int_in(
         &self,
         key: &str,
         min: i64,
@@ -348,7 +348,7 @@ fn bad_value(diag: &mut Diagnostics, s: &Scalar, key: &str, expected: &str) {
 
 /// C `strtol` with base 0: optional sign, then `0x` hex, `0` octal or decimal.
 /// Leading blanks are skipped as strtol does; anything left over is an error.
-pub fn parse_c_int(text: &str) -> Option<i64> {
+pub(crate) fn parse_c_int(text: &str) -> Option<i64> {
     let text = text.trim_start();
     let (negative, digits) = match text.as_bytes().first()? {
         b'-' => (true, &text[1..]),

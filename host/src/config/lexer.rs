@@ -11,7 +11,7 @@ use std::sync::Arc;
 use super::error::{ConfigError, ErrorKind, Location};
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum TokenKind {
+pub(crate) enum TokenKind {
     LBrace,
     RBrace,
     LParen,
@@ -30,7 +30,7 @@ pub enum TokenKind {
 
 impl TokenKind {
     /// How the token reads in "found ..." messages.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             TokenKind::LBrace => "`{`".into(),
             TokenKind::RBrace => "`}`".into(),
@@ -53,7 +53,7 @@ impl TokenKind {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Token {
+pub(crate) struct Token {
     pub kind: TokenKind,
     pub line: u32,
     pub col: u32,
@@ -62,7 +62,7 @@ pub struct Token {
 /// Splits `src` into tokens, ending with `Eof`. Lexical errors (an unterminated
 /// string or comment) are returned alongside the tokens so that the parser can
 /// still report the errors that follow.
-pub fn tokenize(src: &str, origin: &Arc<str>) -> (Vec<Token>, Vec<ConfigError>) {
+pub(crate) fn tokenize(src: &str, origin: &Arc<str>) -> (Vec<Token>, Vec<ConfigError>) {
     let mut lexer = Lexer {
         chars: src.chars().collect(),
         pos: 0,

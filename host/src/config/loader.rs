@@ -133,7 +133,7 @@ impl FileSource for RealFs {
 }
 
 /// The error for a file longer than `max_bytes`.
-pub fn too_long(max_bytes: u64) -> io::Error {
+pub(crate) fn too_long(max_bytes: u64) -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidData,
         format!("longer than {max_bytes} bytes, the most read of one configuration file"),
@@ -146,17 +146,17 @@ const MAX_INCLUDE_DEPTH: usize = 16;
 /// Most files read for one configuration, at gmond's scale (it reads 10 000 includes).
 /// A file may be included more than once, so without a cap a few files including each
 /// other twice would be read 2^16 times.
-pub const MAX_FILES: usize = 10_000;
+pub(crate) const MAX_FILES: usize = 10_000;
 
 /// Longest configuration file read: a stock gmond.conf is ~10 KB, a generated
 /// `.pyconf` with thousands of metrics well under 1 MB.
-pub const MAX_FILE_BYTES: u64 = 4 << 20;
+pub(crate) const MAX_FILE_BYTES: u64 = 4 << 20;
 
 /// Most bytes read for one configuration, all files together.
-pub const MAX_TOTAL_BYTES: u64 = 64 << 20;
+pub(crate) const MAX_TOTAL_BYTES: u64 = 64 << 20;
 
 /// The top-level items of the root file with every include spliced in place.
-pub struct Expanded {
+pub(crate) struct Expanded {
     pub items: Vec<Item>,
     /// Every file read, root first.
     pub files: Vec<PathBuf>,
@@ -180,7 +180,7 @@ struct Expander<'a> {
 }
 
 /// Reads `root` and everything it includes, except the files whose identity is in `skip`.
-pub fn expand(
+pub(crate) fn expand(
     root: &Path,
     fs: &dyn FileSource,
     skip: &HashSet<PathBuf>,
@@ -205,7 +205,7 @@ pub fn expand(
 }
 
 /// The name a file gets in locations: its path as given.
-pub fn origin_of(path: &Path) -> String {
+pub(crate) fn origin_of(path: &Path) -> String {
     path.display().to_string()
 }
 

@@ -86,7 +86,7 @@ pub fn load(path: impl AsRef<Path>) -> Result<Loaded, ConfigErrors> {
 /// The operator's files are read first; the `tenant { }`s they declare name the
 /// tenants' files, which are then read apart (see [`tenant`]). An error in the
 /// operator's files refuses the configuration; one in a tenant's file only that file.
-pub fn load_with(
+pub(crate) fn load_with(
     path: &Path,
     options: &LoadOptions,
     fs: &dyn FileSource,

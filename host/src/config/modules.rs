@@ -57,7 +57,7 @@ pub(super) const GMOND_PYTHON_MODULE_DIRS: &[&str] = &[
 const PYTHON_HOST_MODULE: &str = "python_module";
 
 /// Reads every `module { }` (from all `modules { }` blocks, in order).
-pub fn read_all(
+pub(crate) fn read_all(
     subs: &[Sub],
     module_dirs: &[PathBuf],
     fs: &dyn FileSource,

@@ -66,7 +66,7 @@ pub fn parse_str(src: &str, origin: &str) -> Result<RawTree, Vec<ConfigError>> {
 
 /// Parses as much as can be parsed: the tree keeps every statement that was
 /// well-formed (the loader still follows its includes), the errors the rest.
-pub fn parse_partial(src: &str, origin: &str) -> (RawTree, Vec<ConfigError>) {
+pub(crate) fn parse_partial(src: &str, origin: &str) -> (RawTree, Vec<ConfigError>) {
     let origin: Arc<str> = Arc::from(origin);
     let (tokens, mut errors) = tokenize(src, &origin);
     let mut parser = Parser {

@@ -4,7 +4,7 @@
 
 /// The libconfuse type of an option, which decides how its string is converted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     Bool,
     Int,
     Float,
@@ -18,7 +18,7 @@ pub enum Kind {
 
 /// One key of a section: its name and type.
 #[derive(Debug, Clone, Copy)]
-pub struct Key {
+pub(crate) struct Key {
     pub name: &'static str,
     pub kind: Kind,
 }
@@ -29,7 +29,7 @@ const fn key(name: &'static str, kind: Kind) -> Key {
 
 const SEC: Kind = Kind::Section { titled: false };
 
-pub const TOP: &[Key] = &[
+pub(crate) const TOP: &[Key] = &[
     key("globals", SEC),
     key("cluster", SEC),
     key("host", SEC),
@@ -47,7 +47,7 @@ pub const TOP: &[Key] = &[
     key("tenant", SEC),
 ];
 
-pub const GLOBALS: &[Key] = &[
+pub(crate) const GLOBALS: &[Key] = &[
     key("daemonize", Kind::Bool),
     key("setuid", Kind::Bool),
     key("user", Kind::Str),
@@ -76,7 +76,7 @@ pub const CLUSTER: &[Key] = &[
 
 pub const HOST: &[Key] = &[key("location", Kind::Str)];
 
-pub const UDP_SEND: &[Key] = &[
+pub(crate) const UDP_SEND: &[Key] = &[
     key("mcast_join", Kind::Str),
     key("mcast_if", Kind::Str),
     key("host", Kind::Str),
@@ -86,7 +86,7 @@ pub const UDP_SEND: &[Key] = &[
     key("bind_hostname", Kind::Bool),
 ];
 
-pub const UDP_RECV: &[Key] = &[
+pub(crate) const UDP_RECV: &[Key] = &[
     key("mcast_join", Kind::Str),
     key("bind", Kind::Str),
     key("port", Kind::Int),
@@ -97,7 +97,7 @@ pub const UDP_RECV: &[Key] = &[
     key("buffer", Kind::Int),
 ];
 
-pub const TCP_ACCEPT: &[Key] = &[
+pub(crate) const TCP_ACCEPT: &[Key] = &[
     key("bind", Kind::Str),
     key("port", Kind::Int),
     key("interface", Kind::Str),
@@ -108,7 +108,7 @@ pub const TCP_ACCEPT: &[Key] = &[
 ];
 
 /// wasmond's `prometheus_listener { }`: the store as Prometheus/OpenMetrics text over HTTP.
-pub const PROMETHEUS_LISTENER: &[Key] = &[
+pub(crate) const PROMETHEUS_LISTENER: &[Key] = &[
     key("bind", Kind::Str),
     key("port", Kind::Int),
     key("family", Kind::Str),
@@ -117,23 +117,23 @@ pub const PROMETHEUS_LISTENER: &[Key] = &[
 ];
 
 /// wasmond's `prometheus_remote_write { }`: the store pushed to a remote-write receiver.
-pub const PROMETHEUS_REMOTE_WRITE: &[Key] = &[
+pub(crate) const PROMETHEUS_REMOTE_WRITE: &[Key] = &[
     key("url", Kind::Str),
     key("interval", Kind::Int),
     key("queue", Kind::Int),
 ];
 
 /// wasmond's `interactive_channel { }`: gmetad's interactive port on the store.
-pub const INTERACTIVE_CHANNEL: &[Key] = &[
+pub(crate) const INTERACTIVE_CHANNEL: &[Key] = &[
     key("bind", Kind::Str),
     key("port", Kind::Int),
     key("family", Kind::Str),
     key("acl", SEC),
 ];
 
-pub const ACL: &[Key] = &[key("default", Kind::Str), key("access", SEC)];
+pub(crate) const ACL: &[Key] = &[key("default", Kind::Str), key("access", SEC)];
 
-pub const ACCESS: &[Key] = &[
+pub(crate) const ACCESS: &[Key] = &[
     key("action", Kind::Str),
     key("ip", Kind::Str),
     key("mask", Kind::Str),
@@ -141,7 +141,7 @@ pub const ACCESS: &[Key] = &[
 
 pub const MODULES: &[Key] = &[key("module", SEC)];
 
-pub const MODULE: &[Key] = &[
+pub(crate) const MODULE: &[Key] = &[
     key("name", Kind::Str),
     key("language", Kind::Str),
     key("enabled", Kind::Bool),
@@ -152,9 +152,9 @@ pub const MODULE: &[Key] = &[
     key("sandbox", SEC),
 ];
 
-pub const PARAM: &[Key] = &[key("value", Kind::Str)];
+pub(crate) const PARAM: &[Key] = &[key("value", Kind::Str)];
 
-pub const SANDBOX: &[Key] = &[
+pub(crate) const SANDBOX: &[Key] = &[
     key("fuel_init", Kind::Int),
     key("fuel_handler", Kind::Int),
     key("fuel_cleanup", Kind::Int),
@@ -168,7 +168,7 @@ pub const SANDBOX: &[Key] = &[
 ];
 
 /// `tenant { }`: the sandbox keys are ceilings here, not requests.
-pub const TENANT: &[Key] = &[
+pub(crate) const TENANT: &[Key] = &[
     key("name", Kind::Str),
     key("files", Kind::StrList),
     key("name_prefix", Kind::Str),
@@ -188,9 +188,9 @@ pub const TENANT: &[Key] = &[
 ];
 
 /// What a tenant's file may hold at its top level.
-pub const TENANT_FILE: &[Key] = &[key("modules", SEC), key("collection_group", SEC)];
+pub(crate) const TENANT_FILE: &[Key] = &[key("modules", SEC), key("collection_group", SEC)];
 
-pub const COLLECTION_GROUP: &[Key] = &[
+pub(crate) const COLLECTION_GROUP: &[Key] = &[
     key("metric", SEC),
     key("collect_once", Kind::Bool),
     key("collect_every", Kind::Int),
@@ -204,7 +204,7 @@ pub const METRIC: &[Key] = &[
     key("title", Kind::Str),
 ];
 
-pub const SFLOW: &[Key] = &[
+pub(crate) const SFLOW: &[Key] = &[
     key("udp_port", Kind::Int),
     key("accept_vm_metrics", Kind::Bool),
     key("accept_http_metrics", Kind::Bool),
@@ -233,7 +233,7 @@ const HOMES: &[(&str, &[Key])] = &[
 ];
 
 /// The one section where an option named `key` lives, if exactly one has it.
-pub fn home_of(key: &str) -> Option<&'static str> {
+pub(crate) fn home_of(key: &str) -> Option<&'static str> {
     let mut homes = HOMES.iter().filter(|(_, keys)| {
         keys.iter()
             .any(|k| k.name == key && !matches!(k.kind, Kind::Section { .. }))
@@ -250,7 +250,10 @@ pub fn lookup<'a>(keys: &'a [Key], name: &str) -> Option<&'a Key> {
 }
 
 /// The closest of `candidates` to `wanted`, if it is close enough to be a typo.
-pub fn suggest<'a>(wanted: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+pub(crate) fn suggest<'a>(
+    wanted: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
     let wanted = wanted.to_ascii_lowercase();
     // A third of the name, at least 1 and at most 3 edits: "prot" -> "port",
     // "colect_every" -> "collect_every", but not "url" -> "ttl".
@@ -264,7 +267,7 @@ pub fn suggest<'a>(wanted: &str, candidates: impl IntoIterator<Item = &'a str>) 
 }
 
 /// Levenshtein distance, counting an adjacent transposition as one edit.
-pub fn edit_distance(a: &str, b: &str) -> usize {
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
     let mut rows = vec![vec![0usize; b.len() + 1]; a.len() + 1];

@@ -52,16 +52,16 @@ use super::schema;
 use crate::runtime::limits;
 
 /// Modules a tenant may declare unless the operator says otherwise.
-pub const DEFAULT_MAX_MODULES: u32 = 16;
+pub(crate) const DEFAULT_MAX_MODULES: u32 = 16;
 /// Metrics a tenant's modules may publish together unless the operator says otherwise.
-pub const DEFAULT_MAX_METRICS: u32 = 1024;
+pub(crate) const DEFAULT_MAX_METRICS: u32 = 1024;
 /// CPU milliseconds per minute a tenant's modules may spend together unless the
 /// operator says otherwise: a tenth of one core.
-pub const DEFAULT_CPU_MS_PER_MINUTE: u64 = 6000;
+pub(crate) const DEFAULT_CPU_MS_PER_MINUTE: u64 = 6000;
 /// Longest tenant name and tenant module name: both end up inside the host's
 /// `wasmond_*` accounting metric names, which may not pass 128 bytes.
-pub const MAX_TENANT_NAME_BYTES: usize = 32;
-pub const MAX_TENANT_MODULE_NAME_BYTES: usize = 64;
+pub(crate) const MAX_TENANT_NAME_BYTES: usize = 32;
+pub(crate) const MAX_TENANT_MODULE_NAME_BYTES: usize = 64;
 
 /// One `tenant { }` of the operator's configuration.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -311,7 +311,11 @@ fn check_name(name: &str, max: usize) -> Result<(), String> {
 
 /// Every tenant's files, in declaration and then name order: (file, tenant index).
 /// A file matched by two tenants is an error of the operator's.
-pub fn files_of(tenants: &[Tenant], fs: &dyn FileSource, diag: &mut Diagnostics) -> Vec<Owned> {
+pub(crate) fn files_of(
+    tenants: &[Tenant],
+    fs: &dyn FileSource,
+    diag: &mut Diagnostics,
+) -> Vec<Owned> {
     let mut owner_of: HashMap<PathBuf, usize> = HashMap::new();
     let mut owned = Vec::new();
     for (index, tenant) in tenants.iter().enumerate() {
@@ -374,7 +378,7 @@ pub struct Owned {
 /// Why a file may not carry the operator's authority, if it may not: sshd's
 /// `StrictModes` for configuration (owned by root or the daemon's user, writable by
 /// nobody else, in a directory others cannot write either).
-pub fn untrusted_operator_file(ownership: &Ownership) -> Option<String> {
+pub(crate) fn untrusted_operator_file(ownership: &Ownership) -> Option<String> {
     if ownership.uid != 0 && ownership.uid != ownership.daemon_uid {
         return Some(format!(
             "it is owned by uid {}, neither root nor the daemon's user (uid {})",
@@ -785,7 +789,7 @@ fn listing<'a>(items: impl Iterator<Item = &'a str>) -> String {
 }
 
 /// The identities of the files in `owned`.
-pub fn identities(owned: &[Owned]) -> HashSet<PathBuf> {
+pub(crate) fn identities(owned: &[Owned]) -> HashSet<PathBuf> {
     owned.iter().map(|o| o.identity.clone()).collect()
 }
 

@@ -35,7 +35,7 @@ use crate::wire::format::format_value;
 use crate::wire::xml::escape_attribute;
 
 /// The longest request line read, as gmetad's `REQUESTLEN`; a longer one is refused.
-pub const MAX_REQUEST_LINE: usize = 2048;
+pub(crate) const MAX_REQUEST_LINE: usize = 2048;
 
 /// Characters gmetad refuses anywhere in a path.
 const ILLEGAL: &[char] = &[
@@ -54,7 +54,7 @@ pub struct Request {
 
 /// Why a request gets no answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum BadRequest {
+pub(crate) enum BadRequest {
     #[error("empty request")]
     Empty,
     #[error("a GET request that does not end in HTTP/1.0 or HTTP/1.1")]
@@ -70,7 +70,7 @@ pub enum BadRequest {
 }
 
 /// Parses one request line (without its line end), as gmetad's `process_request`.
-pub fn parse_request(line: &str) -> Result<Request, BadRequest> {
+pub(crate) fn parse_request(line: &str) -> Result<Request, BadRequest> {
     if line.is_empty() {
         return Err(BadRequest::Empty);
     }

@@ -54,7 +54,7 @@ pub enum Format {
 }
 
 impl Format {
-    pub fn content_type(self) -> &'static str {
+    pub(crate) fn content_type(self) -> &'static str {
         match self {
             Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
             Format::Text => prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
@@ -67,7 +67,7 @@ impl Format {
     /// text format as `text/plain` (no version or `0.0.4`), `text/*` or `*/*`. Without
     /// a header, or with nothing acceptable in it, the text format, as client_golang
     /// answers.
-    pub fn negotiate(accept: Option<&str>) -> Format {
+    pub(crate) fn negotiate(accept: Option<&str>) -> Format {
         let mut best: Option<(f32, Format)> = None;
         for range in accept.unwrap_or_default().split(',') {
             let mut parts = range.split(';').map(str::trim);
@@ -128,7 +128,7 @@ pub fn render(store: &Arc<Store>, now: SystemTime, format: Format) -> Exposition
 }
 
 /// A Ganglia name made a valid Prometheus metric name (see the module docs), into `out`.
-pub fn sanitize_name(name: &str, out: &mut String) {
+pub(crate) fn sanitize_name(name: &str, out: &mut String) {
     out.clear();
     if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
         out.push('_');
@@ -140,7 +140,7 @@ pub fn sanitize_name(name: &str, out: &mut String) {
 }
 
 /// The OpenMetrics base unit Ganglia `units` name, if they name one without scaling.
-pub fn base_unit(units: &str) -> Option<Unit> {
+pub(crate) fn base_unit(units: &str) -> Option<Unit> {
     let unit = match units.trim().to_ascii_lowercase().as_str() {
         "b" | "byte" | "bytes" => Unit::Bytes,
         "s" | "sec" | "secs" | "second" | "seconds" => Unit::Seconds,
@@ -160,7 +160,7 @@ pub fn base_unit(units: &str) -> Option<Unit> {
 
 /// What a metric becomes (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     Counter,
     Gauge,
     Info,

@@ -66,7 +66,7 @@ pub struct Batch {
 
 /// The `WriteRequest` of every live metric of `store` as of `now`, and how many metrics
 /// were left out.
-pub fn snapshot(store: &Arc<Store>, now: SystemTime) -> (WriteRequest, usize) {
+pub(crate) fn snapshot(store: &Arc<Store>, now: SystemTime) -> (WriteRequest, usize) {
     let timestamp = now
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |since| since.as_millis() as i64);

@@ -30,7 +30,11 @@ impl MetricMeta {
     /// own metrics: `TITLE` (the collection group's title, else the metric name), `DESC`,
     /// a `GROUP` per group, then the descriptor's other keys. Units and extras are made
     /// safe for the wire ([`crate::wire::safe::metadata`]).
-    pub fn from_descriptor(descriptor: &MetricDescriptor, title: Option<&str>, dmax: u32) -> Self {
+    pub(crate) fn from_descriptor(
+        descriptor: &MetricDescriptor,
+        title: Option<&str>,
+        dmax: u32,
+    ) -> Self {
         let mut extras = Vec::with_capacity(2 + descriptor.groups.len() + descriptor.extra.len());
         let title = title.unwrap_or(&descriptor.name);
         extras.push((EXTRA_TITLE.to_owned(), title.to_owned()));

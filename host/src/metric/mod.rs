@@ -57,7 +57,7 @@ impl ValueType {
     }
 
     /// Parses a gmond type name; also accepts the python host's aliases `uint` and `int`.
-    pub fn from_gmond_name(name: &str) -> Option<ValueType> {
+    pub(crate) fn from_gmond_name(name: &str) -> Option<ValueType> {
         let ty = match name {
             "string" => ValueType::String,
             "int8" => ValueType::Int8,
@@ -109,7 +109,8 @@ impl Slope {
         }
     }
 
-    pub fn from_gmond_name(name: &str) -> Option<Slope> {
+    #[cfg(test)]
+    pub(crate) fn from_gmond_name(name: &str) -> Option<Slope> {
         let slope = match name {
             "zero" => Slope::Zero,
             "positive" => Slope::Positive,

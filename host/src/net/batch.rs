@@ -19,11 +19,11 @@ use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
 /// Most datagrams handed to one `sendmmsg` call.
-pub const MAX_BATCH: usize = 64;
+pub(crate) const MAX_BATCH: usize = 64;
 
 /// What one [`send_all`] achieved.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct BatchReport {
+pub(crate) struct BatchReport {
     pub sent: usize,
     pub failed: usize,
 }
@@ -31,7 +31,7 @@ pub struct BatchReport {
 /// Sends every datagram to `destination`. A datagram the OS refuses (too large, no
 /// route) is counted as failed and skipped, so one bad datagram never stops the rest;
 /// the last such error is returned alongside the report for logging.
-pub async fn send_all(
+pub(crate) async fn send_all(
     socket: &UdpSocket,
     destination: SocketAddr,
     datagrams: &[&[u8]],
@@ -117,7 +117,7 @@ fn send_some(socket: &UdpSocket, destination: &SockAddr, datagrams: &[&[u8]]) ->
 /// Spaces sends out to at most `rate` datagrams a second; the caller sends bursts and
 /// books each one before it goes.
 #[derive(Debug, Clone)]
-pub struct Pacer {
+pub(crate) struct Pacer {
     per_datagram: Duration,
     next: Option<Instant>,
 }

@@ -23,13 +23,13 @@ use crate::export::interactive::{self, MAX_REQUEST_LINE};
 use crate::store::Store;
 
 /// How long a client may take to send its request line.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a client may take to read its answer.
-pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Clients served at once; past it, new ones wait in the kernel's backlog.
-pub const MAX_CLIENTS: usize = 16;
+pub(crate) const MAX_CLIENTS: usize = 16;
 
 /// Serves `store` on `listener` until `shutdown` completes, then waits for the clients
 /// in flight (each bounded by the timeouts).

@@ -23,7 +23,7 @@ use crate::config::Acl;
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
 /// How one listener admits its clients.
-pub struct Admission<'a> {
+pub(crate) struct Admission<'a> {
     /// The config section's name, for logs.
     pub channel: &'static str,
     pub max_clients: usize,
@@ -35,7 +35,7 @@ pub struct Admission<'a> {
 /// Serves `listener` until `shutdown` completes, each admitted connection on a task of
 /// its own running `serve(stream, peer)`; then closes the listener and waits for the
 /// connections in flight.
-pub async fn serve_until<S, F>(
+pub(crate) async fn serve_until<S, F>(
     listener: TcpListener,
     admission: Admission<'_>,
     shutdown: impl Future<Output = ()>,

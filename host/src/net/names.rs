@@ -18,10 +18,10 @@ use crate::wire::safe;
 
 /// Most addresses whose names are remembered; past it the cache starts afresh, so a
 /// flood of source addresses cannot grow it without bound.
-pub const MAX_CACHED_NAMES: usize = 65_536;
+pub(crate) const MAX_CACHED_NAMES: usize = 65_536;
 
 /// The longest the receive loop waits for a new address's name.
-pub const REVERSE_DNS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+pub(crate) const REVERSE_DNS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A host as the store shows it: its name and address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,13 +32,18 @@ pub struct HostId {
 
 /// The reverse-DNS names of the addresses seen so far.
 #[derive(Debug, Default)]
-pub struct HostNames {
+pub(crate) struct HostNames {
     cache: HashMap<IpAddr, HostId>,
 }
 
 impl HostNames {
     /// The host a packet from `source` is about, given its `host` field and spoof flag.
-    pub async fn identify(&mut self, source: IpAddr, host_field: &str, spoof: bool) -> HostId {
+    pub(crate) async fn identify(
+        &mut self,
+        source: IpAddr,
+        host_field: &str,
+        spoof: bool,
+    ) -> HostId {
         if spoof && let Some(host) = spoofed(host_field) {
             return host;
         }
@@ -90,7 +95,7 @@ pub fn spoofed(host_field: &str) -> Option<HostId> {
 
 /// The name gmond gives the host whose packets come from `ip`: its reverse DNS, or
 /// the address itself. Blocks on the resolver.
-pub fn name_of(ip: IpAddr) -> String {
+pub(crate) fn name_of(ip: IpAddr) -> String {
     reverse_dns(ip).map_or_else(
         || ip.to_string(),
         |name| safe::host_name(&name).into_owned(),
@@ -99,7 +104,7 @@ pub fn name_of(ip: IpAddr) -> String {
 
 /// The address this host's packets to `destination` leave from, as the peer sees it
 /// (a connected UDP socket's local address; nothing is sent).
-pub fn source_address_towards(destination: SocketAddr) -> std::io::Result<IpAddr> {
+pub(crate) fn source_address_towards(destination: SocketAddr) -> std::io::Result<IpAddr> {
     let unspecified: SocketAddr = if destination.is_ipv4() {
         (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
     } else {

@@ -31,10 +31,10 @@ use crate::store::Store;
 /// How long one connection may take, from accept to the last byte of the answer: the
 /// request's headers, the rendering and the writing. A scraper on a slow link reads
 /// megabytes well within it; a stalled one is cut off.
-pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Connections served at once; past it, new ones wait in the kernel's backlog.
-pub const MAX_CONNECTIONS: usize = 16;
+pub(crate) const MAX_CONNECTIONS: usize = 16;
 
 /// What one listener serves, and to whom.
 #[derive(Debug, Clone)]
@@ -44,7 +44,7 @@ pub struct ExpositionOptions {
 }
 
 impl ExpositionOptions {
-    pub fn from_listener(listener: &PrometheusListener) -> Self {
+    pub(crate) fn from_listener(listener: &PrometheusListener) -> Self {
         ExpositionOptions {
             path: listener.path.clone(),
             acl: listener.acl.clone(),

@@ -43,14 +43,14 @@ use crate::wire::{safe, xdr};
 const RECV_BUFFER: usize = 65_536;
 
 /// How often one host's metric may trigger a metadata request.
-pub const REQUEST_INTERVAL: Duration = Duration::from_secs(10);
+pub(crate) const REQUEST_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Most (host, metric) pairs remembered for [`REQUEST_INTERVAL`]; the memory starts
 /// afresh past it, so a flood of unknown metrics cannot grow it without bound.
 const MAX_PENDING_REQUESTS: usize = 16_384;
 
 /// Called with a metric's name when a peer asks for its metadata.
-pub type MetadataRequestHandler = Arc<dyn Fn(&str) + Send + Sync>;
+pub(crate) type MetadataRequestHandler = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// What a receive channel needs besides its socket.
 #[derive(Clone)]
@@ -66,7 +66,7 @@ pub struct RecvContext {
 }
 
 /// How often the kernel's drop count of a receive socket is read into the stats.
-pub const KERNEL_DROPS_INTERVAL: Duration = Duration::from_secs(1);
+pub(crate) const KERNEL_DROPS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Receives on `socket` until `shutdown` completes.
 pub async fn run(socket: UdpSocket, context: RecvContext, shutdown: impl Future<Output = ()>) {

@@ -40,13 +40,13 @@ use crate::store::Store;
 
 /// How long one attempt may take, from connecting to the end of the answer (Prometheus'
 /// own `remote_timeout` default).
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The first pause after a failed attempt.
-pub const MIN_BACKOFF: Duration = Duration::from_millis(100);
+pub(crate) const MIN_BACKOFF: Duration = Duration::from_millis(100);
 
 /// The longest pause between attempts (Prometheus' `max_backoff` default).
-pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Bytes of a receiver's answer read at most (it explains a refusal, for the log).
 const ANSWER_LIMIT: usize = 4096;
@@ -64,7 +64,7 @@ pub struct RemoteWriteOptions {
 }
 
 impl RemoteWriteOptions {
-    pub fn from_config(config: &PrometheusRemoteWrite) -> anyhow::Result<Self> {
+    pub(crate) fn from_config(config: &PrometheusRemoteWrite) -> anyhow::Result<Self> {
         Ok(RemoteWriteOptions {
             target: Target::parse(&config.url)?,
             interval: Duration::from_secs(config.interval.into()),

@@ -27,12 +27,12 @@ use crate::wire::{safe, xdr};
 
 /// Datagrams per second sent to one channel, at most: 10 000 metrics (metadata and
 /// value each) go out in a second.
-pub const DEFAULT_RATE: u32 = 20_000;
+pub(crate) const DEFAULT_RATE: u32 = 20_000;
 
 /// Datagrams sent back to back before pacing. A gmond with the OS default receive buffer
 /// holds ~256 datagrams: after a burst of 32 it may stall ~11 ms (224 datagrams at the
 /// rate above) before it loses any.
-pub const DEFAULT_BURST: usize = 32;
+pub(crate) const DEFAULT_BURST: usize = 32;
 
 /// How long between two logs of the same send failure.
 const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
@@ -58,7 +58,7 @@ impl SendChannel {
     /// The address this channel's datagrams come from, as a receiver on the same host
     /// sees it (the routed source address and our port), so our own receive channel can
     /// recognise them.
-    pub fn source_address(&self) -> std::io::Result<SocketAddr> {
+    pub(crate) fn source_address(&self) -> std::io::Result<SocketAddr> {
         let local = self.socket.local_addr()?;
         if !local.ip().is_unspecified() {
             return Ok(local);

@@ -37,11 +37,11 @@ use crate::store::Store;
 
 /// Send requests queued for the sender at most; the scheduler drops (and logs) what
 /// does not fit rather than wait.
-pub const SEND_QUEUE: usize = 1024;
+pub(crate) const SEND_QUEUE: usize = 1024;
 
 /// Peers' metadata requests queued for the scheduler at most; past it they are dropped
 /// (a peer repeats its request with its next value).
-pub const METADATA_REQUEST_QUEUE: usize = 1024;
+pub(crate) const METADATA_REQUEST_QUEUE: usize = 1024;
 
 /// The network tasks of a running daemon.
 pub struct Network {
@@ -168,13 +168,13 @@ impl Network {
     /// Where the scheduler hands the values due: `None` when muted or without send
     /// channels. The sender ends once every clone of it is dropped, after sending what
     /// was queued, so give it to the scheduler, which drops it after its last values.
-    pub fn take_sink(&mut self) -> Option<mpsc::Sender<SendRequest>> {
+    pub(crate) fn take_sink(&mut self) -> Option<mpsc::Sender<SendRequest>> {
         self.sink.take()
     }
 
     /// The names of the metrics peers asked metadata for (id 136), for the scheduler to
     /// re-send (`EngineHandle::resend_metadata`). Taken once; ends when the receivers do.
-    pub fn take_metadata_requests(&mut self) -> Option<mpsc::Receiver<String>> {
+    pub(crate) fn take_metadata_requests(&mut self) -> Option<mpsc::Receiver<String>> {
         self.metadata_requests.take()
     }
 

@@ -16,21 +16,25 @@ use crate::config::{Family, TcpAcceptChannel, UdpRecvChannel, UdpSendChannel};
 
 /// Receive buffer asked for when the channel sets none: room for about 4 000 of the
 /// kernel's per-datagram allocations, i.e. a full metadata burst of 2 000 metrics.
-pub const DEFAULT_RECV_BUFFER: usize = 8 << 20;
+pub(crate) const DEFAULT_RECV_BUFFER: usize = 8 << 20;
 
 /// Send buffer for send channels: large enough that a paced burst never waits on it.
-pub const DEFAULT_SEND_BUFFER: usize = 4 << 20;
+pub(crate) const DEFAULT_SEND_BUFFER: usize = 4 << 20;
 
 /// Connections waiting to be accepted.
 const TCP_BACKLOG: i32 = 1024;
 
 /// Binds a `tcp_accept_channel`: its `bind` address, else every address of its family.
-pub fn bind_tcp(channel: &TcpAcceptChannel) -> io::Result<TcpListener> {
+pub(crate) fn bind_tcp(channel: &TcpAcceptChannel) -> io::Result<TcpListener> {
     bind_tcp_listener(channel.bind.as_deref(), channel.family, channel.port)
 }
 
 /// Binds a TCP listener on `bind` (else every address of `family`) and `port`.
-pub fn bind_tcp_listener(bind: Option<&str>, family: Family, port: u16) -> io::Result<TcpListener> {
+pub(crate) fn bind_tcp_listener(
+    bind: Option<&str>,
+    family: Family,
+    port: u16,
+) -> io::Result<TcpListener> {
     let ip = bind_ip(bind, family)?;
     let addr = SocketAddr::new(ip, port);
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
@@ -43,7 +47,7 @@ pub fn bind_tcp_listener(bind: Option<&str>, family: Family, port: u16) -> io::R
 
 /// Binds a `udp_recv_channel`: to its multicast group (joined on `mcast_if`, else any
 /// interface) or to its `bind` address, with a large receive buffer.
-pub fn bind_udp_recv(channel: &UdpRecvChannel) -> io::Result<UdpSocket> {
+pub(crate) fn bind_udp_recv(channel: &UdpRecvChannel) -> io::Result<UdpSocket> {
     let group = channel.mcast_join.as_deref().map(parse_ip).transpose()?;
     let ip = match group {
         Some(group) => group,
@@ -65,7 +69,7 @@ pub fn bind_udp_recv(channel: &UdpRecvChannel) -> io::Result<UdpSocket> {
 }
 
 /// Where a `udp_send_channel` sends: `host:port`, or `mcast_join:port` for multicast.
-pub async fn send_destination(channel: &UdpSendChannel) -> io::Result<SocketAddr> {
+pub(crate) async fn send_destination(channel: &UdpSendChannel) -> io::Result<SocketAddr> {
     let host = channel
         .mcast_join
         .as_deref()
@@ -84,7 +88,10 @@ pub async fn send_destination(channel: &UdpSendChannel) -> io::Result<SocketAddr
 
 /// A socket for a `udp_send_channel` sending to `destination`: bound to `bind` if set,
 /// with the channel's multicast TTL and interface, and a large send buffer.
-pub fn open_udp_send(channel: &UdpSendChannel, destination: SocketAddr) -> io::Result<UdpSocket> {
+pub(crate) fn open_udp_send(
+    channel: &UdpSendChannel,
+    destination: SocketAddr,
+) -> io::Result<UdpSocket> {
     let domain = Domain::for_address(destination);
     let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
     socket.set_nonblocking(true)?;
@@ -151,7 +158,7 @@ fn join_group(socket: &Socket, group: IpAddr, interface: Option<&str>) -> io::Re
 
 /// Asks for `bytes` of receive buffer, beyond `rmem_max` where allowed; returns what the
 /// OS granted (Linux reports twice the request, its bookkeeping included).
-pub fn set_recv_buffer(socket: &Socket, bytes: usize) -> io::Result<usize> {
+pub(crate) fn set_recv_buffer(socket: &Socket, bytes: usize) -> io::Result<usize> {
     if force_buffer(socket, libc::SO_RCVBUFFORCE, bytes).is_err() {
         socket.set_recv_buffer_size(bytes)?;
     }
@@ -159,7 +166,7 @@ pub fn set_recv_buffer(socket: &Socket, bytes: usize) -> io::Result<usize> {
 }
 
 /// Asks for `bytes` of send buffer, as [`set_recv_buffer`] does.
-pub fn set_send_buffer(socket: &Socket, bytes: usize) -> io::Result<usize> {
+pub(crate) fn set_send_buffer(socket: &Socket, bytes: usize) -> io::Result<usize> {
     if force_buffer(socket, libc::SO_SNDBUFFORCE, bytes).is_err() {
         socket.set_send_buffer_size(bytes)?;
     }
@@ -189,7 +196,7 @@ fn force_buffer(socket: &Socket, option: libc::c_int, bytes: usize) -> io::Resul
 }
 
 /// The receive buffer a tokio socket has (for logs and tests).
-pub fn recv_buffer_size(socket: &UdpSocket) -> io::Result<usize> {
+pub(crate) fn recv_buffer_size(socket: &UdpSocket) -> io::Result<usize> {
     SockRef::from(socket).recv_buffer_size()
 }
 
@@ -199,7 +206,7 @@ const SO_MEMINFO: libc::c_int = 55;
 
 /// Datagrams the kernel dropped on this socket since it opened (its receive buffer was
 /// full): the `drops` column of `/proc/net/udp`, read with `SO_MEMINFO`.
-pub fn kernel_drops(socket: &UdpSocket) -> io::Result<u32> {
+pub(crate) fn kernel_drops(socket: &UdpSocket) -> io::Result<u32> {
     use std::os::fd::AsRawFd;
     let mut counters = [0u32; libc::SK_MEMINFO_DROPS as usize + 1];
     let mut len = std::mem::size_of_val(&counters) as libc::socklen_t;

@@ -34,21 +34,21 @@ use crate::store::Store;
 /// How long one client may take to read its document, when the config sets no
 /// `timeout`: generous for gmetad over a WAN, short enough that stalled clients do not
 /// pile up.
-pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The longest a client may go without taking a single byte (capped by the write
 /// timeout). A reader over a slow link still makes progress with every ACK; one that
 /// does not read at all is cut off after this, freeing its slot.
-pub const STALL_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const STALL_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Clients served at once; past it, new connections wait in the kernel's backlog.
 /// They share one rendered document; each costs a task and its socket buffers.
-pub const DEFAULT_MAX_CLIENTS: usize = 64;
+pub(crate) const DEFAULT_MAX_CLIENTS: usize = 64;
 
 /// The kernel send buffer of one client socket. Fixed rather than autotuned (which grows
 /// to `tcp_wmem`'s maximum, 4 MB by default), so clients that do not read hold at most
 /// this much kernel memory each; 1 MB still fills a 100 ms WAN path at 10 MB/s.
-pub const CLIENT_SEND_BUFFER: usize = 1 << 20;
+pub(crate) const CLIENT_SEND_BUFFER: usize = 1 << 20;
 
 /// How the XML server treats its clients.
 #[derive(Debug, Clone)]
@@ -60,7 +60,7 @@ pub struct XmlServerOptions {
 
 impl XmlServerOptions {
     /// The options a `tcp_accept_channel` block asks for (its `timeout` is in µs).
-    pub fn from_channel(channel: &TcpAcceptChannel) -> Self {
+    pub(crate) fn from_channel(channel: &TcpAcceptChannel) -> Self {
         let write_timeout = channel
             .timeout_us
             .filter(|&us| us > 0)
@@ -110,7 +110,7 @@ pub async fn run(
 }
 
 /// The last rendered document, shared by the clients that come while it is current.
-pub struct Documents {
+pub(crate) struct Documents {
     store: Arc<Store>,
     /// Held across a render, so clients arriving meanwhile wait for that one render
     /// instead of starting their own.

@@ -172,9 +172,9 @@ pub enum LoadError {
 
 /// Bytes kept of one line of a trap's message (a backtrace frame names a function from
 /// the module's own name section, which may be anything).
-pub const MAX_TRAP_LINE_BYTES: usize = 256;
+pub(crate) const MAX_TRAP_LINE_BYTES: usize = 256;
 /// Bytes kept of a trap's whole message.
-pub const MAX_TRAP_MESSAGE_BYTES: usize = 2048;
+pub(crate) const MAX_TRAP_MESSAGE_BYTES: usize = 2048;
 
 /// Text a module controls made safe for the daemon's log: one line (its lines joined
 /// with ` | `, each cut to `max_line` bytes), control and invisible formatting

@@ -11,7 +11,7 @@ use super::bindings::wasmond::metric::filesystem::{Host, InodeUsage, Usage};
 use super::state::HostState;
 
 /// The longest mount point a module may ask about (Linux's `PATH_MAX`).
-pub const MAX_MOUNT_POINT_BYTES: usize = 4096;
+pub(crate) const MAX_MOUNT_POINT_BYTES: usize = 4096;
 
 const MOUNTS: &str = "/proc/self/mounts";
 

@@ -23,7 +23,7 @@ pub const MAX_FUNCTIONS: u64 = 50_000;
 pub const MAX_FUNCTION_BYTES: u64 = 1 << 20;
 /// Bytes of code (function bodies) of all the core modules of one component. The Python
 /// interpreter has 6.5 MB.
-pub const MAX_CODE_BYTES: u64 = 32 << 20;
+pub(crate) const MAX_CODE_BYTES: u64 = 32 << 20;
 
 /// The code a component holds, over all its nested core modules.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

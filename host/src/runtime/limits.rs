@@ -11,32 +11,32 @@ use super::error::LimitHit;
 
 /// Fuel for instantiation plus `init` (roughly one unit per wasm instruction).
 /// Large enough for an interpreter-based guest (Python, JavaScript) to boot.
-pub const DEFAULT_FUEL_INIT: u64 = 10_000_000_000;
+pub(crate) const DEFAULT_FUEL_INIT: u64 = 10_000_000_000;
 /// Fuel for one `handler` call.
-pub const DEFAULT_FUEL_HANDLER: u64 = 1_000_000_000;
+pub(crate) const DEFAULT_FUEL_HANDLER: u64 = 1_000_000_000;
 /// Fuel for `cleanup`.
-pub const DEFAULT_FUEL_CLEANUP: u64 = 200_000_000;
+pub(crate) const DEFAULT_FUEL_CLEANUP: u64 = 200_000_000;
 /// Wall-clock deadline for instantiation plus `init`.
-pub const DEFAULT_DEADLINE_INIT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_DEADLINE_INIT: Duration = Duration::from_secs(10);
 /// Wall-clock deadline for one `handler` call.
-pub const DEFAULT_DEADLINE_HANDLER: Duration = Duration::from_secs(2);
+pub(crate) const DEFAULT_DEADLINE_HANDLER: Duration = Duration::from_secs(2);
 /// Wall-clock deadline for `cleanup`.
-pub const DEFAULT_DEADLINE_CLEANUP: Duration = Duration::from_secs(2);
+pub(crate) const DEFAULT_DEADLINE_CLEANUP: Duration = Duration::from_secs(2);
 /// Linear memory of one module instance, summed over its memories.
-pub const DEFAULT_MEMORY_BYTES: usize = 128 << 20;
+pub(crate) const DEFAULT_MEMORY_BYTES: usize = 128 << 20;
 /// Elements of all the tables of one module instance together (the Python guest's
 /// tables hold about 15 000). Each element also counts against the memory cap as
 /// [`TABLE_ELEMENT_BYTES`].
-pub const DEFAULT_TABLE_ELEMENTS: usize = 200_000;
+pub(crate) const DEFAULT_TABLE_ELEMENTS: usize = 200_000;
 /// What one table element costs the host (a pointer), counted against the memory cap:
 /// tables are not linear memory, but a module growing them grows the daemon as surely.
-pub const TABLE_ELEMENT_BYTES: usize = 8;
+pub(crate) const TABLE_ELEMENT_BYTES: usize = 8;
 /// Core instances in one store (a component instantiates several core modules).
-pub const DEFAULT_MAX_INSTANCES: usize = 64;
+pub(crate) const DEFAULT_MAX_INSTANCES: usize = 64;
 /// Tables in one store.
-pub const DEFAULT_MAX_TABLES: usize = 64;
+pub(crate) const DEFAULT_MAX_TABLES: usize = 64;
 /// Linear memories in one store.
-pub const DEFAULT_MAX_MEMORIES: usize = 16;
+pub(crate) const DEFAULT_MAX_MEMORIES: usize = 16;
 
 /// Descriptors one `init` may return. A list the guest returns is lifted by wasmtime
 /// in full before the host can count it, so the memory cap bounds the lift itself
@@ -48,28 +48,28 @@ pub const MAX_DESCRIPTORS: usize = 4096;
 /// one module, within the per-item caps below. 4096 metrics of 256 bytes each.
 pub const MAX_DESCRIPTOR_BYTES: usize = 1 << 20;
 /// Bytes of a metric name (the WIT contract says so too).
-pub const MAX_METRIC_NAME_BYTES: usize = 128;
+pub(crate) const MAX_METRIC_NAME_BYTES: usize = 128;
 /// Bytes of a string value. gmond sends a value in one 1464-byte XDR message.
-pub const MAX_STRING_VALUE_BYTES: usize = 1024;
+pub(crate) const MAX_STRING_VALUE_BYTES: usize = 1024;
 /// Bytes of each descriptor text field: units, format, description, group, extra key or value.
-pub const MAX_DESCRIPTOR_TEXT_BYTES: usize = 1024;
+pub(crate) const MAX_DESCRIPTOR_TEXT_BYTES: usize = 1024;
 /// Groups of one descriptor.
-pub const MAX_GROUPS: usize = 32;
+pub(crate) const MAX_GROUPS: usize = 32;
 /// Extra key/value pairs of one descriptor.
-pub const MAX_EXTRAS: usize = 64;
+pub(crate) const MAX_EXTRAS: usize = 64;
 /// Bytes kept of an error message a module returns through WIT; the rest is cut.
-pub const MAX_ERROR_MESSAGE_BYTES: usize = 1024;
+pub(crate) const MAX_ERROR_MESSAGE_BYTES: usize = 1024;
 /// Bytes kept of one log line; the rest is cut. Like every string a guest passes
 /// to the host, wasmtime copies the whole message before the host sees it, so the
 /// memory cap bounds that copy.
-pub const MAX_LOG_LINE_BYTES: usize = 4096;
+pub(crate) const MAX_LOG_LINE_BYTES: usize = 4096;
 /// Log lines a module may write in a burst before rate limiting starts.
 pub const LOG_BURST_LINES: u32 = 200;
 /// Log lines per second a module may write in the long run.
-pub const LOG_LINES_PER_SECOND: u32 = 20;
+pub(crate) const LOG_LINES_PER_SECOND: u32 = 20;
 /// Bytes one `wasi:random` call may ask for (wasmtime-wasi's default is 64 MiB);
 /// a larger request traps.
-pub const MAX_RANDOM_BYTES: u64 = 1 << 20;
+pub(crate) const MAX_RANDOM_BYTES: u64 = 1 << 20;
 
 /// What one module instance may consume. `Default` is safe for an untrusted tenant.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -67,7 +67,7 @@ pub use stats::{CallStats, ErrorCounts, ModuleStats};
 pub use stderr::MAX_STDERR_TAIL_BYTES;
 
 /// The largest `.wasm` file the runtime reads (a Python guest is about 20 MB).
-pub const MAX_WASM_FILE_BYTES: u64 = 256 << 20;
+pub(crate) const MAX_WASM_FILE_BYTES: u64 = 256 << 20;
 
 /// How the runtime is set up.
 #[derive(Debug, Clone)]

@@ -43,23 +43,23 @@ use crate::wire::safe::fits_type;
 
 /// Most hosts other senders may add to the store; past it, packets about new hosts are
 /// refused, so a flood of spoofed host names cannot exhaust memory.
-pub const MAX_HOSTS: usize = 100_000;
+pub(crate) const MAX_HOSTS: usize = 100_000;
 
 /// Most metrics other senders may add to the store over all hosts, for the same reason.
-pub const MAX_METRICS: usize = 1_000_000;
+pub(crate) const MAX_METRICS: usize = 1_000_000;
 
 /// Most hosts one sender (one source address) may add: a few spoofing bridges (gmetric
 /// `-S`) fit, a flood of spoofed names from one address stops here.
 pub const MAX_HOSTS_PER_SENDER: usize = 4096;
 
 /// Most metrics one sender may add, over all the hosts it names.
-pub const MAX_METRICS_PER_SENDER: usize = 65_536;
+pub(crate) const MAX_METRICS_PER_SENDER: usize = 65_536;
 
 /// The metric whose value is the sender's start time (HOST GMOND_STARTED).
-pub const HEARTBEAT_METRIC: &str = "heartbeat";
+pub(crate) const HEARTBEAT_METRIC: &str = "heartbeat";
 
 /// The metric whose value is the sender's `host { location }` (HOST LOCATION).
-pub const LOCATION_METRIC: &str = "location";
+pub(crate) const LOCATION_METRIC: &str = "location";
 
 /// LOCATION until a host reports one, as gmond shows it.
 const UNSPECIFIED_LOCATION: &str = "unspecified";
@@ -131,7 +131,7 @@ pub enum StoreError {
 
 /// What [`Store::expire`] deleted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Expired {
+pub(crate) struct Expired {
     pub hosts: usize,
     pub metrics: usize,
 }
@@ -236,7 +236,7 @@ impl Store {
     }
 
     /// Replaces the configuration (on reload); hosts and metrics are kept.
-    pub fn set_config(&self, config: StoreConfig) {
+    pub(crate) fn set_config(&self, config: StoreConfig) {
         self.write().config = config;
     }
 
@@ -253,7 +253,7 @@ impl Store {
 
     /// [`update_metadata`](Self::update_metadata) for what another sender sent from
     /// `sender`, within its share of the store (see the module docs).
-    pub fn update_metadata_from(
+    pub(crate) fn update_metadata_from(
         &self,
         sender: IpAddr,
         host: HostRef<'_>,
@@ -296,7 +296,7 @@ impl Store {
 
     /// [`update_value`](Self::update_value) for what another sender sent from `sender`,
     /// within its share of the store (see the module docs).
-    pub fn update_value_from(
+    pub(crate) fn update_value_from(
         &self,
         sender: IpAddr,
         host: HostRef<'_>,
@@ -340,22 +340,9 @@ impl Store {
         Ok(true)
     }
 
-    /// Records a host's heartbeat: its daemon's start time, and that it is alive.
-    pub fn heartbeat(
-        &self,
-        host: HostRef<'_>,
-        gmond_started: u32,
-        now: SystemTime,
-    ) -> Result<(), StoreError> {
-        let mut state = self.write();
-        let State { hosts, peers, .. } = &mut *state;
-        host_entry(hosts, peers, Origin::Own, host, now)?.gmond_started = gmond_started;
-        Ok(())
-    }
-
     /// Deletes hosts silent for more than `host_dmax` seconds and metrics not updated for
     /// more than their DMAX (gmond: 0 = never).
-    pub fn expire(&self, now: SystemTime) -> Expired {
+    pub(crate) fn expire(&self, now: SystemTime) -> Expired {
         let mut state = self.write();
         let State {
             config,
@@ -411,7 +398,7 @@ impl Store {
 
     /// Deletes metrics of `host` at once (a module that no longer declares them); returns
     /// how many were there.
-    pub fn remove_metrics<'a>(
+    pub(crate) fn remove_metrics<'a>(
         &self,
         host: &str,
         names: impl IntoIterator<Item = &'a str>,
@@ -438,7 +425,8 @@ impl Store {
     }
 
     /// The metadata of one metric, e.g. to answer a metadata request.
-    pub fn metadata(&self, host: &str, name: &str) -> Option<MetricMeta> {
+    #[cfg(test)]
+    pub(crate) fn metadata(&self, host: &str, name: &str) -> Option<MetricMeta> {
         let state = self.read();
         let described = state.hosts.get(host)?.metrics.get(name)?.meta.as_ref()?;
         Some(described.meta.clone())
@@ -451,7 +439,8 @@ impl Store {
     }
 
     /// A copy of every host, ordered by name.
-    pub fn snapshot(&self) -> Vec<HostSnapshot> {
+    #[cfg(test)]
+    pub(crate) fn snapshot(&self) -> Vec<HostSnapshot> {
         self.read()
             .hosts
             .iter()
@@ -461,7 +450,7 @@ impl Store {
 
     /// A number that changes whenever the state does: a document rendered at generation
     /// `g` in a given second is still the document of that second while this is `g`.
-    pub fn generation(&self) -> u64 {
+    pub(crate) fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
     }
 }

@@ -36,7 +36,7 @@ pub struct MetricView<'a> {
 
 impl Store {
     /// Runs `read` over a view of the store, holding the read lock meanwhile.
-    pub fn with_view<R>(&self, read: impl FnOnce(View<'_>) -> R) -> R {
+    pub(crate) fn with_view<R>(&self, read: impl FnOnce(View<'_>) -> R) -> R {
         let state = self.read();
         read(View { state: &state })
     }
@@ -65,12 +65,12 @@ impl<'a> HostView<'a> {
         &self.host.location
     }
 
-    pub fn gmond_started(&self) -> u32 {
+    pub(crate) fn gmond_started(&self) -> u32 {
         self.host.gmond_started
     }
 
     /// When any packet from the host last arrived.
-    pub fn last_heard(&self) -> SystemTime {
+    pub(crate) fn last_heard(&self) -> SystemTime {
         self.host.last_heard
     }
 

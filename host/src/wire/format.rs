@@ -18,7 +18,7 @@ use crate::metric::MetricValue;
 
 /// Widths and precisions above this are treated as bad formats, so a module cannot make
 /// one `VAL` arbitrarily large.
-pub const MAX_WIDTH_OR_PRECISION: usize = 128;
+pub(crate) const MAX_WIDTH_OR_PRECISION: usize = 128;
 
 /// Appends `value`, formatted with the printf-style `format`, to `out`.
 ///
@@ -33,16 +33,6 @@ pub fn format_value(format: &str, value: &MetricValue, out: &mut String) {
             push_literal(parsed.suffix, out);
         }
         None => default_spec(value).write(value, out),
-    }
-}
-
-/// The format gmond (and gmetric) use for a type when none is given.
-pub fn default_format(value: &MetricValue) -> &'static str {
-    match value {
-        MetricValue::String(_) => "%s",
-        MetricValue::Int8(_) | MetricValue::Int16(_) | MetricValue::Int32(_) => "%d",
-        MetricValue::UInt8(_) | MetricValue::UInt16(_) | MetricValue::UInt32(_) => "%u",
-        MetricValue::Float(_) | MetricValue::Double(_) => "%f",
     }
 }
 
@@ -63,7 +53,7 @@ fn default_spec(value: &MetricValue) -> Spec {
 
 /// The C argument a printf conversion reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Argument {
+pub(crate) enum Argument {
     /// An `int` (`d i u x X o`, with `h` a short promoted to int).
     Int,
     /// A `double` (`f F e E g G`; a C float is promoted to double).
@@ -73,7 +63,7 @@ pub enum Argument {
 }
 
 /// A format with exactly one conversion, as [`single_conversion`] parses it.
-pub struct SingleConversion<'a> {
+pub(crate) struct SingleConversion<'a> {
     /// Literal text before and after the conversion; may hold `%%`.
     pub prefix: &'a str,
     pub suffix: &'a str,
@@ -84,7 +74,7 @@ pub struct SingleConversion<'a> {
 impl SingleConversion<'_> {
     /// Appends the conversion in a canonical spelling (`%` flags width precision
     /// conversion) without any length modifier but `h`, which C applies to a promoted int.
-    pub fn push_spec(&self, out: &mut String) {
+    pub(crate) fn push_spec(&self, out: &mut String) {
         let spec = &self.spec;
         out.push('%');
         for (set, flag) in [
@@ -128,14 +118,14 @@ impl SingleConversion<'_> {
     }
 
     /// The larger of the width and the precision.
-    pub fn widest(&self) -> usize {
+    pub(crate) fn widest(&self) -> usize {
         self.spec.width.max(self.spec.precision.unwrap_or(0))
     }
 }
 
 /// Parses a format that holds exactly one conversion this module knows (no `*`, no `%n`,
 /// no positional arguments, widths and precisions up to [`MAX_WIDTH_OR_PRECISION`]).
-pub fn single_conversion(format: &str) -> Option<SingleConversion<'_>> {
+pub(crate) fn single_conversion(format: &str) -> Option<SingleConversion<'_>> {
     let parsed = parse(format)?;
     let argument = match parsed.spec.conversion {
         Conversion::Str => Argument::Str,

@@ -40,30 +40,30 @@ use super::format::{Argument, single_conversion};
 use crate::metric::{MetricValue, ValueType};
 
 /// Longest value format kept, in bytes.
-pub const MAX_FORMAT_BYTES: usize = 32;
+pub(crate) const MAX_FORMAT_BYTES: usize = 32;
 /// Largest width or precision a format may ask for: `%.32f` of the largest double is
 /// 342 characters, well within one of gmond's 1024-byte lines.
-pub const MAX_FORMAT_WIDTH: usize = 32;
+pub(crate) const MAX_FORMAT_WIDTH: usize = 32;
 /// Longest `UNITS`, in bytes.
-pub const MAX_UNITS_BYTES: usize = 64;
+pub(crate) const MAX_UNITS_BYTES: usize = 64;
 /// Longest string value (and `location`), in bytes.
-pub const MAX_STRING_VALUE_BYTES: usize = 256;
+pub(crate) const MAX_STRING_VALUE_BYTES: usize = 256;
 /// Most extras of one metric: gmetad keeps no more.
-pub const MAX_EXTRAS: usize = 32;
+pub(crate) const MAX_EXTRAS: usize = 32;
 /// Longest extra name, in bytes.
-pub const MAX_EXTRA_NAME_BYTES: usize = 64;
+pub(crate) const MAX_EXTRA_NAME_BYTES: usize = 64;
 /// Longest extra value (`DESC`, `TITLE`, a `GROUP`, ...), in bytes.
-pub const MAX_EXTRA_VALUE_BYTES: usize = 256;
+pub(crate) const MAX_EXTRA_VALUE_BYTES: usize = 256;
 /// Most bytes of all of one metric's extras, names and values, counting a C string's
 /// terminator each: with the value, type, units and slope it stays under gmetad's 1572.
-pub const MAX_EXTRAS_BYTES: usize = 900;
+pub(crate) const MAX_EXTRAS_BYTES: usize = 900;
 /// Longest host name (or address), in bytes: DNS's limit.
-pub const MAX_HOST_NAME_BYTES: usize = 255;
+pub(crate) const MAX_HOST_NAME_BYTES: usize = 255;
 /// Longest metric name, in bytes (the WIT contract's limit).
-pub const MAX_METRIC_NAME_BYTES: usize = 128;
+pub(crate) const MAX_METRIC_NAME_BYTES: usize = 128;
 
 /// What replaces a character [`text`] does not let through.
-pub const REPLACEMENT: char = '?';
+pub(crate) const REPLACEMENT: char = '?';
 
 /// `text` made safe for gmond's XML and cut to `max` bytes (see the module docs);
 /// borrowed when it already is.
@@ -86,7 +86,7 @@ pub fn text(text: &str, max: usize) -> Cow<'_, str> {
 }
 
 /// [`text`], in place.
-pub fn clean_text(value: &mut String, max: usize) {
+pub(crate) fn clean_text(value: &mut String, max: usize) {
     if let Cow::Owned(cleaned) = text(value, max) {
         *value = cleaned;
     }
@@ -176,7 +176,7 @@ fn argument_of(value_type: ValueType) -> Argument {
 }
 
 /// The format gmond and gmetric use for a type when none is given.
-pub fn default_format(value_type: ValueType) -> &'static str {
+pub(crate) fn default_format(value_type: ValueType) -> &'static str {
     match value_type {
         ValueType::String => "%s",
         ValueType::Int8 | ValueType::Int16 | ValueType::Int32 => "%d",
@@ -219,7 +219,7 @@ pub fn value(value: &mut MetricValue) {
 /// Whether gmond would misread a value packet of metric `name` carrying `value`: it takes
 /// the value of any `location` (whatever the case) as a string, so a number there is
 /// dereferenced as a pointer.
-pub fn misread_by_gmond(name: &str, value: &MetricValue) -> bool {
+pub(crate) fn misread_by_gmond(name: &str, value: &MetricValue) -> bool {
     name.eq_ignore_ascii_case("location") && !matches!(value, MetricValue::String(_))
 }
 
@@ -228,7 +228,7 @@ pub fn misread_by_gmond(name: &str, value: &MetricValue) -> bool {
 /// sends 8-bit values as 16-bit ones), a string only if it reads as a number in full
 /// (leading blanks allowed, as `strtod` skips them; for the integer types, a finite
 /// one). Ranges are not checked, as gmetric does not. Anything fits a string metric.
-pub fn fits_type(value: &MetricValue, declared: ValueType) -> bool {
+pub(crate) fn fits_type(value: &MetricValue, declared: ValueType) -> bool {
     match (value, declared) {
         (_, ValueType::String) => true,
         (MetricValue::String(text), ValueType::Float | ValueType::Double) => {

@@ -21,15 +21,15 @@ pub const MAX_UDP_MSG_LEN: usize = 1464;
 
 /// Message ids (`Ganglia_msg_formats` in gmond's `gm_protocol.x`).
 pub mod id {
-    pub const METADATA: u32 = 128;
-    pub const USHORT: u32 = 129;
-    pub const SHORT: u32 = 130;
-    pub const INT: u32 = 131;
-    pub const UINT: u32 = 132;
-    pub const STRING: u32 = 133;
-    pub const FLOAT: u32 = 134;
-    pub const DOUBLE: u32 = 135;
-    pub const METADATA_REQUEST: u32 = 136;
+    pub(crate) const METADATA: u32 = 128;
+    pub(crate) const USHORT: u32 = 129;
+    pub(crate) const SHORT: u32 = 130;
+    pub(crate) const INT: u32 = 131;
+    pub(crate) const UINT: u32 = 132;
+    pub(crate) const STRING: u32 = 133;
+    pub(crate) const FLOAT: u32 = 134;
+    pub(crate) const DOUBLE: u32 = 135;
+    pub(crate) const METADATA_REQUEST: u32 = 136;
 }
 
 /// The fields every message starts with.
@@ -92,7 +92,7 @@ impl Message {
 }
 
 /// The id of the value message that carries `value`.
-pub fn value_id(value: &MetricValue) -> u32 {
+pub(crate) fn value_id(value: &MetricValue) -> u32 {
     match value {
         MetricValue::UInt8(_) | MetricValue::UInt16(_) => id::USHORT,
         MetricValue::Int8(_) | MetricValue::Int16(_) => id::SHORT,
@@ -155,7 +155,7 @@ pub fn encode(message: &Message, out: &mut Vec<u8>) -> Result<(), EncodeError> {
 
 /// Appends `message` to `out`, refusing it (leaving `out` as it was) if it would take
 /// more than `limit` bytes.
-pub fn encode_with_limit(
+pub(crate) fn encode_with_limit(
     message: &Message,
     limit: usize,
     out: &mut Vec<u8>,
@@ -182,7 +182,7 @@ pub fn encode_with_limit(
 }
 
 /// The number of bytes `message` takes on the wire.
-pub fn encoded_len(message: &Message) -> usize {
+pub(crate) fn encoded_len(message: &Message) -> usize {
     let header = message.header();
     let common = 4 + string_len(&header.host) + string_len(&header.name) + 4;
     common

@@ -26,14 +26,14 @@ use crate::wire::format::{Digits, format_value};
 ///
 /// Note the DTD's SLOPE enumeration lacks `derivative`, which gmond emits anyway: a
 /// document holding a derivative metric is well-formed but not DTD-valid, as with gmond.
-pub const GMOND_PROLOG: &str = include_str!("gmond_prolog.xml");
+pub(crate) const GMOND_PROLOG: &str = include_str!("gmond_prolog.xml");
 
 /// The `VERSION` gmond reports; gmetad and ganglia-web read it.
-pub const GANGLIA_VERSION: &str = "3.7.2";
+pub(crate) const GANGLIA_VERSION: &str = "3.7.2";
 
 /// `CLUSTER` attributes (from gmond.conf's `cluster {}`).
 #[derive(Debug, Clone, Copy)]
-pub struct ClusterAttrs<'a> {
+pub(crate) struct ClusterAttrs<'a> {
     pub name: &'a str,
     /// Unix seconds at rendering time.
     pub localtime: u64,
@@ -44,7 +44,7 @@ pub struct ClusterAttrs<'a> {
 
 /// `HOST` attributes.
 #[derive(Debug, Clone, Copy)]
-pub struct HostAttrs<'a> {
+pub(crate) struct HostAttrs<'a> {
     pub name: &'a str,
     pub ip: &'a str,
     pub tags: &'a str,
@@ -61,7 +61,7 @@ pub struct HostAttrs<'a> {
 
 /// One `METRIC` with its extras.
 #[derive(Debug, Clone, Copy)]
-pub struct MetricAttrs<'a> {
+pub(crate) struct MetricAttrs<'a> {
     pub name: &'a str,
     pub value: &'a MetricValue,
     /// printf-style format for `VAL` (the value packet's `fmt`).
@@ -82,7 +82,7 @@ pub struct MetricAttrs<'a> {
 /// ...) given in wire order; gmond lists them reversed, and so does this. It changes only
 /// with the metadata and is most of a metric's XML, so readers render it once and hand
 /// it to [`MetricAttrs::extra_data`] for every document.
-pub fn render_extra_data(extras: &[(String, String)]) -> Box<[u8]> {
+pub(crate) fn render_extra_data(extras: &[(String, String)]) -> Box<[u8]> {
     let mut tags = Tags::new(Vec::new());
     // Writing into a Vec cannot fail.
     let _ = tags.extra_data(extras);
@@ -91,14 +91,14 @@ pub fn render_extra_data(extras: &[(String, String)]) -> Box<[u8]> {
 
 /// Streams one gmond document: [`begin`](Self::begin), then per host
 /// [`host`](Self::host) and its [`metric`](Self::metric)s, then [`finish`](Self::finish).
-pub struct GangliaXmlWriter<W: Write> {
+pub(crate) struct GangliaXmlWriter<W: Write> {
     tags: Tags<W>,
     host_open: bool,
 }
 
 impl<W: Write> GangliaXmlWriter<W> {
     /// Writes the prolog, `GANGLIA_XML` and `CLUSTER` start tags.
-    pub fn begin(inner: W, cluster: &ClusterAttrs<'_>) -> io::Result<Self> {
+    pub(crate) fn begin(inner: W, cluster: &ClusterAttrs<'_>) -> io::Result<Self> {
         let mut tags = Tags::new(inner);
         tags.raw(GMOND_PROLOG.as_bytes())?;
         tags.attrs("GANGLIA_XML")
@@ -279,7 +279,7 @@ impl Attrs<'_> {
 }
 
 /// Appends `value` escaped for a double-quoted attribute (see the module docs).
-pub fn escape_attribute(value: &str, out: &mut String) {
+pub(crate) fn escape_attribute(value: &str, out: &mut String) {
     if !needs_escaping(value) {
         out.push_str(value);
         return;
