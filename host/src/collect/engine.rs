@@ -35,12 +35,13 @@ use super::host_module::{Accounts, HOST_MODULE, HOST_PREFIX, HostFacts, HostModu
 use super::outputs::{NotSent, Outputs};
 use super::ownership::{Claimant, MetricOwners, Policy, Rank};
 use super::plan::{PlannedGroup, accounting_group, plan};
+use super::published::Published;
 use super::ratelimit::{LOG_WINDOW, ModuleLogLimiter};
 use super::schedule::GroupState;
 use super::select::{Catalog, GroupSelection, GroupSpec, MetricKey};
 use super::supervisor::{CallBounds, ModuleSpec, ModuleState, SlotState, Supervisor};
 use super::worker::{Account, Collected, Job, ModuleId, Report, ReportKind, Slice};
-use crate::metric::{MetricDescriptor, MetricMeta, MetricValue, OutgoingMetric};
+use crate::metric::{MetricDescriptor, MetricValue};
 use crate::store::HostRef;
 use crate::wire::safe;
 
@@ -155,8 +156,7 @@ struct Engine {
     groups: Vec<Group>,
     owners: MetricOwners,
     /// Every running module's metrics; groups point into it by index.
-    infos: Vec<MetricInfo>,
-    info_of: HashMap<MetricKey, usize>,
+    published: Published,
     accounts: Accounts,
     send_metadata_interval: Option<Duration>,
     log_limit: ModuleLogLimiter,
@@ -178,17 +178,10 @@ struct Group {
     selection: GroupSelection,
     /// Each module's share of the group, with the slots the values go to.
     slices: BTreeMap<ModuleId, Slice>,
-    /// For each slot of the group, its metric's index in `infos`.
-    info: Vec<usize>,
+    /// For each slot of the group, its metric's row in `published`.
+    rows: Vec<Option<usize>>,
     /// The tenant that declared the group: it selects only that tenant's metrics.
     tenant: Option<usize>,
-}
-
-struct MetricInfo {
-    descriptor: Arc<MetricDescriptor>,
-    meta: Arc<MetricMeta>,
-    format: Arc<str>,
-    metadata_sent: Option<Instant>,
 }
 
 impl Engine {
@@ -201,8 +194,7 @@ impl Engine {
             modules: Supervisor::new(reports),
             groups: Vec::new(),
             owners,
-            infos: Vec::new(),
-            info_of: HashMap::new(),
+            published: Published::default(),
             accounts: Accounts::default(),
             send_metadata_interval: None,
             log_limit: ModuleLogLimiter::new(LOG_WINDOW),
@@ -530,23 +522,12 @@ impl Engine {
         let group = &self.groups[index];
         let mut outgoing = Vec::with_capacity(slots.len());
         for &slot in slots {
-            let info = group.info.get(slot).and_then(|&i| self.infos.get_mut(i));
-            let (Some(value), Some(info)) = (group.state.value(slot), info) else {
+            let row = group.rows.get(slot).copied().flatten();
+            let (Some(value), Some(row)) = (group.state.value(slot), row) else {
                 continue;
             };
-            let due = info.metadata_sent.is_none_or(|sent| {
-                self.send_metadata_interval
-                    .is_some_and(|interval| sent + interval <= now)
-            });
-            if due {
-                info.metadata_sent = Some(now);
-            }
-            outgoing.push(OutgoingMetric {
-                metadata: due.then(|| info.meta.clone()),
-                name: info.descriptor.name.as_str().into(),
-                value: value.clone(),
-                format: info.format.clone(),
-            });
+            let interval = self.send_metadata_interval;
+            outgoing.extend(self.published.outgoing(row, value, interval, now));
         }
         let host = HostRef {
             name: &self.host.name,
@@ -560,11 +541,7 @@ impl Engine {
     }
 
     fn resend_metadata(&mut self, metric: Option<&str>, now: Instant) {
-        for info in &mut self.infos {
-            if metric.is_none_or(|name| info.descriptor.name == name) {
-                info.metadata_sent = None;
-            }
-        }
+        self.published.resend(metric);
         for group in &mut self.groups {
             let wanted = (0..group.state.len())
                 .any(|i| metric.is_none_or(|name| *group.state.key(i).metric == *name));
@@ -625,7 +602,7 @@ impl Engine {
                     excluded: Vec::new(),
                 },
                 slices: BTreeMap::new(),
-                info: Vec::new(),
+                rows: Vec::new(),
             })
             .collect();
         self.replan(now);
@@ -697,30 +674,11 @@ impl Engine {
         for selected in selections.iter().flat_map(|s| &s.metrics) {
             titles.entry(&selected.key).or_insert(&selected.title);
         }
-        let mut previous: Vec<Option<MetricInfo>> = std::mem::take(&mut self.infos)
-            .into_iter()
-            .map(Some)
-            .collect();
-        let previous_of = std::mem::take(&mut self.info_of);
-        for (_, key, descriptor) in &catalog {
-            let title = titles.get(key).copied();
-            let meta = MetricMeta::from_descriptor(descriptor, title, 0);
-            let before = previous_of.get(key).and_then(|&i| previous[i].take());
-            let info = match before {
-                // Unchanged: keep it, and when its metadata went out.
-                Some(info) if *info.meta == meta && *info.descriptor == **descriptor => info,
-                _ => MetricInfo {
-                    descriptor: Arc::new((*descriptor).clone()),
-                    meta: Arc::new(meta),
-                    format: safe::format(&descriptor.format, descriptor.value_type)
-                        .as_ref()
-                        .into(),
-                    metadata_sent: None,
-                },
-            };
-            self.info_of.insert(key.clone(), self.infos.len());
-            self.infos.push(info);
-        }
+        self.published.rebuild(
+            catalog
+                .iter()
+                .map(|(_, key, descriptor)| (key, *descriptor, titles.get(key).copied())),
+        );
         let module_of: HashMap<&MetricKey, ModuleId> =
             catalog.iter().map(|(id, key, _)| (key, *id)).collect();
 
@@ -745,10 +703,10 @@ impl Engine {
                 .into_iter()
                 .map(|(id, slice)| (id, Slice::from(slice)))
                 .collect();
-            group.info = selection
+            group.rows = selection
                 .metrics
                 .iter()
-                .map(|m| self.info_of[&m.key])
+                .map(|m| self.published.row_of(&m.key))
                 .collect();
             group.selection = selection;
             // A group that has collected before collects its new metrics at once; one

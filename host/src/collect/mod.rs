@@ -60,6 +60,7 @@ mod outputs;
 pub mod ownership;
 pub mod plan;
 pub mod pool;
+mod published;
 pub mod ratelimit;
 pub mod schedule;
 pub mod select;
