@@ -15,8 +15,11 @@
 //!   (`heartbeat`, `location`, per-module accounting).
 //! - [`worker`], [`pool`]: a module's calls run in order on a shared pool of threads that
 //!   grows when a call holds a thread; the scheduler never waits on one.
-//! - [`engine`]: the scheduler task, reload and shutdown; [`conversion`] turns a typed
-//!   config into what the engine runs.
+//! - [`engine`]: the scheduler task that ties the rest together. The module slots
+//!   (start, backoff, reconcile, shutdown cleanups) are its supervisor's
+//!   (`supervisor.rs`); each metric's metadata and when it last went out are kept in
+//!   `published.rs`; values leave through [`Outputs`] (the store and the sender).
+//!   [`conversion`] turns a typed config into what the engine runs.
 //!
 //! # gmond's semantics, and where wasmond differs
 //!
