@@ -47,7 +47,7 @@ use crate::collect::{
 use crate::config::{self, Config, ConfigErrors, FileSource, LoadOptions, Loaded, RealFs};
 use crate::lockdown::{self, Plan};
 use crate::net::{self, Network, NetworkSetup};
-use crate::runtime::{Runtime, RuntimeConfig};
+use crate::runtime::{Compiler, Runtime, RuntimeConfig};
 use crate::store::{ClusterInfo, Store, StoreConfig};
 
 /// The longest a shutdown takes, even with modules looping in their cleanup: the engine's
@@ -179,6 +179,7 @@ pub async fn run(
     }
     let runtime = Runtime::new(RuntimeConfig {
         cache_dir: lockdown.cache_dir.clone(),
+        compiler: Compiler::this_program(),
         ..RuntimeConfig::default()
     })?;
     let engine_config = engine_config(&config, &runtime, &facts, &identity)?;

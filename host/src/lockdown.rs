@@ -16,6 +16,9 @@
 //!   resolver reads for host names (`/etc/hosts`, `/etc/resolv.conf`, ...) plus
 //!   `/proc/sys/kernel/hostname`;
 //! - read and write: the compile cache;
+//! - read and execute: the daemon's own program file and the shared libraries it runs
+//!   with (and `/etc/ld.so.cache`), so that it can start the child processes it compiles
+//!   modules in (`runtime::compiler`), which restrict themselves further to no file at all;
 //! - nothing else, anywhere: a sandbox escape finds a process that cannot read
 //!   `/etc/shadow` or write outside its cache. A file outside the set (an include added
 //!   on reload) fails with "permission denied".
@@ -196,6 +199,10 @@ pub(crate) fn restrict(
             plan.cache_dir.iter(),
             AccessFs::from_all(LANDLOCK_ABI),
         ))?
+        .add_rules(path_beneath_rules(
+            program_files(),
+            AccessFs::Execute | AccessFs::ReadFile,
+        ))?
         .restrict_self()
         .context("applying the Landlock ruleset")?;
     match status.ruleset {
@@ -258,6 +265,28 @@ fn readable_paths(loaded: &Loaded, module_dirs: &[PathBuf]) -> Vec<PathBuf> {
     paths
 }
 
+/// The files a new process of this program needs: the program itself and what the
+/// dynamic loader maps into it (read from this process's own executable mappings), and
+/// the loader's cache.
+fn program_files() -> Vec<PathBuf> {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    let mut files: Vec<PathBuf> = maps
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let executable = fields.nth(1).is_some_and(|perms| perms.contains('x'));
+            let path = fields.nth(3)?;
+            (executable && path.starts_with('/')).then(|| PathBuf::from(path))
+        })
+        .chain(std::env::current_exe().ok())
+        .chain(Some(PathBuf::from("/etc/ld.so.cache")))
+        .filter(|path| path.is_file())
+        .collect();
+    files.sort();
+    files.dedup();
+    files
+}
+
 /// Becomes `user`: supplementary groups, group, then user, as gmond does; checks that
 /// there is no way back to root.
 pub(crate) fn switch_user(user: &User) -> anyhow::Result<()> {
@@ -312,6 +341,19 @@ mod tests {
         let loaded = crate::config::load(&conf).unwrap();
         let paths = readable_paths(&loaded, &[]);
         assert!(paths.contains(&acme), "{paths:?}");
+    }
+
+    #[test]
+    fn the_program_and_its_libraries_may_be_executed() {
+        let files = program_files();
+        let exe = std::env::current_exe().unwrap();
+        assert!(files.contains(&exe), "{files:?}");
+        assert!(
+            files
+                .iter()
+                .any(|f| f.to_string_lossy().contains("libc.so")),
+            "{files:?}"
+        );
     }
 
     #[test]

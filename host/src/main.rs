@@ -63,6 +63,10 @@ enum Command {
         #[command(subcommand)]
         command: ModuleCommand,
     },
+    /// Compile the component on stdin to a serialized artifact on stdout: the child
+    /// process the daemon compiles in, under its compile bounds.
+    #[command(name = wasmond::runtime::compiler::CHILD_COMMAND, hide = true)]
+    CompileChild,
 }
 
 #[derive(Debug, Subcommand)]
@@ -76,6 +80,9 @@ fn main() -> ExitCode {
     let command = cli
         .command
         .unwrap_or_else(|| Command::Run(run::RunArgs::default()));
+    if let Command::CompileChild = command {
+        return wasmond::runtime::compiler::child_main();
+    }
     // `run` sets its log level from the config's debug_level.
     if !matches!(command, Command::Run(_)) {
         logging::init(cli.log_format, "info");
@@ -86,6 +93,7 @@ fn main() -> ExitCode {
         Command::Module {
             command: ModuleCommand::Run(args),
         } => module_run(args),
+        Command::CompileChild => unreachable!("handled above"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

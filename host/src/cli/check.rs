@@ -23,7 +23,7 @@ use crate::collect::select::{Catalog, Collect, GroupSelection, GroupSpec, Metric
 use crate::config::{Config, ModuleSource};
 use crate::daemon::ConfigSource;
 use crate::metric::MetricDescriptor;
-use crate::runtime::{Code, Runtime, RuntimeConfig};
+use crate::runtime::{Code, Compiler, Runtime, RuntimeConfig};
 
 #[derive(Debug, clap::Args)]
 pub struct CheckArgs {
@@ -51,7 +51,10 @@ pub fn check(args: CheckArgs) -> anyhow::Result<()> {
     for warning in &loaded.warnings {
         eprintln!("{warning}");
     }
-    let runtime = Runtime::new(RuntimeConfig::default())?;
+    let runtime = Runtime::new(RuntimeConfig {
+        compiler: Compiler::this_program(),
+        ..RuntimeConfig::default()
+    })?;
     let (report, errors) = explain(&loaded.config, &runtime);
     print!("{report}");
     // A refused tenant file does not stop the daemon, but it is the operator's to see.

@@ -11,7 +11,8 @@ use anyhow::{Context, bail};
 use crate::daemon::default_module_dirs;
 use crate::metric::{MetricDescriptor, MetricValue};
 use crate::runtime::{
-    Code, Grants, ModuleError, ModuleInstance, PYTHON_INTERPRETER, Runtime, RuntimeConfig, Sandbox,
+    Code, Compiler, Grants, ModuleError, ModuleInstance, PYTHON_INTERPRETER, Runtime,
+    RuntimeConfig, Sandbox,
 };
 
 #[derive(Debug, Clone, clap::Args)]
@@ -57,6 +58,7 @@ pub fn module_run(args: ModuleRunArgs) -> anyhow::Result<()> {
         } else {
             RuntimeConfig::default().cache_dir
         },
+        compiler: Compiler::this_program(),
         ..RuntimeConfig::default()
     };
     let runtime = Runtime::new(config)?;

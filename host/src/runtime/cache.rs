@@ -68,16 +68,14 @@ impl CompileCache {
         }
     }
 
-    /// Writes `component` as the compilation of the `.wasm` with `content_hash`.
-    pub(crate) fn store(&self, content_hash: &[u8; 32], component: &Component) -> io::Result<()> {
-        let payload = component
-            .serialize()
-            .map_err(|error| io::Error::other(format!("{error:#}")))?;
+    /// Writes `payload` (a serialized component) as the compilation of the `.wasm`
+    /// with `content_hash`.
+    pub(crate) fn store(&self, content_hash: &[u8; 32], payload: &[u8]) -> io::Result<()> {
         let mut file_bytes = Vec::with_capacity(HEADER_LEN + payload.len());
         file_bytes.extend_from_slice(MAGIC);
         file_bytes.extend_from_slice(content_hash);
-        file_bytes.extend_from_slice(&Sha256::digest(&payload));
-        file_bytes.extend_from_slice(&payload);
+        file_bytes.extend_from_slice(&Sha256::digest(payload));
+        file_bytes.extend_from_slice(payload);
         write_atomically(&self.artifact_path(content_hash), &file_bytes)
     }
 

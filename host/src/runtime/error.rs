@@ -164,10 +164,23 @@ pub enum LoadError {
     },
     #[error("{path} does not compile: {message}")]
     Compile { path: PathBuf, message: String },
+    /// Compiling it crossed a compile bound, and the compile was stopped (see
+    /// `runtime::compiler`).
+    #[error("{path}: compiling it {hit}: the module is refused")]
+    CompileBound { path: PathBuf, hit: CompileBoundHit },
     #[error("{path} is not a wasmond:metric@0.1.0 metric-module component: {message}")]
     WrongWorld { path: PathBuf, message: String },
     #[error("cannot grant {what}: {message}")]
     Grant { what: String, message: String },
+}
+
+/// Which compile bound a compile crossed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CompileBoundHit {
+    #[error("took longer than the compile deadline of {0:?} (`deadline_compile_ms`)")]
+    Deadline(Duration),
+    #[error("needed more than the compile memory bound of {mb} MiB (`compile_memory_mb`)")]
+    Memory { mb: u64 },
 }
 
 /// Bytes kept of one line of a trap's message (a backtrace frame names a function from

@@ -22,6 +22,14 @@ pub(crate) const DEFAULT_DEADLINE_INIT: Duration = Duration::from_secs(10);
 pub(crate) const DEFAULT_DEADLINE_HANDLER: Duration = Duration::from_secs(2);
 /// Wall-clock deadline for `cleanup`.
 pub(crate) const DEFAULT_DEADLINE_CLEANUP: Duration = Duration::from_secs(2);
+/// Wall-clock time compiling a module's component may take (when it compiles in a
+/// child process, see `runtime::compiler`). The bundled Python interpreter, the largest
+/// bundled component, compiles in about 40 s on two busy cores.
+pub(crate) const DEFAULT_DEADLINE_COMPILE: Duration = Duration::from_secs(300);
+/// Memory (the compiler process's data: heap, stacks, code; `RLIMIT_DATA`) compiling a
+/// module's component may use. The Python interpreter compiles within 512 MiB and not
+/// within 384 (peak RSS 437 MiB, two threads).
+pub(crate) const DEFAULT_COMPILE_MEMORY_BYTES: u64 = 1024 << 20;
 /// Linear memory of one module instance, summed over its memories.
 pub(crate) const DEFAULT_MEMORY_BYTES: usize = 128 << 20;
 /// Elements of all the tables of one module instance together (the Python guest's
@@ -81,6 +89,10 @@ pub struct Limits {
     pub deadline_handler: Duration,
     pub deadline_cleanup: Duration,
     pub memory_bytes: usize,
+    /// Bounds on compiling the module's component, when it is compiled (not found in a
+    /// cache) in a child process.
+    pub deadline_compile: Duration,
+    pub compile_memory_bytes: u64,
     pub table_elements: usize,
     pub max_instances: usize,
     pub max_tables: usize,
@@ -97,6 +109,8 @@ impl Default for Limits {
             deadline_handler: DEFAULT_DEADLINE_HANDLER,
             deadline_cleanup: DEFAULT_DEADLINE_CLEANUP,
             memory_bytes: DEFAULT_MEMORY_BYTES,
+            deadline_compile: DEFAULT_DEADLINE_COMPILE,
+            compile_memory_bytes: DEFAULT_COMPILE_MEMORY_BYTES,
             table_elements: DEFAULT_TABLE_ELEMENTS,
             max_instances: DEFAULT_MAX_INSTANCES,
             max_tables: DEFAULT_MAX_TABLES,

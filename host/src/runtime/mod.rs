@@ -29,6 +29,7 @@ mod artifacts;
 mod bindings;
 mod blocking;
 mod cache;
+pub mod compiler;
 mod epoch;
 mod error;
 mod filesystem;
@@ -58,8 +59,11 @@ use python::{PythonModule, Translations};
 use state::HostState;
 
 pub use cache::default_cache_dir;
+pub use compiler::Compiler;
 pub use epoch::DEFAULT_EPOCH_TICK;
-pub use error::{Callback, ErrorKind, InvalidOutput, LimitHit, LoadError, ModuleError};
+pub use error::{
+    Callback, CompileBoundHit, ErrorKind, InvalidOutput, LimitHit, LoadError, ModuleError,
+};
 pub use instance::ModuleInstance;
 pub use limits::Limits;
 pub use python::MAX_SOURCE_BYTES as MAX_PYTHON_SOURCE_BYTES;
@@ -77,6 +81,9 @@ pub struct RuntimeConfig {
     pub cache_dir: Option<PathBuf>,
     /// Period of the epoch ticker, the granularity of every deadline.
     pub epoch_tick: Duration,
+    /// Where components are compiled: in this process (the default, unbounded), or in
+    /// a child process under each module's compile bounds.
+    pub compiler: Compiler,
 }
 
 impl Default for RuntimeConfig {
@@ -84,6 +91,7 @@ impl Default for RuntimeConfig {
         RuntimeConfig {
             cache_dir: default_cache_dir(),
             epoch_tick: DEFAULT_EPOCH_TICK,
+            compiler: Compiler::default(),
         }
     }
 }
@@ -149,6 +157,8 @@ struct Shared {
     engine: Engine,
     linker: Linker<HostState>,
     cache: Option<CompileCache>,
+    compiler: Compiler,
+    refusals: compiler::Refusals,
     /// The compiled, type-checked component of each `.wasm` content in use.
     artifacts: Artifacts<MetricModulePre<HostState>>,
     ticker: EpochTicker,
@@ -184,6 +194,8 @@ impl Runtime {
                 engine,
                 linker,
                 cache,
+                compiler: config.compiler,
+                refusals: compiler::Refusals::default(),
                 artifacts: Artifacts::default(),
                 ticker,
                 translations,
@@ -249,7 +261,7 @@ impl Runtime {
             .artifacts
             .get_or_make(&content_hash, || {
                 inspect::check(wasm, &bytes)?;
-                let component = self.compile(wasm, &bytes, &content_hash)?;
+                let component = self.compile(wasm, &bytes, &content_hash, &sandbox.limits)?;
                 self.type_check(wasm, &component)
             })
             .map_err(load_error)?;
@@ -273,28 +285,62 @@ impl Runtime {
         self.shared.artifacts.live()
     }
 
+    /// The cached compilation of `bytes`, or a new one (stored in the cache): in this
+    /// process, or in a child process under the compile bounds of `limits`.
     fn compile(
         &self,
         wasm: &Path,
         bytes: &[u8],
         content_hash: &[u8; 32],
+        limits: &Limits,
     ) -> Result<Component, LoadError> {
         let engine = &self.shared.engine;
         let cache = self.shared.cache.as_ref();
         if let Some(component) = cache.and_then(|cache| cache.load(engine, content_hash)) {
             return Ok(component);
         }
-        // Validation errors may quote the module's own names: one safe line.
-        let component = Component::new(engine, bytes).map_err(|error| LoadError::Compile {
+        let compile_error = |error: wasmtime::Error| LoadError::Compile {
             path: wasm.to_path_buf(),
+            // Validation errors may quote the module's own names: one safe line.
             message: error::log_safe(
                 &format!("{error:#}"),
                 error::MAX_TRAP_LINE_BYTES,
                 error::MAX_TRAP_MESSAGE_BYTES,
             ),
-        })?;
-        if let Some(cache) = cache
-            && let Err(error) = cache.store(content_hash, &component)
+        };
+        let (component, serialized) = match &self.shared.compiler {
+            Compiler::InProcess => {
+                let component = Component::new(engine, bytes).map_err(compile_error)?;
+                let serialized = cache.map(|_| component.serialize()).transpose();
+                (component, serialized.map_err(compile_error)?)
+            }
+            Compiler::Child { exe } => {
+                let refusals = &self.shared.refusals;
+                let refused = |hit| LoadError::CompileBound {
+                    path: wasm.to_path_buf(),
+                    hit,
+                };
+                if let Some(hit) = refusals.check(content_hash, limits) {
+                    return Err(refused(hit));
+                }
+                let serialized =
+                    compiler::compile_in_child(exe, wasm, bytes, limits).inspect_err(|error| {
+                        if let LoadError::CompileBound { hit, .. } = error {
+                            refusals.remember(content_hash, *hit);
+                        }
+                    })?;
+                // SAFETY: the artifact was serialized by a child process of this very
+                // program (`/proc/self/exe`), with the same engine settings, and came
+                // through a pipe only it and we hold; wasmtime checks the rest. (A
+                // compiler bug a component could exploit would have run in the daemon
+                // itself before compiles moved to a child.)
+                let component = unsafe { Component::deserialize(engine, &serialized) }
+                    .map_err(compile_error)?;
+                (component, Some(serialized))
+            }
+        };
+        if let (Some(cache), Some(serialized)) = (cache, serialized)
+            && let Err(error) = cache.store(content_hash, &serialized)
         {
             tracing::warn!("compile cache: cannot store {}: {error}", wasm.display());
         }
@@ -330,7 +376,7 @@ impl Runtime {
 /// its per-call task bookkeeping was a third of a handler call's cost); the rest
 /// is wasmtime's defaults, whose 512 KiB wasm stack turns runaway recursion into
 /// a trap.
-fn engine_config() -> Config {
+pub(crate) fn engine_config() -> Config {
     let mut config = Config::new();
     config
         .consume_fuel(true)
