@@ -127,6 +127,10 @@ pub fn sandbox(config: &SandboxConfig) -> Sandbox {
         memory_bytes: config
             .memory_mb
             .map_or(defaults.memory_bytes, |mb| (mb as usize) << 20),
+        deadline_compile: ms(config.deadline_compile_ms, defaults.deadline_compile),
+        compile_memory_bytes: config
+            .compile_memory_mb
+            .map_or(defaults.compile_memory_bytes, |mb| mb << 20),
         ..defaults
     };
     let env = config

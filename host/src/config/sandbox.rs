@@ -28,12 +28,16 @@
 //! | `deadline_handler_ms` | integer ≥ 1 | wall-clock milliseconds one `handler` call may take |
 //! | `deadline_cleanup_ms` | integer ≥ 1 | wall-clock milliseconds `cleanup` may take |
 //! | `memory_mb` | integer ≥ 1 | most linear memory the module may grow to, in MiB |
+//! | `deadline_compile_ms` | integer ≥ 1 | wall-clock milliseconds compiling the module's `.wasm` may take |
+//! | `compile_memory_mb` | integer from 64 to 65536 | memory compiling the module's `.wasm` may use, in MiB |
 //! | `allow_read` | list of absolute directories | read-only preopens; the guest sees each at the same path |
 //! | `allow_env` | list of `NAME` or `NAME=value` | `NAME` passes the daemon's value (if set); `NAME=value` sets it |
 //! | `allow_filesystem_usage` | boolean (default no) | the module may ask the size and free space of local mount points (statvfs, for disk metrics) |
 //!
 //! A module that runs out of fuel or time is stopped (the call fails, the daemon
-//! carries on); one that asks for more memory gets a failed `memory.grow`.
+//! carries on); one that asks for more memory gets a failed `memory.grow`. A compile
+//! over its bounds is stopped and the module refused (compiles run in a child process;
+//! an artifact found in the compile cache costs no compile).
 
 use std::path::{Component, Path, PathBuf};
 
@@ -53,6 +57,8 @@ pub struct SandboxConfig {
     pub deadline_handler_ms: Option<u64>,
     pub deadline_cleanup_ms: Option<u64>,
     pub memory_mb: Option<u32>,
+    pub deadline_compile_ms: Option<u64>,
+    pub compile_memory_mb: Option<u64>,
     /// Read-only directory preopens, host path = guest path.
     pub allow_read: Vec<PathBuf>,
     /// Environment variables the module sees.
@@ -73,6 +79,9 @@ pub enum EnvGrant {
 
 /// The largest accepted `memory_mb`: 4 GiB is all a 32-bit wasm memory can address.
 const MAX_MEMORY_MB: i64 = 4096;
+/// The accepted `compile_memory_mb`: below 64 MiB the compiler process cannot even
+/// start its engine; 64 GiB is more than any compile within the compile caps needs.
+pub const COMPILE_MEMORY_MB: (i64, i64) = (64, 65536);
 
 /// Reads the `sandbox { }` blocks of one module (normally one; later keys win).
 pub fn read(bodies: Vec<&[Item]>, diag: &mut Diagnostics) -> SandboxConfig {
@@ -98,6 +107,16 @@ pub fn read(bodies: Vec<&[Item]>, diag: &mut Diagnostics) -> SandboxConfig {
                 diag,
             )
             .map(|v| v as u32),
+        deadline_compile_ms: positive("deadline_compile_ms", diag),
+        compile_memory_mb: fields
+            .int_in(
+                "compile_memory_mb",
+                COMPILE_MEMORY_MB.0,
+                COMPILE_MEMORY_MB.1,
+                "a size in MiB from 64 to 65536",
+                diag,
+            )
+            .map(|v| v as u64),
         allow_read: fields
             .list("allow_read")
             .into_iter()

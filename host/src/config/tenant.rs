@@ -124,6 +124,8 @@ pub struct Ceilings {
     pub deadline_handler_ms: Ceiling<u64>,
     pub deadline_cleanup_ms: Ceiling<u64>,
     pub memory_mb: Ceiling<u64>,
+    pub deadline_compile_ms: Ceiling<u64>,
+    pub compile_memory_mb: Ceiling<u64>,
     /// Directories a module may be granted, read-only: these or below them.
     pub allow_read: Vec<PathBuf>,
     /// Environment variable names a module may be given.
@@ -140,7 +142,7 @@ pub struct Ceilings {
 }
 
 /// The numeric keys of `tenant { }` and their defaults.
-fn numeric_defaults() -> [(&'static str, u64); 10] {
+fn numeric_defaults() -> [(&'static str, u64); 12] {
     let ms = |d: std::time::Duration| d.as_millis() as u64;
     [
         ("fuel_init", limits::DEFAULT_FUEL_INIT),
@@ -150,6 +152,11 @@ fn numeric_defaults() -> [(&'static str, u64); 10] {
         ("deadline_handler_ms", ms(limits::DEFAULT_DEADLINE_HANDLER)),
         ("deadline_cleanup_ms", ms(limits::DEFAULT_DEADLINE_CLEANUP)),
         ("memory_mb", (limits::DEFAULT_MEMORY_BYTES >> 20) as u64),
+        ("deadline_compile_ms", ms(limits::DEFAULT_DEADLINE_COMPILE)),
+        (
+            "compile_memory_mb",
+            limits::DEFAULT_COMPILE_MEMORY_BYTES >> 20,
+        ),
         ("max_modules", DEFAULT_MAX_MODULES.into()),
         ("max_metrics", DEFAULT_MAX_METRICS.into()),
         ("cpu_ms_per_minute", DEFAULT_CPU_MS_PER_MINUTE),
@@ -173,6 +180,8 @@ impl Default for Ceilings {
             deadline_handler_ms: c("deadline_handler_ms"),
             deadline_cleanup_ms: c("deadline_cleanup_ms"),
             memory_mb: c("memory_mb"),
+            deadline_compile_ms: c("deadline_compile_ms"),
+            compile_memory_mb: c("compile_memory_mb"),
             allow_read: Vec::new(),
             allow_env: Vec::new(),
             allow_filesystem_usage: false,
@@ -236,8 +245,15 @@ pub fn declared(items: &[Item], diag: &mut Diagnostics) -> Vec<Tenant> {
 fn ceilings(f: &Fields, diag: &mut Diagnostics) -> Ceilings {
     let mut c = Ceilings::default();
     for (key, _) in numeric_defaults() {
-        let max = if key == "memory_mb" { 4096 } else { i64::MAX };
-        let Some(value) = f.int_in(key, 0, max, "an integer of 0 or more", diag) else {
+        let Some(value) = (match key {
+            "memory_mb" => f.int_in(key, 0, 4096, "an integer from 0 to 4096", diag),
+            "compile_memory_mb" => {
+                let (min, max) = super::sandbox::COMPILE_MEMORY_MB;
+                let expected = format!("a size in MiB from {min} to {max}");
+                f.int_in(key, min, max, &expected, diag)
+            }
+            _ => f.int_in(key, 0, i64::MAX, "an integer of 0 or more", diag),
+        }) else {
             continue;
         };
         let ceiling = Ceiling {
@@ -252,6 +268,8 @@ fn ceilings(f: &Fields, diag: &mut Diagnostics) -> Ceilings {
             "deadline_handler_ms" => &mut c.deadline_handler_ms,
             "deadline_cleanup_ms" => &mut c.deadline_cleanup_ms,
             "memory_mb" => &mut c.memory_mb,
+            "deadline_compile_ms" => &mut c.deadline_compile_ms,
+            "compile_memory_mb" => &mut c.compile_memory_mb,
             "max_modules" => &mut c.max_modules,
             "max_metrics" => &mut c.max_metrics,
             _ => &mut c.cpu_ms_per_minute,
@@ -633,6 +651,16 @@ impl TenantFile<'_> {
                 &c.deadline_cleanup_ms,
             ),
             ("memory_mb", s.memory_mb.map(u64::from), &c.memory_mb),
+            (
+                "deadline_compile_ms",
+                s.deadline_compile_ms,
+                &c.deadline_compile_ms,
+            ),
+            (
+                "compile_memory_mb",
+                s.compile_memory_mb,
+                &c.compile_memory_mb,
+            ),
         ];
         for (key, asked, ceiling) in numbers {
             if let Some(asked) = asked
@@ -674,6 +702,16 @@ impl TenantFile<'_> {
         );
         let memory = defaults["memory_mb"].min(c.memory_mb.value);
         s.memory_mb.get_or_insert(memory as u32);
+        fit(
+            &mut s.deadline_compile_ms,
+            "deadline_compile_ms",
+            &c.deadline_compile_ms,
+        );
+        fit(
+            &mut s.compile_memory_mb,
+            "compile_memory_mb",
+            &c.compile_memory_mb,
+        );
         for dir in sandbox.list("allow_read") {
             if let Some(reason) = self.read_refused(dir) {
                 problem(diag, &dir.at, reason);
@@ -810,6 +848,7 @@ tenant {
   allow_read = ("/srv/acme")
   allow_env = ("ACME_MODE")
   max_modules = 2
+  deadline_compile_ms = 20000
 }
 tenant { name = "bob" files = ("/t/bob/*.pyconf") }
 include ("/etc/conf.d/*.pyconf")
@@ -882,6 +921,39 @@ include ("/etc/conf.d/*.pyconf")
         );
         // The operator's module and the other tenant's run.
         assert_eq!(modules(&loaded), [("core", None), ("bob", Some("bob"))]);
+    }
+
+    #[test]
+    fn compile_bounds_are_ceilings_too() {
+        let loaded = load(&[
+            (
+                "/t/acme/a.pyconf",
+                "modules { module { name = \"a\" language = \"wasm\"\n  sandbox { deadline_compile_ms = 60000 compile_memory_mb = 4096 } } }\n",
+            ),
+            (
+                "/t/acme/b.pyconf",
+                "modules { module { name = \"b\" language = \"wasm\" } }\n",
+            ),
+        ]);
+        assert_eq!(
+            errors(&loaded),
+            [
+                "/t/acme/a.pyconf:2:35: error: module `a`: `deadline_compile_ms = 60000` is over the tenant's ceiling of 20000 (set at /etc/gmond.conf:12:25) for tenant `acme`",
+                "/t/acme/a.pyconf:2:61: error: module `a`: `compile_memory_mb = 4096` is over the default ceiling of 1024 (the operator set none) for tenant `acme`",
+            ]
+        );
+        // A module that asks nothing compiles under the lower of default and ceiling.
+        let b = loaded
+            .config
+            .modules
+            .iter()
+            .find(|m| m.name == "b")
+            .unwrap();
+        assert_eq!(b.sandbox.deadline_compile_ms, Some(20_000));
+        assert_eq!(
+            b.sandbox.compile_memory_mb,
+            Some(limits::DEFAULT_COMPILE_MEMORY_BYTES >> 20)
+        );
     }
 
     #[test]

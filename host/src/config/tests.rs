@@ -461,6 +461,8 @@ fn sandbox_settings_are_read_and_checked() {
       fuel_handler = 5000000
       deadline_handler_ms = 200
       memory_mb = 16
+      deadline_compile_ms = 90000
+      compile_memory_mb = 1024
       allow_read = ("/proc", "/sys/block")
       allow_env = ("HOME", "MODE=fast")
       allow_env += "LANG"
@@ -477,6 +479,8 @@ fn sandbox_settings_are_read_and_checked() {
             fuel_handler: Some(5_000_000),
             deadline_handler_ms: Some(200),
             memory_mb: Some(16),
+            deadline_compile_ms: Some(90_000),
+            compile_memory_mb: Some(1024),
             allow_read: vec![PathBuf::from("/proc"), PathBuf::from("/sys/block")],
             allow_env: vec![
                 EnvGrant::Inherit("HOME".into()),
@@ -505,6 +509,8 @@ fn bad_sandbox_settings_are_errors() {
       allow_read = ("proc", "/a/../etc")
       allow_env = ("=x", "A B")
       fuel = 1
+      compile_memory_mb = 16
+      deadline_compile_ms = 0
     }
   }
 }
@@ -521,6 +527,8 @@ fn bad_sandbox_settings_are_errors() {
             "/g/gmond.conf:10:20: error: `allow_env`: expected `NAME` or `NAME=value` with NAME of letters, digits and `_`, found `=x`",
             "/g/gmond.conf:10:26: error: `allow_env`: expected `NAME` or `NAME=value` with NAME of letters, digits and `_`, found `A B`",
             "/g/gmond.conf:11:7: error: unknown key `fuel` in `sandbox`",
+            "/g/gmond.conf:12:27: error: `compile_memory_mb`: expected a size in MiB from 64 to 65536, found `16`",
+            "/g/gmond.conf:13:29: error: `deadline_compile_ms`: expected an integer of at least 1, found `0`",
         ]
     );
 }
