@@ -1,7 +1,9 @@
 //! The store as a Prometheus exposition: OpenMetrics 1.0.0 text or the Prometheus text
-//! format 0.0.4, encoded by `prometheus-client` through a custom [`Collector`] that reads
-//! the store in place (no copy of the metrics is made per scrape). Sans-IO: the HTTP
-//! server in `net::prometheus` only picks the [`Format`] and hands out the text.
+//! format 0.0.4, read from the store in place (no copy of the metrics is made per
+//! scrape). Sans-IO: the HTTP server in `net::prometheus` only picks the [`Format`] and
+//! hands out the text. [`families`] groups the store's metrics into families (shared
+//! with remote write), [`text`] writes them (and says why wasmond writes the formats
+//! itself rather than through `prometheus-client`).
 //!
 //! How a Ganglia metric becomes a Prometheus one:
 //! - **Name**: the Ganglia name with every character outside `[a-zA-Z0-9_]` replaced by
@@ -29,20 +31,15 @@
 //! sample name another family already uses (`foo_total` as a gauge next to counter
 //! `foo`), a counter with a negative or NaN value.
 
-use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::SystemTime;
 
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
-use prometheus_client::metrics::MetricType;
-use prometheus_client::registry::{Registry, Unit};
-
 use crate::metric::{MetricValue, Slope, ValueType};
-use crate::store::{HostView, MetricView, Store, View};
+use crate::store::{MetricView, Store};
 use crate::wire::format::format_value;
+
+pub(super) mod families;
+mod text;
 
 /// The two text formats Prometheus scrapes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +54,7 @@ impl Format {
     pub(crate) fn content_type(self) -> &'static str {
         match self {
             Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            Format::Text => prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+            Format::Text => "text/plain; version=0.0.4; charset=utf-8",
         }
     }
 
@@ -107,24 +104,7 @@ pub struct Exposition {
 
 /// The exposition of every metric of `store` as of `now`.
 pub fn render(store: &Arc<Store>, now: SystemTime, format: Format) -> Exposition {
-    let dropped = Arc::new(AtomicUsize::new(0));
-    let mut registry = Registry::default();
-    registry.register_collector(Box::new(StoreCollector {
-        store: Arc::clone(store),
-        now,
-        format,
-        dropped: Arc::clone(&dropped),
-    }));
-    let mut text = String::with_capacity(1 << 16);
-    // Encoding into a String fails only if the collector does, which it does not.
-    let _ = match format {
-        Format::OpenMetrics => prometheus_client::encoding::text::encode(&mut text, &registry),
-        Format::Text => prometheus_client::encoding::prometheus_text::encode(&mut text, &registry),
-    };
-    Exposition {
-        text,
-        dropped: dropped.load(Ordering::Relaxed),
-    }
+    store.with_view(|view| text::render(view, now, format))
 }
 
 /// A Ganglia name made a valid Prometheus metric name (see the module docs), into `out`.
@@ -140,22 +120,25 @@ pub(crate) fn sanitize_name(name: &str, out: &mut String) {
 }
 
 /// The OpenMetrics base unit Ganglia `units` name, if they name one without scaling.
-pub(crate) fn base_unit(units: &str) -> Option<Unit> {
-    let unit = match units.trim().to_ascii_lowercase().as_str() {
-        "b" | "byte" | "bytes" => Unit::Bytes,
-        "s" | "sec" | "secs" | "second" | "seconds" => Unit::Seconds,
-        "j" | "joule" | "joules" => Unit::Joules,
-        "v" | "volt" | "volts" => Unit::Volts,
-        "a" | "amp" | "amps" | "ampere" | "amperes" => Unit::Amperes,
-        "celsius" | "degc" => Unit::Celsius,
-        "g" | "gram" | "grams" => Unit::Grams,
-        "m" | "meter" | "meters" | "metre" | "metres" => Unit::Meters,
-        // Prometheus' naming conventions say `ratio` (prometheus-client's `Ratios` is
-        // "ratios"), and promtool checks names against them.
-        "ratio" | "ratios" => Unit::Other("ratio".to_owned()),
-        _ => return None,
-    };
-    Some(unit)
+pub(crate) fn base_unit(units: &str) -> Option<&'static str> {
+    const UNITS: &[(&str, &[&str])] = &[
+        ("bytes", &["b", "byte", "bytes"]),
+        ("seconds", &["s", "sec", "secs", "second", "seconds"]),
+        ("joules", &["j", "joule", "joules"]),
+        ("volts", &["v", "volt", "volts"]),
+        ("amperes", &["a", "amp", "amps", "ampere", "amperes"]),
+        ("celsius", &["celsius", "degc"]),
+        ("grams", &["g", "gram", "grams"]),
+        ("meters", &["m", "meter", "meters", "metre", "metres"]),
+        // Prometheus' naming conventions say `ratio`, and promtool checks names
+        // against them.
+        ("ratio", &["ratio", "ratios"]),
+    ];
+    let units = units.trim();
+    UNITS
+        .iter()
+        .find(|(_, spellings)| spellings.iter().any(|s| s.eq_ignore_ascii_case(units)))
+        .map(|(unit, _)| *unit)
 }
 
 /// What a metric becomes (see the module docs).
@@ -175,169 +158,37 @@ impl Kind {
         }
     }
 
-    fn metric_type(self) -> MetricType {
-        match self {
-            Kind::Counter => MetricType::Counter,
-            Kind::Gauge => MetricType::Gauge,
-            Kind::Info => MetricType::Info,
+    /// What `# TYPE` says.
+    fn type_name(self, format: Format) -> &'static str {
+        match (self, format) {
+            (Kind::Counter, _) => "counter",
+            (Kind::Gauge, _) | (Kind::Info, Format::Text) => "gauge",
+            (Kind::Info, Format::OpenMetrics) => "info",
         }
     }
 
-    /// Suffixes the encoder puts after the family name on the sample lines.
-    fn sample_suffixes(self) -> &'static [&'static str] {
+    /// The suffix of the family's samples' name: `_total`, `_info` or none.
+    pub(super) fn sample_suffix(self) -> &'static str {
+        match self {
+            Kind::Counter => "_total",
+            Kind::Gauge => "",
+            Kind::Info => "_info",
+        }
+    }
+
+    /// The suffixes of the names a family of this kind claims besides its own: its
+    /// samples' (and a counter's `_created`, which OpenMetrics reserves for it).
+    fn claimed_suffixes(self) -> &'static [&'static str] {
         match self {
             Kind::Counter => &["_total", "_created"],
-            Kind::Gauge => &[""],
+            Kind::Gauge => &[],
             Kind::Info => &["_info"],
         }
     }
 }
 
-#[derive(Debug)]
-struct StoreCollector {
-    store: Arc<Store>,
-    now: SystemTime,
-    format: Format,
-    dropped: Arc<AtomicUsize>,
-}
-
-impl Collector for StoreCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        self.store.with_view(|view| {
-            let families = Families::collect(view, self.now, self.format);
-            self.dropped.store(families.dropped, Ordering::Relaxed);
-            families.encode(view, &mut encoder)
-        })
-    }
-}
-
-/// One metric family: every host's metric that maps to one Prometheus name.
-pub(super) struct Family<'a> {
-    /// The name without the unit suffix (the encoder appends `_<unit>`).
-    stem: String,
-    pub(super) kind: Kind,
-    unit: Option<Unit>,
-    help: String,
-    pub(super) members: Vec<(HostView<'a>, MetricView<'a>)>,
-}
-
-/// The store's live metrics as families: what both the exposition and the
-/// remote-write requests ([`super::remote_write`]) are made of.
-pub(super) struct Families<'a> {
-    pub(super) list: Vec<Family<'a>>,
-    pub(super) dropped: usize,
-}
-
-impl<'a> Families<'a> {
-    /// Groups the store's live metrics into families, in host then metric order.
-    pub(super) fn collect(view: View<'a>, now: SystemTime, format: Format) -> Families<'a> {
-        let config = view.config();
-        let mut list: Vec<Family<'a>> = Vec::new();
-        // Family names and sample names, each to the family that owns it.
-        let mut claimed: HashMap<String, usize> = HashMap::new();
-        let mut dropped = 0;
-        let (mut stem, mut name) = (String::new(), String::new());
-        for host in view.hosts() {
-            if expired(host.last_heard(), now, config.host_dmax) {
-                continue;
-            }
-            for metric in host.metrics() {
-                if expired(metric.updated, now, metric.meta.dmax) {
-                    continue;
-                }
-                let kind = Kind::of(metric.meta.value_type, metric.meta.slope);
-                if kind == Kind::Counter && !number(&metric.sample.value).is_some_and(|v| v >= 0.0)
-                {
-                    dropped += 1;
-                    continue;
-                }
-                let unit = base_unit(&metric.meta.units);
-                sanitize_name(metric.name, &mut stem);
-                strip_suffix(&mut stem, kind, unit.as_ref());
-                family_name(&stem, unit.as_ref(), &mut name);
-                let index = match claimed.get(name.as_str()) {
-                    Some(&index) => index,
-                    None => {
-                        let index = list.len();
-                        let taken = kind
-                            .sample_suffixes()
-                            .iter()
-                            .map(|suffix| format!("{name}{suffix}"))
-                            .chain([name.clone()]);
-                        let taken: Vec<String> = taken.collect();
-                        if taken.iter().any(|n| claimed.contains_key(n)) {
-                            dropped += 1;
-                            continue;
-                        }
-                        for n in taken {
-                            claimed.insert(n, index);
-                        }
-                        list.push(Family {
-                            stem: stem.clone(),
-                            kind,
-                            unit: unit.clone(),
-                            help: help(metric, unit.is_some(), format),
-                            members: Vec::new(),
-                        });
-                        index
-                    }
-                };
-                let family = &mut list[index];
-                if family.kind != kind || family.unit != unit {
-                    dropped += 1;
-                    continue;
-                }
-                family.members.push((host, metric));
-            }
-        }
-        list.sort_by(|a, b| a.stem.cmp(&b.stem));
-        Families { list, dropped }
-    }
-
-    fn encode(&self, view: View<'_>, encoder: &mut DescriptorEncoder) -> std::fmt::Result {
-        let cluster = view.config().cluster.name.as_str();
-        let mut groups = String::new();
-        let mut text = String::new();
-        for family in &self.list {
-            let mut metric_encoder = encoder.encode_descriptor(
-                &family.stem,
-                &family.help,
-                family.unit.as_ref(),
-                family.kind.metric_type(),
-            )?;
-            for (host, metric) in &family.members {
-                join_groups(*metric, &mut groups);
-                let labels = labels(cluster, host.name, &groups, metric.name);
-                let mut sample = metric_encoder.encode_family(&labels)?;
-                let value = sample_value(family.kind, &metric.sample.value);
-                match family.kind {
-                    Kind::Info => {
-                        info_text(*metric, &mut text);
-                        sample.encode_info(&[("value", text.as_str())])?;
-                    }
-                    Kind::Counter => {
-                        sample.encode_counter::<NoLabelSet, f64, f64>(&value, None)?;
-                    }
-                    Kind::Gauge => sample.encode_gauge(&value)?,
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-impl Family<'_> {
-    /// The name of the family's samples as the exposition writes them: the stem, `_<unit>`
-    /// when it has one, then the kind's suffix (`_total`, `_info`).
-    pub(super) fn sample_name(&self) -> String {
-        let mut name = String::with_capacity(self.stem.len() + 16);
-        family_name(&self.stem, self.unit.as_ref(), &mut name);
-        name.push_str(self.kind.sample_suffixes()[0]);
-        name
-    }
-}
-
-/// A sample's labels but the info metric's `value`: cluster, host, groups, Ganglia name.
+/// A sample's labels but the info metric's `value`: cluster, host, groups, Ganglia name
+/// (in the order the exposition writes them too).
 pub(super) fn labels<'a>(
     cluster: &'a str,
     host: &'a str,
@@ -372,7 +223,7 @@ pub(super) fn info_text(metric: MetricView<'_>, out: &mut String) {
     }
 }
 
-/// The sample's value: a counter's number (never negative: see [`Families::collect`]),
+/// The sample's value: a counter's number (never negative: see [`families::Families::collect`]),
 /// a gauge's (NaN when it spells none), 1 for an info metric.
 pub(super) fn sample_value(kind: Kind, value: &MetricValue) -> f64 {
     match kind {
@@ -392,72 +243,19 @@ fn number(value: &MetricValue) -> Option<f64> {
     }
 }
 
-/// Whether something last updated at `updated` is past its `dmax` (0 = never) at `now`.
-fn expired(updated: SystemTime, now: SystemTime, dmax: u32) -> bool {
-    dmax > 0
-        && now
-            .duration_since(updated)
-            .is_ok_and(|age| age.as_secs() > u64::from(dmax))
-}
-
-/// Drops a suffix the encoder adds itself, so `bytes_total` (a counter in bytes) does
+/// Drops a suffix the exposition adds itself, so `bytes_total` (a counter in bytes) does
 /// not come out as `bytes_bytes_total_total`.
-fn strip_suffix(stem: &mut String, kind: Kind, unit: Option<&Unit>) {
-    let own = match kind {
-        Kind::Counter => "_total",
-        Kind::Info => "_info",
-        Kind::Gauge => "",
-    };
+fn strip_suffix(stem: &mut String, kind: Kind, unit: Option<&str>) {
+    let own = kind.sample_suffix();
     if !own.is_empty() && stem.len() > own.len() && stem.ends_with(own) {
         stem.truncate(stem.len() - own.len());
     }
-    if let Some(unit) = unit {
-        let suffix = unit.as_str();
+    if let Some(suffix) = unit {
         let cut = stem.len().saturating_sub(suffix.len() + 1);
         if cut > 0 && stem[cut..].strip_prefix('_') == Some(suffix) {
             stem.truncate(cut);
         }
     }
-}
-
-/// The family's name: the stem, with `_<unit>` when it has a unit.
-fn family_name(stem: &str, unit: Option<&Unit>, out: &mut String) {
-    out.clear();
-    out.push_str(stem);
-    if let Some(unit) = unit {
-        out.push('_');
-        out.push_str(unit.as_str());
-    }
-}
-
-/// The HELP text: DESC, else TITLE, else the name; units without a base unit appended.
-/// The OpenMetrics encoder writes HELP as given, so it is escaped here (`\`, newline and
-/// `"`, as OpenMetrics requires); the text encoder escapes it itself.
-fn help(metric: MetricView<'_>, unit_in_name: bool, format: Format) -> String {
-    let meta = metric.meta;
-    let mut help = [meta.description(), meta.title()]
-        .into_iter()
-        .flatten()
-        .find(|text| !text.trim().is_empty())
-        .unwrap_or(metric.name)
-        .to_owned();
-    let units = meta.units.trim();
-    if !unit_in_name && !units.is_empty() {
-        let _ = write!(help, " (units: {units})");
-    }
-    if format == Format::Text {
-        return help;
-    }
-    let mut escaped = String::with_capacity(help.len());
-    for c in help.chars() {
-        match c {
-            '\\' => escaped.push_str("\\\\"),
-            '\n' => escaped.push_str("\\n"),
-            '"' => escaped.push_str("\\\""),
-            c => escaped.push(c),
-        }
-    }
-    escaped
 }
 
 #[cfg(test)]

@@ -16,7 +16,8 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::prometheus::{Families, Format, Kind, info_text, join_groups, labels, sample_value};
+use super::prometheus::families::Families;
+use super::prometheus::{Kind, info_text, join_groups, labels, sample_value};
 use crate::store::Store;
 
 /// `prometheus.WriteRequest`.
@@ -72,20 +73,21 @@ pub(crate) fn snapshot(store: &Arc<Store>, now: SystemTime) -> (WriteRequest, us
         .map_or(0, |since| since.as_millis() as i64);
     store.with_view(|view| {
         let cluster = view.config().cluster.name.as_str();
-        // HELP is not sent, so its format does not matter.
-        let families = Families::collect(view, now, Format::Text);
-        let size = families.list.iter().map(|f| f.members.len()).sum();
-        let mut timeseries = Vec::with_capacity(size);
-        let (mut groups, mut text) = (String::new(), String::new());
-        for family in &families.list {
-            let name = family.sample_name();
-            for (host, metric) in &family.members {
-                join_groups(*metric, &mut groups);
+        let families = Families::collect(view, now, |found| found.member);
+        let mut timeseries = Vec::with_capacity(families.samples());
+        let (mut name, mut groups, mut text) = (String::new(), String::new(), String::new());
+        for family in families.iter() {
+            name.clear();
+            name.push_str(families.name(family));
+            name.push_str(family.kind.sample_suffix());
+            for member in families.members(family) {
+                let metric = member.metric;
+                join_groups(metric, &mut groups);
                 let mut pairs = Vec::with_capacity(6);
                 pairs.push(("__name__", name.as_str()));
-                pairs.extend(labels(cluster, host.name, &groups, metric.name));
+                pairs.extend(labels(cluster, member.host.name, &groups, metric.name));
                 if family.kind == Kind::Info {
-                    info_text(*metric, &mut text);
+                    info_text(metric, &mut text);
                     pairs.push(("value", text.as_str()));
                 }
                 pairs.sort_unstable_by_key(|(name, _)| *name);

@@ -107,9 +107,9 @@ fn types_follow_the_slope_and_strings_are_info() {
 
 #[test]
 fn only_base_units_become_units() {
-    assert_eq!(base_unit("bytes"), Some(Unit::Bytes));
-    assert_eq!(base_unit(" sec "), Some(Unit::Seconds));
-    assert_eq!(base_unit("s"), Some(Unit::Seconds));
+    assert_eq!(base_unit("bytes"), Some("bytes"));
+    assert_eq!(base_unit(" sec "), Some("seconds"));
+    assert_eq!(base_unit("s"), Some("seconds"));
     for scaled in ["KB", "%", "bytes/sec", "packets/sec", "ms", ""] {
         assert_eq!(base_unit(scaled), None, "{scaled}");
     }
@@ -350,5 +350,149 @@ fn numbers_sent_as_strings_are_numbers() {
         exposition
             .text
             .contains("ganglia_name=\"temp\"} 123456.0\n")
+    );
+}
+
+/// Label values escape `\`, `"` and newline, and nothing else (both formats); HELP
+/// escapes `\` and newline, and `"` in OpenMetrics only. Multi-byte characters next to
+/// an escape stay whole.
+#[test]
+fn escapes_are_the_formats_own() {
+    let cases = [
+        ("plain", "plain", "plain"),
+        ("", "", ""),
+        (r"C:\temp\", r"C:\\temp\\", r"C:\\temp\\"),
+        (r#"say "hi""#, r#"say \"hi\""#, r#"say "hi""#),
+        ("two\nlines\n", r"two\nlines\n", r"two\nlines\n"),
+        // A backslash before an `n` is not a newline.
+        (r"\n", r"\\n", r"\\n"),
+        ("tab\tcr\r", "tab\tcr\r", "tab\tcr\r"),
+        ("é\\ü\"€\n✓", "é\\\\ü\\\"€\\n✓", "é\\\\ü\"€\\n✓"),
+    ];
+    for (raw, label, text_help) in cases {
+        let mut out = String::from("=");
+        text::push_escaped(&mut out, raw, true);
+        assert_eq!(out, format!("={label}"), "label value {raw:?}");
+        out.clear();
+        text::push_escaped(&mut out, raw, false);
+        assert_eq!(out, text_help, "0.0.4 HELP {raw:?}");
+    }
+}
+
+/// A store whose strings hold every character the formats escape, where each can be:
+/// the cluster, host, group and Ganglia names, a string value, DESC and units.
+fn hostile_store() -> Arc<Store> {
+    let store = Arc::new(Store::new(StoreConfig::for_tests("a\\b \"c\"\nd")));
+    let host = HostRef {
+        name: "h\"1\\",
+        ip: "10.0.0.1",
+    };
+    for (name, slope, value, units, desc) in [
+        (
+            "say\"hi\"",
+            Slope::Zero,
+            MetricValue::String("C:\\x \"q\"\nnext".into()),
+            "",
+            "Path \\ \"quoted\"\nsecond line",
+        ),
+        (
+            "back\\slash",
+            Slope::Positive,
+            MetricValue::UInt32(7),
+            "KB\\s",
+            "",
+        ),
+    ] {
+        let meta = MetricMeta {
+            name: name.into(),
+            value_type: value.value_type(),
+            units: units.into(),
+            slope,
+            tmax: 60,
+            dmax: 0,
+            extras: vec![
+                ("DESC".into(), desc.into()),
+                ("GROUP".into(), "g\"1".into()),
+                ("GROUP".into(), "g\\2".into()),
+            ],
+        };
+        store.update_metadata(host, meta, at(0)).unwrap();
+        store.update_value(host, name, value, "%s", at(0)).unwrap();
+    }
+    store
+}
+
+#[test]
+fn hostile_strings_in_openmetrics() {
+    let exposition = render(&hostile_store(), at(1), Format::OpenMetrics);
+    let expected = r#"# HELP back_slash back\\slash (units: KB\\s)
+# TYPE back_slash counter
+back_slash_total{cluster="a\\b \"c\"\nd",host="h\"1\\",group="g\"1,g\\2",ganglia_name="back\\slash"} 7.0
+# HELP say_hi_ Path \\ \"quoted\"\nsecond line
+# TYPE say_hi_ info
+say_hi__info{value="C:\\x \"q\"\nnext",cluster="a\\b \"c\"\nd",host="h\"1\\",group="g\"1,g\\2",ganglia_name="say\"hi\""} 1
+# EOF
+"#;
+    assert_eq!(exposition.text, expected, "\n{}", exposition.text);
+}
+
+#[test]
+fn hostile_strings_in_text_0_0_4() {
+    let exposition = render(&hostile_store(), at(1), Format::Text);
+    let expected = r#"# HELP back_slash_total back\\slash (units: KB\\s)
+# TYPE back_slash_total counter
+back_slash_total{cluster="a\\b \"c\"\nd",host="h\"1\\",group="g\"1,g\\2",ganglia_name="back\\slash"} 7.0
+# HELP say_hi__info Path \\ "quoted"\nsecond line
+# TYPE say_hi__info gauge
+say_hi__info{cluster="a\\b \"c\"\nd",host="h\"1\\",group="g\"1,g\\2",ganglia_name="say\"hi\"",value="C:\\x \"q\"\nnext"} 1
+"#;
+    assert_eq!(exposition.text, expected, "\n{}", exposition.text);
+}
+
+/// Gauges that are no number, or an infinite one, and the shortest forms of others, as
+/// each format writes them.
+#[test]
+fn special_values_as_each_format_spells_them() {
+    let store = store(0);
+    for (name, value) in [
+        ("nan", MetricValue::Double(f64::NAN)),
+        ("pos", MetricValue::Double(f64::INFINITY)),
+        ("neg", MetricValue::Double(f64::NEG_INFINITY)),
+        ("tiny", MetricValue::Double(1e-7)),
+        ("big", MetricValue::Double(1e21)),
+        ("zero", MetricValue::Float(-0.0)),
+    ] {
+        let host = HostRef {
+            name: "h",
+            ip: "10.0.0.1",
+        };
+        let meta = MetricMeta {
+            name: name.into(),
+            value_type: ValueType::Double,
+            units: "".into(),
+            slope: Slope::Both,
+            tmax: 60,
+            dmax: 0,
+            extras: Vec::new(),
+        };
+        store.update_metadata(host, meta, at(0)).unwrap();
+        store.update_value(host, name, value, "%f", at(0)).unwrap();
+    }
+    let values = |format| -> Vec<String> {
+        render(&store, at(1), format)
+            .text
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .map(|line| line.rsplit_once(' ').unwrap().1.to_owned())
+            .collect()
+    };
+    // Families in name order: big, nan, neg, pos, tiny, zero.
+    assert_eq!(
+        values(Format::Text),
+        ["1e21", "NaN", "-Inf", "+Inf", "1e-7", "-0.0"]
+    );
+    assert_eq!(
+        values(Format::OpenMetrics),
+        ["1e21", "NaN", "-inf", "inf", "1e-7", "-0.0"]
     );
 }

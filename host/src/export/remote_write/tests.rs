@@ -2,7 +2,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use super::*;
-use crate::export::prometheus::render as render_exposition;
+use crate::export::prometheus::{Format, render as render_exposition};
 use crate::metric::{MetricMeta, MetricValue, Slope};
 use crate::store::{HostRef, StoreConfig};
 

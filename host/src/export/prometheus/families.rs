@@ -1,0 +1,287 @@
+//! The store's live metrics grouped into Prometheus metric families: what both the
+//! exposition ([`super::text`]) and the remote-write requests
+//! ([`crate::export::remote_write`]) are made of. Naming, typing, staleness and the
+//! conflict rules are described in [`super`].
+//!
+//! Built in one pass over the store under its read lock, allocating per scrape, never
+//! per family or sample: family names live in one string, found through a hash table of
+//! indices into it, and the members of all families in one vector in the order found,
+//! each family's chained through it. A member is made into what the reader needs (a
+//! rendered sample line, a remote-write series) as it is found, while its metric is in
+//! the CPU's cache: the store of a large cluster does not fit in it, and going back to
+//! each metric in family order would miss it again.
+
+use std::hash::BuildHasher;
+use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::SystemTime;
+
+use hashbrown::{DefaultHashBuilder, HashTable};
+
+use super::{Kind, base_unit, number};
+use crate::store::{HostView, MetricView, View};
+
+/// One metric family: every host's metric that maps to one Prometheus name.
+pub(in crate::export) struct Family<'a> {
+    /// Where the family's name (the stem, then `_<unit>` when it has one) is in the
+    /// names of [`Families`].
+    name: Range<usize>,
+    /// Bytes of the name that are the stem (the name without `_<unit>`).
+    stem_len: usize,
+    pub(in crate::export) kind: Kind,
+    pub(in crate::export) unit: Option<&'static str>,
+    /// The metric that founded the family: its metadata gives the HELP.
+    pub(in crate::export) founder: MetricView<'a>,
+    /// The first and last members, as places in [`Families::members`] ([`NONE`] when it
+    /// has none yet).
+    first: u32,
+    last: u32,
+}
+
+/// The end of a chain of members.
+const NONE: u32 = u32::MAX;
+
+/// A host's metric in a family.
+#[derive(Clone, Copy)]
+pub(in crate::export) struct Member<'a> {
+    pub(in crate::export) host: HostView<'a>,
+    pub(in crate::export) metric: MetricView<'a>,
+}
+
+/// A member as it is found, for the reader to make into its `M`.
+pub(in crate::export) struct Found<'f, 'a> {
+    /// The family's name (see [`Families::name`]).
+    pub(in crate::export) name: &'f str,
+    pub(in crate::export) family: &'f Family<'a>,
+    pub(in crate::export) member: Member<'a>,
+    /// Whether this is the family's first member (its founder).
+    pub(in crate::export) first: bool,
+}
+
+/// The store's live metrics as families, sorted by name, each member made into an `M`.
+pub(in crate::export) struct Families<'a, M> {
+    names: Names<'a>,
+    /// Every member in host then metric order, with the place of the next member of its
+    /// family ([`NONE`] after the last).
+    members: Vec<(M, u32)>,
+    /// Metrics left out to keep the exposition valid (see [`super`]).
+    pub(in crate::export) dropped: usize,
+}
+
+/// Samples of the last scrape, so the next one allocates its vector once (a hint: a
+/// daemon has one store, whose size changes slowly).
+static LAST_SAMPLES: AtomicUsize = AtomicUsize::new(0);
+
+impl<'a, M> Families<'a, M> {
+    /// Groups the store's live metrics into families, in host then metric order, making
+    /// each member into an `M` with `make` as it is found.
+    pub(in crate::export) fn collect(
+        view: View<'a>,
+        now: SystemTime,
+        mut make: impl FnMut(Found<'_, 'a>) -> M,
+    ) -> Families<'a, M> {
+        let host_dmax = view.config().host_dmax;
+        let mut names = Names::default();
+        let mut members: Vec<(M, u32)> = Vec::with_capacity(LAST_SAMPLES.load(Ordering::Relaxed));
+        let mut dropped = 0;
+        for host in view.hosts() {
+            if expired(host.last_heard(), now, host_dmax) {
+                continue;
+            }
+            for metric in host.metrics() {
+                if expired(metric.updated, now, metric.meta.dmax) {
+                    continue;
+                }
+                let kind = Kind::of(metric.meta.value_type, metric.meta.slope);
+                if kind == Kind::Counter && !number(&metric.sample.value).is_some_and(|v| v >= 0.0)
+                {
+                    dropped += 1;
+                    continue;
+                }
+                let unit = base_unit(&metric.meta.units);
+                let Some(index) = names.place(metric, kind, unit) else {
+                    dropped += 1;
+                    continue;
+                };
+                let place = members.len() as u32;
+                let family = &names.list[index as usize];
+                let made = make(Found {
+                    name: &names.text[family.name.clone()],
+                    family,
+                    member: Member { host, metric },
+                    first: family.first == NONE,
+                });
+                members.push((made, NONE));
+                let family = &mut names.list[index as usize];
+                match family.last {
+                    NONE => family.first = place,
+                    last => members[last as usize].1 = place,
+                }
+                family.last = place;
+            }
+        }
+        LAST_SAMPLES.store(members.len(), Ordering::Relaxed);
+        names.sort();
+        Families {
+            names,
+            members,
+            dropped,
+        }
+    }
+
+    /// Every family, sorted by name.
+    pub(in crate::export) fn iter(&self) -> impl Iterator<Item = &Family<'a>> {
+        self.names.list.iter()
+    }
+
+    /// The family's members, in host then metric order.
+    pub(in crate::export) fn members(&self, family: &Family<'a>) -> impl Iterator<Item = &M> {
+        let mut next = family.first;
+        std::iter::from_fn(move || {
+            let (member, after) = self.members.get(next as usize)?;
+            next = *after;
+            Some(member)
+        })
+    }
+
+    /// The family's name: the stem, then `_<unit>` when it has one. Sample names add the
+    /// kind's suffix ([`Kind::sample_suffix`]).
+    pub(in crate::export) fn name(&self, family: &Family<'_>) -> &str {
+        &self.names.text[family.name.clone()]
+    }
+
+    /// Samples in all.
+    pub(in crate::export) fn samples(&self) -> usize {
+        self.members.len()
+    }
+}
+
+/// The families as they are founded, and their names.
+#[derive(Default)]
+struct Names<'a> {
+    /// Every family's name, one after the other.
+    text: String,
+    list: Vec<Family<'a>>,
+    /// Family indices by name, with the hash of the name (by `hasher`) so that growing
+    /// the table does not hash every name again.
+    by_name: HashTable<(u64, u32)>,
+    hasher: DefaultHashBuilder,
+    /// The name being placed, and one of its sample names.
+    scratch: String,
+    sample: String,
+}
+
+impl<'a> Names<'a> {
+    /// The family of a metric: the existing one of its name, or a new one, or `None`
+    /// when either would conflict.
+    fn place(
+        &mut self,
+        metric: MetricView<'a>,
+        kind: Kind,
+        unit: Option<&'static str>,
+    ) -> Option<u32> {
+        let mut name = std::mem::take(&mut self.scratch);
+        super::sanitize_name(metric.name, &mut name);
+        super::strip_suffix(&mut name, kind, unit);
+        let stem_len = name.len();
+        if let Some(unit) = unit {
+            name.push('_');
+            name.push_str(unit);
+        }
+        let index = match self.claimant(&name) {
+            // The name is a family's or one of its samples': only the family itself, with
+            // the same type and unit, can take the metric.
+            Some(index) => {
+                let family = &self.list[index as usize];
+                (family.kind == kind && family.unit == unit).then_some(index)
+            }
+            None if self.claimant_of_samples(&name, kind) => None,
+            None => Some(self.found(&name, stem_len, kind, unit, metric)),
+        };
+        self.scratch = name;
+        index
+    }
+
+    /// The family that claims `name`, as its own name or as one of its samples' names
+    /// (a counter `foo` claims `foo_total` and `foo_created`, an info `foo` `foo_info`).
+    fn claimant(&self, name: &str) -> Option<u32> {
+        if let Some(index) = self.family_named(name) {
+            return Some(index);
+        }
+        [Kind::Counter, Kind::Info].into_iter().find_map(|kind| {
+            kind.claimed_suffixes().iter().find_map(|suffix| {
+                let index = self.family_named(name.strip_suffix(suffix)?)?;
+                (self.list[index as usize].kind == kind).then_some(index)
+            })
+        })
+    }
+
+    /// Whether a new family `name` of `kind` would have a sample name another family
+    /// already claims.
+    fn claimant_of_samples(&mut self, name: &str, kind: Kind) -> bool {
+        let mut sample = std::mem::take(&mut self.sample);
+        let claimed = kind.claimed_suffixes().iter().any(|suffix| {
+            sample.clear();
+            sample.push_str(name);
+            sample.push_str(suffix);
+            self.claimant(&sample).is_some()
+        });
+        self.sample = sample;
+        claimed
+    }
+
+    fn family_named(&self, name: &str) -> Option<u32> {
+        let hash = self.hasher.hash_one(name);
+        self.by_name
+            .find(hash, |&(other, index)| {
+                other == hash && self.text[self.list[index as usize].name.clone()] == *name
+            })
+            .map(|&(_, index)| index)
+    }
+
+    fn found(
+        &mut self,
+        name: &str,
+        stem_len: usize,
+        kind: Kind,
+        unit: Option<&'static str>,
+        founder: MetricView<'a>,
+    ) -> u32 {
+        let index = self.list.len() as u32;
+        let start = self.text.len();
+        self.text.push_str(name);
+        self.list.push(Family {
+            name: start..self.text.len(),
+            stem_len,
+            kind,
+            unit,
+            founder,
+            first: NONE,
+            last: NONE,
+        });
+        let hash = self.hasher.hash_one(name);
+        self.by_name
+            .insert_unique(hash, (hash, index), |&(hash, _)| hash);
+        index
+    }
+
+    /// Sorts the families by stem: the order the exposition has always had.
+    fn sort(&mut self) {
+        let text = &self.text;
+        let stem = |family: &Family<'_>| {
+            let start = family.name.start;
+            &text[start..start + family.stem_len]
+        };
+        // Stable: two families of one stem (`uptime` and `uptime_seconds`) stay in the
+        // order they were founded.
+        self.list.sort_by(|a, b| stem(a).cmp(stem(b)));
+    }
+}
+
+/// Whether something last updated at `updated` is past its `dmax` (0 = never) at `now`.
+fn expired(updated: SystemTime, now: SystemTime, dmax: u32) -> bool {
+    dmax > 0
+        && now
+            .duration_since(updated)
+            .is_ok_and(|age| age.as_secs() > u64::from(dmax))
+}
