@@ -10,6 +10,10 @@
 //! down at first, the queue stays bounded, the drops are counted, and once the receiver
 //! is up the queued snapshots and the new ones arrive.
 //!
+//! Strings holding every character the two formats escape, served in each format to a
+//! real Prometheus, come back from its API as they were in the store; promtool accepts
+//! the text format.
+//!
 //! Skipped (with a message) without Prometheus or Ganglia's tools, failed instead under
 //! `WASMOND_REQUIRE_INTEROP=1`.
 
@@ -18,11 +22,16 @@ mod ganglia;
 #[path = "support/prometheus.rs"]
 mod prometheus;
 
-use std::net::{Ipv4Addr, SocketAddr};
-use std::time::Duration;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use ganglia::{Gmond, TempDir, gmetric, require_ganglia, wait_for};
 use prometheus::{Prometheus, http_get, promtool_check_metrics, require_prometheus};
+use wasmond::export::prometheus::{self as export, Format};
+use wasmond::metric::{MetricMeta, MetricValue, Slope};
+use wasmond::store::{ClusterInfo, HostRef, Store, StoreConfig};
 
 const CLUSTER: &str = "Prom Cluster";
 
@@ -503,4 +512,133 @@ fn remote_write_keeps_a_bounded_queue_while_the_receiver_is_down() {
         },
         context,
     );
+}
+
+/// Every character the formats escape, in every string wasmond exposes: the cluster (a
+/// config string), host, group and Ganglia names, a string value, DESC, units. Over UDP
+/// these come sanitized (`"` and newline become `?`), but the config, a module and a
+/// future sender are not bound to that.
+const HOSTILE: &str = "a\\b \"c\"\nd é";
+
+fn hostile_store() -> Arc<Store> {
+    let store = Store::new(StoreConfig {
+        cluster: ClusterInfo {
+            name: HOSTILE.into(),
+            owner: "o".into(),
+            latlong: "l".into(),
+            url: "u".into(),
+        },
+        host_tmax: 20,
+        host_dmax: 0,
+    });
+    let host = HostRef {
+        name: HOSTILE,
+        ip: "10.0.0.1",
+    };
+    let now = SystemTime::now();
+    for (name, slope, value) in [
+        (
+            "hostile.string",
+            Slope::Zero,
+            MetricValue::String(HOSTILE.into()),
+        ),
+        ("hostile\\counter", Slope::Positive, MetricValue::UInt32(7)),
+    ] {
+        let meta = MetricMeta {
+            name: name.into(),
+            value_type: value.value_type(),
+            units: "K\\B".into(),
+            slope,
+            tmax: 60,
+            dmax: 0,
+            extras: vec![
+                ("DESC".into(), HOSTILE.into()),
+                ("GROUP".into(), HOSTILE.into()),
+            ],
+        };
+        store.update_metadata(host, meta, now).unwrap();
+        store.update_value(host, name, value, "%s", now).unwrap();
+    }
+    Arc::new(store)
+}
+
+/// Serves `store`'s exposition in `format` whatever the scraper asks for, one request per
+/// connection, until the test ends.
+fn serve_exposition(store: Arc<Store>, format: Format) -> SocketAddr {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = Vec::new();
+            let mut byte = [0u8];
+            while !request.ends_with(b"\r\n\r\n") && stream.read(&mut byte).is_ok_and(|n| n == 1) {
+                request.push(byte[0]);
+            }
+            let body = export::render(&store, SystemTime::now(), format).text;
+            let content_type = match format {
+                Format::Text => "text/plain; version=0.0.4; charset=utf-8",
+                Format::OpenMetrics => "application/openmetrics-text; version=1.0.0",
+            };
+            let head = format!(
+                "HTTP/1.0 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(body.as_bytes());
+        }
+    });
+    addr
+}
+
+/// Real Prometheus parses both formats back to the very strings in the store, and
+/// promtool accepts the text format: the escaping is the formats' own.
+#[test]
+fn real_prometheus_reads_back_every_escaped_string() {
+    let test = "real_prometheus_reads_back_every_escaped_string";
+    if !require_prometheus(test) {
+        return;
+    }
+    let store = hostile_store();
+    let text = export::render(&store, SystemTime::now(), Format::Text).text;
+    let (code, said) = promtool_check_metrics(&text);
+    // 0, or 3 for lint warnings only (HELP and units are not Prometheus' style).
+    assert!(code == 0 || code == 3, "promtool ({code}): {said}\n{text}");
+    assert!(!said.contains("error"), "promtool: {said}\n{text}");
+
+    let text_addr = serve_exposition(Arc::clone(&store), Format::Text);
+    let open_metrics_addr = serve_exposition(Arc::clone(&store), Format::OpenMetrics);
+    let prometheus = Prometheus::start(&[text_addr, open_metrics_addr], "/metrics", &[]);
+    let context = || prometheus.daemon.log_text();
+    for addr in [text_addr, open_metrics_addr] {
+        let selector = |name: &str| format!("{name}{{instance=\"{addr}\"}}");
+        let (labels, value) = wait_for(
+            Duration::from_secs(30),
+            &format!("the info metric scraped from {addr}"),
+            || one_series(&prometheus, &selector("hostile_string_info")),
+            context,
+        );
+        for label in ["value", "cluster", "host", "group"] {
+            assert_eq!(labels[label], HOSTILE, "{label} from {addr}: {labels}");
+        }
+        assert_eq!(labels["ganglia_name"], "hostile.string", "{labels}");
+        assert_eq!(value, "1");
+        let (labels, value) = one_series(&prometheus, &selector("hostile_counter_total"))
+            .unwrap_or_else(|| panic!("the counter from {addr}:\n{}", context()));
+        assert_eq!(labels["ganglia_name"], "hostile\\counter", "{labels}");
+        assert_eq!(labels["host"], HOSTILE, "{labels}");
+        assert_eq!(value, "7");
+    }
+    // HELP, as Prometheus keeps it (from whichever target it read last).
+    let data = prometheus.api("metadata", &[("metric", "hostile_counter")]);
+    let help = format!("{HOSTILE} (units: K\\B)");
+    let helps: Vec<&str> = data
+        .as_object()
+        .into_iter()
+        .flat_map(|families| families.values())
+        .flat_map(|entries| entries.as_array().into_iter().flatten())
+        .filter_map(|entry| entry["help"].as_str())
+        .collect();
+    assert!(!helps.is_empty(), "{data}");
+    assert!(helps.iter().all(|h| *h == help), "{helps:?} != {help:?}");
 }
