@@ -48,7 +48,11 @@ fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").unwrap()).join("bundled.rs");
     fs::write(
         out,
-        format!("pub const MODULES: &[BundledModule] = &[\n{entries}];\n"),
+        format!(
+            "pub static MODULES: &[BundledModule] = &[\n{entries}];\n\
+             const MODULE_COUNT: usize = {};\n",
+            BUNDLED.len() + usize::from(interpreter.is_some())
+        ),
     )
     .unwrap();
 }

@@ -24,7 +24,10 @@ pub struct BundledModule {
     pub bytes: &'static [u8],
 }
 
-// `pub const MODULES: &[BundledModule]`, written by build.rs.
+// `pub static MODULES: &[BundledModule]` and `const MODULE_COUNT: usize`, written by
+// build.rs. A static, not a const: a const's data is copied at each place that uses
+// it, which put the 28 MB interpreter in the executable more than once, and made
+// `digest` and `release` (which know a bundled module by its address) miss it.
 include!(concat!(env!("OUT_DIR"), "/bundled.rs"));
 
 /// The path a bundled module goes by: `<bundled>/FILE`.
@@ -54,14 +57,46 @@ pub fn read(path: &Path) -> std::io::Result<Cow<'static, [u8]>> {
 /// again for each of 100 modules, for the reload fingerprint and the compiled
 /// artifact's key, took most of their start), else computed now.
 pub(crate) fn digest(bytes: &[u8]) -> [u8; 32] {
-    static DIGESTS: [OnceLock<[u8; 32]>; MODULES.len()] =
-        [const { OnceLock::new() }; MODULES.len()];
+    static DIGESTS: [OnceLock<[u8; 32]>; MODULE_COUNT] = [const { OnceLock::new() }; MODULE_COUNT];
     match MODULES
         .iter()
         .position(|module| std::ptr::eq(module.bytes, bytes))
     {
         Some(index) => *DIGESTS[index].get_or_init(|| Sha256::digest(bytes).into()),
         None => Sha256::digest(bytes).into(),
+    }
+}
+
+/// Drops from the process's resident memory the pages of a bundled module's bytes
+/// that reading them (hashing, validating, compiling) brought in; no-op for other
+/// bytes. They are pages of the executable's read-only data: the kernel reads them
+/// back from the file if they are read again. Without this, the 28 MB of the
+/// bundled Python interpreter stayed resident once hashed, for nothing: what runs is
+/// its compiled code.
+pub(crate) fn release(bytes: &[u8]) {
+    if !MODULES
+        .iter()
+        .any(|module| std::ptr::eq(module.bytes, bytes))
+    {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: sysconf reads a system setting.
+        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
+            .ok()
+            .filter(|&page| page > 0)
+            .unwrap_or(4096);
+        let start = (bytes.as_ptr() as usize).next_multiple_of(page);
+        let end = (bytes.as_ptr() as usize + bytes.len()) / page * page;
+        if end > start {
+            // SAFETY: the range holds whole pages of `bytes`, a private read-only
+            // mapping of the executable that nothing writes: MADV_DONTNEED only
+            // unmaps them, and a later read maps the same file contents again.
+            unsafe {
+                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
+            }
+        }
     }
 }
 
@@ -79,6 +114,55 @@ mod tests {
             bytes(Path::new("core_metrics.wasm")).is_none(),
             "only under <bundled>/"
         );
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn release_drops_the_pages_read() {
+        let bytes = MODULES
+            .iter()
+            .map(|module| module.bytes)
+            .max_by_key(|bytes| bytes.len())
+            .unwrap();
+        let sum: u64 = bytes.iter().map(|&byte| u64::from(byte)).sum();
+        std::hint::black_box(sum);
+        let before = resident_kb_of_mapping_holding(bytes.as_ptr());
+        release(bytes);
+        let after = resident_kb_of_mapping_holding(bytes.as_ptr());
+        // All but the partial pages at both ends (other tests may fault in a few
+        // pages of the same mapping meanwhile).
+        let expected = (bytes.len() / 1024).saturating_sub(64) as u64;
+        assert!(
+            before.saturating_sub(after) >= expected,
+            "{} kB read: resident {before} kB before, {after} kB after",
+            bytes.len() / 1024
+        );
+    }
+
+    /// `Rss` of the `/proc/self/smaps` mapping that holds `address`.
+    #[cfg(target_os = "linux")]
+    fn resident_kb_of_mapping_holding(address: *const u8) -> u64 {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let address = address as usize;
+        let mut inside = false;
+        for line in smaps.lines() {
+            let range = line
+                .split_whitespace()
+                .next()
+                .and_then(|range| range.split_once('-'))
+                .and_then(|(start, end)| {
+                    Some((
+                        usize::from_str_radix(start, 16).ok()?,
+                        usize::from_str_radix(end, 16).ok()?,
+                    ))
+                });
+            if let Some((start, end)) = range {
+                inside = (start..end).contains(&address);
+            } else if inside && let Some(kb) = line.strip_prefix("Rss:") {
+                return kb.trim().trim_end_matches("kB").trim().parse().unwrap();
+            }
+        }
+        panic!("no mapping holds {address:#x}");
     }
 
     #[test]

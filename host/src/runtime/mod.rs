@@ -265,6 +265,7 @@ impl Runtime {
                 self.type_check(wasm, &component)
             })
             .map_err(load_error)?;
+        crate::bundled::release(&bytes);
         let name: Arc<str> = name.into();
         // Opening the grants now reports a missing directory at load, not at first use.
         HostState::new(name.clone(), &sandbox.limits, &sandbox.grants).map_err(load_error)?;
