@@ -8,7 +8,6 @@
 //! reads a module's file goes through [`read`], which serves `<bundled>/` paths from
 //! memory; nothing is ever written out.
 
-use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -42,14 +41,6 @@ pub fn bytes(path: &Path) -> Option<&'static [u8]> {
         .iter()
         .find(|module| Path::new(module.file) == file)
         .map(|module| module.bytes)
-}
-
-/// A module's bytes: from memory for a bundled path, else from the file.
-pub fn read(path: &Path) -> std::io::Result<Cow<'static, [u8]>> {
-    match bytes(path) {
-        Some(bytes) => Ok(Cow::Borrowed(bytes)),
-        None => std::fs::read(path).map(Cow::Owned),
-    }
 }
 
 /// The SHA-256 of `bytes`, computed once per bundled module when `bytes` is one

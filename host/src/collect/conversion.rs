@@ -255,8 +255,8 @@ pub fn fingerprint(module: &ModuleConfig, code: &Code, sandbox: &Sandbox) -> Str
     };
     let mut text = String::new();
     for path in files {
-        match crate::bundled::read(path) {
-            Ok(bytes) => text.push_str(&hex::encode(crate::bundled::digest(&bytes))),
+        match crate::runtime::file_digest(path) {
+            Ok(digest) => text.push_str(&hex::encode(digest)),
             Err(err) => {
                 let _ = write!(text, "unreadable: {err}");
             }

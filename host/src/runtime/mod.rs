@@ -30,6 +30,7 @@ mod bindings;
 mod blocking;
 mod cache;
 pub mod compiler;
+mod digests;
 mod epoch;
 mod error;
 mod filesystem;
@@ -43,6 +44,7 @@ mod stderr;
 mod validate;
 
 use std::borrow::Cow;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,6 +62,7 @@ use state::HostState;
 
 pub use cache::default_cache_dir;
 pub use compiler::Compiler;
+pub(crate) use digests::file_digest;
 pub use epoch::DEFAULT_EPOCH_TICK;
 pub use error::{
     Callback, CompileBoundHit, ErrorKind, InvalidOutput, LimitHit, LoadError, ModuleError,
@@ -246,8 +249,12 @@ impl Runtime {
             metric: None,
             kind: ErrorKind::Load(kind),
         };
-        let bytes = read_component(wasm).map_err(load_error)?;
-        let content_hash = crate::bundled::digest(&bytes);
+        let content_hash = digests::file_digest(wasm)
+            .map_err(|source| LoadError::Read {
+                path: wasm.to_path_buf(),
+                source,
+            })
+            .map_err(load_error)?;
         let python = python_source
             .map(|path| {
                 let translations = self.shared.translations.clone();
@@ -260,13 +267,21 @@ impl Runtime {
             .shared
             .artifacts
             .get_or_make(&content_hash, || {
+                // Read only when no loaded module shares this content.
+                let bytes = read_component(wasm)?;
+                if crate::bundled::digest(&bytes) != content_hash {
+                    return Err(LoadError::Read {
+                        path: wasm.to_path_buf(),
+                        source: io::Error::other("the file changed while it was being loaded"),
+                    });
+                }
                 inspect::check(wasm, &bytes)?;
                 let component = self.compile(wasm, &bytes, &content_hash, &sandbox.limits)?;
+                crate::bundled::release(&bytes);
+                give_back_file_bytes(bytes);
                 self.type_check(wasm, &component)
             })
             .map_err(load_error)?;
-        crate::bundled::release(&bytes);
-        give_back_file_bytes(bytes);
         let name: Arc<str> = name.into();
         // Opening the grants now reports a missing directory at load, not at first use.
         HostState::new(name.clone(), &sandbox.limits, &sandbox.grants).map_err(load_error)?;
