@@ -3,7 +3,11 @@
 //! and the load need its digest, so reading and hashing it for each of 100 modules held
 //! gigabytes of heap and most of their start time. A file is hashed again when its
 //! device, inode, size, modification or change time differ from when it was hashed: a
-//! write always moves the change time, which no unprivileged process can set back.
+//! write always moves the change time, which no unprivileged process can set back. (On
+//! a filesystem whose times count whole seconds, a same-size rewrite within the second
+//! it was hashed in keeps the old digest until the file changes again, as with git's
+//! index: the module then goes on running its old code, and a load that does read the
+//! new bytes refuses them as changed.)
 //! Bundled modules are hashed once per process by [`crate::bundled::digest`].
 
 use std::collections::HashMap;
