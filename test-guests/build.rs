@@ -14,16 +14,18 @@ fn main() {
     fs::write(out, guest_constants(&wasm_dir)).unwrap();
 }
 
-/// One `pub const NAME: &str = "/path/name.wasm";` per built guest.
+/// One `pub const NAME: &str = "/path/name.wasm";` per guest crate of `guest-modules/`
+/// that builds a `.wasm`. Only the crates' own: `host/build.rs` writes the bundled Python
+/// interpreter into the same directory, and whether it is there yet depends on which build
+/// script ran first (tests use `wasmond::bundled` for it).
 fn guest_constants(wasm_dir: &Path) -> String {
-    let mut names: Vec<String> = fs::read_dir(wasm_dir)
+    let guests = guest_build::root().join("guest-modules");
+    let mut names: Vec<String> = fs::read_dir(guests)
         .unwrap()
         .flatten()
-        .filter_map(|entry| {
-            let path = entry.path();
-            let is_wasm = path.extension().is_some_and(|ext| ext == "wasm");
-            is_wasm.then(|| path.file_stem().unwrap().to_string_lossy().into_owned())
-        })
+        .filter(|entry| entry.path().join("Cargo.toml").exists())
+        .map(|entry| entry.file_name().to_string_lossy().replace('-', "_"))
+        .filter(|name| wasm_dir.join(format!("{name}.wasm")).exists())
         .collect();
     names.sort();
     names

@@ -552,7 +552,7 @@ fn the_bundled_python_interpreter_compiles_within_the_default_compile_bounds() {
     runtime
         .load(
             "python",
-            Path::new(guests::GMOND_PYTHON),
+            &wasmond::bundled::path(wasmond::runtime::PYTHON_INTERPRETER),
             Sandbox::default(),
         )
         .unwrap();
