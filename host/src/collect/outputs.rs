@@ -41,21 +41,8 @@ impl Outputs {
         if metrics.is_empty() {
             return Ok(());
         }
-        for metric in &metrics {
-            if let Some(meta) = &metric.metadata
-                && let Err(err) = self.store.update_metadata(host, (**meta).clone(), now)
-            {
-                warn!("store: {err}");
-            }
-            if let Err(err) = self.store.update_value(
-                host,
-                &metric.name,
-                metric.value.clone(),
-                &metric.format,
-                now,
-            ) {
-                warn!("store: {err}");
-            }
+        for err in self.store.update_own(host, &metrics, now) {
+            warn!("store: {err}");
         }
         let Some(sink) = &self.sink else {
             return Ok(());

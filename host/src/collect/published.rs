@@ -20,6 +20,8 @@ pub(super) struct Published {
 }
 
 struct Row {
+    /// The descriptor's name, shared by every value that goes out.
+    name: Arc<str>,
     descriptor: Arc<MetricDescriptor>,
     meta: Arc<MetricMeta>,
     format: Arc<str>,
@@ -45,6 +47,7 @@ impl Published {
             let row = match before {
                 Some(row) if *row.meta == meta && *row.descriptor == *descriptor => row,
                 _ => Row {
+                    name: descriptor.name.as_str().into(),
                     descriptor: Arc::new(descriptor.clone()),
                     meta: Arc::new(meta),
                     format: safe::format(&descriptor.format, descriptor.value_type)
@@ -81,7 +84,7 @@ impl Published {
         }
         Some(OutgoingMetric {
             metadata: due.then(|| row.meta.clone()),
-            name: row.descriptor.name.as_str().into(),
+            name: Arc::clone(&row.name),
             value: value.clone(),
             format: row.format.clone(),
         })

@@ -26,18 +26,19 @@
 //! metrics, bounded by the modules' own caps) are never counted there, so a flood of
 //! senders cannot take the host's room.
 
+mod metrics;
 mod view;
 
 pub use view::{HostView, MetricView, View};
 
-use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::metric::{MetricMeta, MetricValue, ValueType};
+use self::metrics::Metrics;
+use crate::metric::{MetricMeta, MetricValue, OutgoingMetric, ValueType};
 use crate::wire::format::format_value;
 use crate::wire::safe::fits_type;
 
@@ -202,7 +203,7 @@ struct Host {
     location: String,
     gmond_started: u32,
     last_heard: SystemTime,
-    metrics: BTreeMap<String, Metric>,
+    metrics: Metrics,
 }
 
 #[derive(Debug)]
@@ -272,12 +273,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut state = self.write();
         let State { hosts, peers, .. } = &mut *state;
-        let host = host_entry(hosts, peers, origin, host, now)?;
-        if !is_host_attribute(&meta.name) {
-            let metric = metric_entry(&mut host.metrics, peers, origin, &meta.name, now)?;
-            metric.set_meta(meta);
-        }
-        Ok(())
+        host_entry(hosts, peers, origin, host, now)?.put_metadata(peers, origin, meta, now)
     }
 
     /// Records a metric's value from the host itself. Returns whether the metric's
@@ -319,25 +315,39 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let mut state = self.write();
         let State { hosts, peers, .. } = &mut *state;
-        let host = host_entry(hosts, peers, origin, host, now)?;
-        match name {
-            HEARTBEAT_METRIC => host.gmond_started = start_time(&value),
-            LOCATION_METRIC => {
-                host.location.clear();
-                format_value(format, &value, &mut host.location);
+        host_entry(hosts, peers, origin, host, now)?
+            .put_value(peers, origin, name, value, format, now)
+    }
+
+    /// Records what the host's own modules collected together: each metric's metadata
+    /// when it goes out with it, then its value, under one lock and one look-up of the
+    /// host. Returns what was refused (a value that does not read as its type).
+    pub(crate) fn update_own(
+        &self,
+        host: HostRef<'_>,
+        metrics: &[OutgoingMetric],
+        now: SystemTime,
+    ) -> Vec<StoreError> {
+        let mut state = self.write();
+        let State { hosts, peers, .. } = &mut *state;
+        let own = Origin::Own;
+        let host = match host_entry(hosts, peers, own, host, now) {
+            Ok(host) => host,
+            Err(err) => return vec![err],
+        };
+        let mut refused = Vec::new();
+        for metric in metrics {
+            if let Some(meta) = &metric.metadata
+                && let Err(err) = host.put_metadata(peers, own, MetricMeta::clone(meta), now)
+            {
+                refused.push(err);
             }
-            _ => {
-                let metric = metric_entry(&mut host.metrics, peers, origin, name, now)?;
-                if let Some(described) = &metric.meta
-                    && !fits_type(&value, described.meta.value_type)
-                {
-                    return Err(StoreError::Mistyped(described.meta.value_type));
-                }
-                metric.set_sample(value, format, now);
-                return Ok(metric.meta.is_some());
+            let value = metric.value.clone();
+            if let Err(err) = host.put_value(peers, own, &metric.name, value, &metric.format, now) {
+                refused.push(err);
             }
         }
-        Ok(true)
+        refused
     }
 
     /// Deletes hosts silent for more than `host_dmax` seconds and metrics not updated for
@@ -373,7 +383,7 @@ impl Store {
                 }
                 return false;
             }
-            host.metrics.retain(|_, metric| {
+            host.metrics.retain(|metric| {
                 let dmax = metric
                     .meta
                     .as_ref()
@@ -464,26 +474,28 @@ fn host_entry<'m>(
     host: HostRef<'_>,
     now: SystemTime,
 ) -> Result<&'m mut Host, StoreError> {
-    let entry = match hosts.entry(host.name.to_owned()) {
-        Entry::Occupied(entry) => entry.into_mut(),
-        Entry::Vacant(entry) => {
-            peers.take(
-                origin,
-                Share {
-                    hosts: 1,
-                    metrics: 0,
-                },
-            )?;
-            entry.insert(Host {
+    // Looked up before an entry is made: making one costs the name's copy, every write.
+    if !hosts.contains_key(host.name) {
+        peers.take(
+            origin,
+            Share {
+                hosts: 1,
+                metrics: 0,
+            },
+        )?;
+        hosts.insert(
+            host.name.to_owned(),
+            Host {
                 origin,
                 ip: String::new(),
                 location: UNSPECIFIED_LOCATION.to_owned(),
                 gmond_started: 0,
                 last_heard: now,
-                metrics: BTreeMap::new(),
-            })
-        }
-    };
+                metrics: Metrics::default(),
+            },
+        );
+    }
+    let entry = hosts.get_mut(host.name).expect("present or just added");
     if entry.ip != host.ip {
         host.ip.clone_into(&mut entry.ip);
     }
@@ -493,30 +505,27 @@ fn host_entry<'m>(
 
 /// The metric's entry, created (and counted against `origin`'s share) if new.
 fn metric_entry<'m>(
-    metrics: &'m mut BTreeMap<String, Metric>,
+    metrics: &'m mut Metrics,
     peers: &mut PeerShares,
     origin: Origin,
     name: &str,
     now: SystemTime,
 ) -> Result<&'m mut Metric, StoreError> {
-    match metrics.entry(name.to_owned()) {
-        Entry::Occupied(entry) => Ok(entry.into_mut()),
-        Entry::Vacant(entry) => {
-            peers.take(
-                origin,
-                Share {
-                    hosts: 0,
-                    metrics: 1,
-                },
-            )?;
-            Ok(entry.insert(Metric {
-                origin,
-                meta: None,
-                sample: None,
-                updated: now,
-            }))
-        }
-    }
+    metrics.get_or_try_insert(name, || {
+        peers.take(
+            origin,
+            Share {
+                hosts: 0,
+                metrics: 1,
+            },
+        )?;
+        Ok(Metric {
+            origin,
+            meta: None,
+            sample: None,
+            updated: now,
+        })
+    })
 }
 
 impl PeerShares {
@@ -605,6 +614,50 @@ impl Metric {
 }
 
 impl Host {
+    fn put_metadata(
+        &mut self,
+        peers: &mut PeerShares,
+        origin: Origin,
+        meta: MetricMeta,
+        now: SystemTime,
+    ) -> Result<(), StoreError> {
+        if !is_host_attribute(&meta.name) {
+            let metric = metric_entry(&mut self.metrics, peers, origin, &meta.name, now)?;
+            metric.set_meta(meta);
+        }
+        Ok(())
+    }
+
+    /// Returns whether the metric's metadata is known.
+    fn put_value(
+        &mut self,
+        peers: &mut PeerShares,
+        origin: Origin,
+        name: &str,
+        value: MetricValue,
+        format: &str,
+        now: SystemTime,
+    ) -> Result<bool, StoreError> {
+        match name {
+            HEARTBEAT_METRIC => self.gmond_started = start_time(&value),
+            LOCATION_METRIC => {
+                self.location.clear();
+                format_value(format, &value, &mut self.location);
+            }
+            _ => {
+                let metric = metric_entry(&mut self.metrics, peers, origin, name, now)?;
+                if let Some(described) = &metric.meta
+                    && !fits_type(&value, described.meta.value_type)
+                {
+                    return Err(StoreError::Mistyped(described.meta.value_type));
+                }
+                metric.set_sample(value, format, now);
+                return Ok(metric.meta.is_some());
+            }
+        }
+        Ok(true)
+    }
+
     fn snapshot(&self, name: &str) -> HostSnapshot {
         HostSnapshot {
             name: name.to_owned(),
@@ -616,7 +669,7 @@ impl Host {
                 .metrics
                 .iter()
                 .map(|(name, metric)| MetricSnapshot {
-                    name: name.clone(),
+                    name: name.to_owned(),
                     meta: metric.meta.as_ref().map(|described| described.meta.clone()),
                     sample: metric.sample.clone(),
                     updated: metric.updated,
