@@ -521,19 +521,30 @@ impl Engine {
         }
         let group = &self.groups[index];
         let mut outgoing = Vec::with_capacity(slots.len());
+        let mut rows = Vec::with_capacity(slots.len());
         for &slot in slots {
             let row = group.rows.get(slot).copied().flatten();
             let (Some(value), Some(row)) = (group.state.value(slot), row) else {
                 continue;
             };
             let interval = self.send_metadata_interval;
-            outgoing.extend(self.published.outgoing(row, value, interval, now));
+            if let Some(metric) = self.published.outgoing(row, value, interval, now) {
+                outgoing.push(metric);
+                rows.push(row);
+            }
         }
+        let places: Vec<_> = rows
+            .iter()
+            .filter_map(|&row| self.published.store_place(row))
+            .collect();
         let host = HostRef {
             name: &self.host.name,
             ip: &self.host.ip,
         };
-        if let Err(NotSent { values }) = self.outputs.publish(host, outgoing, SystemTime::now()) {
+        let published = self
+            .outputs
+            .publish(host, outgoing, &places, SystemTime::now());
+        if let Err(NotSent { values }) = published {
             self.log_limited("", "sender", now, |suppressed| {
                 warn!("the sender is not keeping up: {values} values dropped{suppressed}")
             });

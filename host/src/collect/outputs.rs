@@ -3,6 +3,7 @@
 //! the store takes them at once, and the sender's bounded channel takes the request or
 //! it is dropped (and counted by the caller).
 
+use std::cell::Cell;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -11,7 +12,7 @@ use tracing::warn;
 
 use crate::metric::{OutgoingMetric, SendRequest};
 use crate::net::NetStats;
-use crate::store::{HostRef, Store};
+use crate::store::{HostRef, Place, Store};
 
 /// Where the engine's values go.
 #[derive(Clone)]
@@ -31,17 +32,18 @@ pub(super) struct NotSent {
 
 impl Outputs {
     /// Stores this host's `metrics` (with their metadata where it goes out with them) and
-    /// hands them to the sender.
+    /// hands them to the sender. `places[i]` keeps where `metrics[i]` is in the store.
     pub(super) fn publish(
         &self,
         host: HostRef<'_>,
         metrics: Vec<OutgoingMetric>,
+        places: &[&Cell<Option<Place>>],
         now: SystemTime,
     ) -> Result<(), NotSent> {
         if metrics.is_empty() {
             return Ok(());
         }
-        for err in self.store.update_own(host, &metrics, now) {
+        for err in self.store.update_own(host, &metrics, places, now) {
             warn!("store: {err}");
         }
         let Some(sink) = &self.sink else {

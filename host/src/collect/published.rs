@@ -3,6 +3,7 @@
 //! last went out. One row per metric; every group's slots point at rows by index, so a
 //! metric in several groups sends its metadata once.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +12,7 @@ use tokio::time::Instant;
 
 use super::select::MetricKey;
 use crate::metric::{MetricDescriptor, MetricMeta, MetricValue, OutgoingMetric};
+use crate::store::Place;
 use crate::wire::safe;
 
 #[derive(Default)]
@@ -26,6 +28,8 @@ struct Row {
     meta: Arc<MetricMeta>,
     format: Arc<str>,
     metadata_sent: Option<Instant>,
+    /// Where the metric's value goes in the store.
+    store_place: Cell<Option<Place>>,
 }
 
 impl Published {
@@ -54,6 +58,7 @@ impl Published {
                         .as_ref()
                         .into(),
                     metadata_sent: None,
+                    store_place: Cell::new(None),
                 },
             };
             self.index.insert(key.clone(), self.rows.len());
@@ -88,6 +93,11 @@ impl Published {
             value: value.clone(),
             format: row.format.clone(),
         })
+    }
+
+    /// Where row `row`'s value went in the store, kept by the store.
+    pub(super) fn store_place(&self, row: usize) -> Option<&Cell<Option<Place>>> {
+        self.rows.get(row).map(|row| &row.store_place)
     }
 
     /// Sends the metadata of `metric` (`None`: of every metric) with its next value.

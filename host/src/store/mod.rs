@@ -37,6 +37,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub(crate) use self::metrics::Place;
+
+use std::cell::Cell;
+
 use self::metrics::Metrics;
 use crate::metric::{MetricMeta, MetricValue, OutgoingMetric, ValueType};
 use crate::wire::format::format_value;
@@ -321,11 +325,14 @@ impl Store {
 
     /// Records what the host's own modules collected together: each metric's metadata
     /// when it goes out with it, then its value, under one lock and one look-up of the
-    /// host. Returns what was refused (a value that does not read as its type).
+    /// host. `places[i]` is where `metrics[i]` was last time: used when still current,
+    /// refreshed otherwise. Returns what was refused (a value that does not read as its
+    /// type).
     pub(crate) fn update_own(
         &self,
         host: HostRef<'_>,
         metrics: &[OutgoingMetric],
+        places: &[&Cell<Option<Place>>],
         now: SystemTime,
     ) -> Vec<StoreError> {
         let mut state = self.write();
@@ -336,14 +343,24 @@ impl Store {
             Err(err) => return vec![err],
         };
         let mut refused = Vec::new();
-        for metric in metrics {
+        for (metric, place) in metrics.iter().zip(places) {
             if let Some(meta) = &metric.metadata
                 && let Err(err) = host.put_metadata(peers, own, MetricMeta::clone(meta), now)
             {
                 refused.push(err);
             }
             let value = metric.value.clone();
-            if let Err(err) = host.put_value(peers, own, &metric.name, value, &metric.format, now) {
+            let known = place.get().and_then(|place| host.metrics.at_mut(place));
+            let stored = match known {
+                Some(entry) => entry.put_sample(value, &metric.format, now),
+                None => {
+                    let stored =
+                        host.put_value(peers, own, &metric.name, value, &metric.format, now);
+                    place.set(host.metrics.place_of(&metric.name));
+                    stored
+                }
+            };
+            if let Err(err) = stored {
                 refused.push(err);
             }
         }
@@ -594,6 +611,23 @@ impl Metric {
         }
     }
 
+    /// Takes `value` if it reads as the metric's type; returns whether the metadata is
+    /// known.
+    fn put_sample(
+        &mut self,
+        value: MetricValue,
+        format: &str,
+        now: SystemTime,
+    ) -> Result<bool, StoreError> {
+        if let Some(described) = &self.meta
+            && !fits_type(&value, described.meta.value_type)
+        {
+            return Err(StoreError::Mistyped(described.meta.value_type));
+        }
+        self.set_sample(value, format, now);
+        Ok(self.meta.is_some())
+    }
+
     fn set_sample(&mut self, value: MetricValue, format: &str, now: SystemTime) {
         self.updated = now;
         match &mut self.sample {
@@ -646,13 +680,7 @@ impl Host {
             }
             _ => {
                 let metric = metric_entry(&mut self.metrics, peers, origin, name, now)?;
-                if let Some(described) = &metric.meta
-                    && !fits_type(&value, described.meta.value_type)
-                {
-                    return Err(StoreError::Mistyped(described.meta.value_type));
-                }
-                metric.set_sample(value, format, now);
-                return Ok(metric.meta.is_some());
+                return metric.put_sample(value, format, now);
             }
         }
         Ok(true)
