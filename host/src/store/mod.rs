@@ -33,6 +33,7 @@ pub use view::{HostView, MetricView, View};
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -117,7 +118,7 @@ pub struct HostRef<'a> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
     pub value: MetricValue,
-    pub format: String,
+    pub format: Arc<str>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -319,8 +320,14 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let mut state = self.write();
         let State { hosts, peers, .. } = &mut *state;
-        host_entry(hosts, peers, origin, host, now)?
-            .put_value(peers, origin, name, value, format, now)
+        host_entry(hosts, peers, origin, host, now)?.put_value(
+            peers,
+            origin,
+            name,
+            value,
+            FormatIn::Text(format),
+            now,
+        )
     }
 
     /// Records what the host's own modules collected together: each metric's metadata
@@ -352,10 +359,16 @@ impl Store {
             let value = metric.value.clone();
             let known = place.get().and_then(|place| host.metrics.at_mut(place));
             let stored = match known {
-                Some(entry) => entry.put_sample(value, &metric.format, now),
+                Some(entry) => entry.put_sample(value, FormatIn::Shared(&metric.format), now),
                 None => {
-                    let stored =
-                        host.put_value(peers, own, &metric.name, value, &metric.format, now);
+                    let stored = host.put_value(
+                        peers,
+                        own,
+                        &metric.name,
+                        value,
+                        FormatIn::Shared(&metric.format),
+                        now,
+                    );
                     place.set(host.metrics.place_of(&metric.name));
                     stored
                 }
@@ -616,7 +629,7 @@ impl Metric {
     fn put_sample(
         &mut self,
         value: MetricValue,
-        format: &str,
+        format: FormatIn<'_>,
         now: SystemTime,
     ) -> Result<bool, StoreError> {
         if let Some(described) = &self.meta
@@ -628,19 +641,19 @@ impl Metric {
         Ok(self.meta.is_some())
     }
 
-    fn set_sample(&mut self, value: MetricValue, format: &str, now: SystemTime) {
+    fn set_sample(&mut self, value: MetricValue, format: FormatIn<'_>, now: SystemTime) {
         self.updated = now;
         match &mut self.sample {
             Some(sample) => {
                 sample.value = value;
-                if sample.format != format {
-                    format.clone_into(&mut sample.format);
+                if !format.is(&sample.format) {
+                    sample.format = format.shared();
                 }
             }
             None => {
                 self.sample = Some(Sample {
                     value,
-                    format: format.to_owned(),
+                    format: format.shared(),
                 })
             }
         }
@@ -669,14 +682,14 @@ impl Host {
         origin: Origin,
         name: &str,
         value: MetricValue,
-        format: &str,
+        format: FormatIn<'_>,
         now: SystemTime,
     ) -> Result<bool, StoreError> {
         match name {
             HEARTBEAT_METRIC => self.gmond_started = start_time(&value),
             LOCATION_METRIC => {
                 self.location.clear();
-                format_value(format, &value, &mut self.location);
+                format_value(format.text(), &value, &mut self.location);
             }
             _ => {
                 let metric = metric_entry(&mut self.metrics, peers, origin, name, now)?;
@@ -720,6 +733,38 @@ impl Store {
         // lock renders a state at least as new as `g`.
         self.generation.fetch_add(1, Ordering::AcqRel);
         guard
+    }
+}
+
+/// A value's format as its writer has it: the scheduler's shared string, kept as is (and
+/// told unchanged by its address alone: no read of the stored text, which at thousands of
+/// values a second was a cache miss each), or a peer's text, copied when it changed.
+#[derive(Clone, Copy)]
+enum FormatIn<'a> {
+    Shared(&'a Arc<str>),
+    Text(&'a str),
+}
+
+impl FormatIn<'_> {
+    fn text(&self) -> &str {
+        match self {
+            FormatIn::Shared(format) => format,
+            FormatIn::Text(format) => format,
+        }
+    }
+
+    fn is(&self, kept: &Arc<str>) -> bool {
+        match self {
+            FormatIn::Shared(format) => Arc::ptr_eq(format, kept),
+            FormatIn::Text(format) => **kept == **format,
+        }
+    }
+
+    fn shared(&self) -> Arc<str> {
+        match self {
+            FormatIn::Shared(format) => Arc::clone(format),
+            FormatIn::Text(format) => Arc::from(*format),
+        }
     }
 }
 
