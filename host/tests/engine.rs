@@ -99,10 +99,12 @@ fn every_second(pattern: &str) -> GroupSpec {
 
 struct Running {
     handle: EngineHandle,
-    sends: mpsc::Receiver<SendRequest>,
+    /// Every send request, with when it arrived.
+    sends: mpsc::UnboundedReceiver<(Instant, SendRequest)>,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<wasmond::collect::ShutdownReport>,
-    /// When the group's first collection was due (at most this early).
+    /// Just before the engine started: its group's schedule starts once its modules have
+    /// (at most a few ms later, but 70 ms on a loaded CI machine).
     origin: Instant,
 }
 
@@ -121,7 +123,13 @@ fn start(modules: Vec<ModuleSpec>, pattern: &str) -> Running {
         send_metadata_interval: None,
         policy: Default::default(),
     };
-    let (sink, sends) = mpsc::channel(4096);
+    let (sink, mut requests) = mpsc::channel(4096);
+    let (stamped, sends) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(request) = requests.recv().await {
+            let _ = stamped.send((Instant::now(), request));
+        }
+    });
     let stop = CancellationToken::new();
     let origin = Instant::now();
     let (handle, task) = wasmond::collect::spawn(
@@ -161,28 +169,38 @@ impl Running {
     }
 
     /// For `seconds` whole cycles from the next one: the lateness of every send whose
-    /// metrics start with `prefix`, against the group's schedule.
+    /// metrics start with `prefix`, against the group's schedule. The schedule is a grid
+    /// of whole seconds from when the engine started, offset by how long its modules took
+    /// to start: the earliest any send of a cycle came (a healthy module's).
     async fn lateness(&mut self, prefix: &str, seconds: u32) -> Vec<Duration> {
+        let origin = self.origin;
         while self.sends.try_recv().is_ok() {}
         let period = Duration::from_secs(1);
-        let cycles_so_far = Instant::now().duration_since(self.origin).as_secs() as u32 + 1;
-        let from = self.origin + period * cycles_so_far;
+        let cycles_so_far = Instant::now().duration_since(origin).as_secs() as u32 + 1;
+        let from = origin + period * cycles_so_far;
         let until = from + period * seconds - Duration::from_millis(500);
-        let mut late = Vec::new();
+        let phase = |arrived: Instant| {
+            let since = arrived.duration_since(origin);
+            since - period * since.as_secs() as u32
+        };
+        let mut phases = Vec::new();
+        let mut earliest = period;
         loop {
             tokio::select! {
                 request = self.sends.recv() => {
-                    let arrived = Instant::now();
-                    let request = request.unwrap();
-                    if arrived < from || !request.metrics.iter().any(|m| m.name.starts_with(prefix)) {
+                    let (arrived, request) = request.unwrap();
+                    if arrived < from {
                         continue;
                     }
-                    let since = arrived.duration_since(self.origin);
-                    late.push(since - period * since.as_secs() as u32);
+                    earliest = earliest.min(phase(arrived));
+                    if request.metrics.iter().any(|m| m.name.starts_with(prefix)) {
+                        phases.push(phase(arrived));
+                    }
                 }
-                () = tokio::time::sleep_until(until) => return late,
+                () = tokio::time::sleep_until(until) => break,
             }
         }
+        phases.into_iter().map(|phase| phase - earliest).collect()
     }
 }
 
