@@ -219,13 +219,15 @@ struct Metric {
     updated: SystemTime,
 }
 
-/// Metadata, with room for what a reader renders from its extras alone (the XML's
-/// `EXTRA_DATA`): kept until the extras change, so a reader serving the whole cluster
-/// does not render every metric's extras again for every document.
+/// Metadata, with room for what readers render from it alone (the XML's `EXTRA_DATA`
+/// from the extras, the Prometheus exposition's pieces from the name and metadata):
+/// kept until what it was rendered from changes, so a reader serving the whole cluster
+/// does not render every metric's again for every document.
 #[derive(Debug)]
 struct Described {
     meta: MetricMeta,
     extras_rendered: OnceLock<Box<[u8]>>,
+    meta_rendered: OnceLock<Box<str>>,
 }
 
 impl Store {
@@ -614,11 +616,17 @@ impl Metric {
         }
         match &mut self.meta {
             // Senders repeat their metadata (gmond: every send_metadata_interval).
-            Some(described) if described.meta.extras == meta.extras => described.meta = meta,
+            Some(described) if described.meta.extras == meta.extras => {
+                if described.meta != meta {
+                    described.meta_rendered = OnceLock::new();
+                }
+                described.meta = meta;
+            }
             _ => {
                 self.meta = Some(Described {
                     meta,
                     extras_rendered: OnceLock::new(),
+                    meta_rendered: OnceLock::new(),
                 })
             }
         }

@@ -633,3 +633,49 @@ fn a_value_taken_before_its_metadata_must_read_as_the_type_declared() {
         .unwrap();
     assert!(xml(&store, at(T0)).contains("VAL=\"1.5\" TYPE=\"double\""));
 }
+
+/// What readers render from a metric's metadata outlives a repeat of the same metadata
+/// (gmond repeats it every `send_metadata_interval`), not a change; what they render
+/// from the extras alone outlives a change that keeps the extras.
+#[test]
+fn rendered_metadata_is_kept_until_it_changes() {
+    let store = Store::new(config(0));
+    let cpu = meta("cpu", ValueType::Float, 0, &[("GROUP", "cpu")]);
+    store.update_metadata(LOCAL, cpu.clone(), at(T0)).unwrap();
+    store
+        .update_value(LOCAL, "cpu", MetricValue::Float(1.0), "%.1f", at(T0))
+        .unwrap();
+    let rendered = |store: &Store| {
+        store.with_view(|view| {
+            let metric = view.hosts().next().unwrap().metrics().next().unwrap();
+            let _ = metric.meta_rendered.set("meta".into());
+            let _ = metric.extras_rendered.set(Box::new(*b"extras"));
+        })
+    };
+    let kept = |store: &Store| {
+        store.with_view(|view| {
+            let metric = view.hosts().next().unwrap().metrics().next().unwrap();
+            (
+                metric.meta_rendered.get().is_some(),
+                metric.extras_rendered.get().is_some(),
+            )
+        })
+    };
+    rendered(&store);
+    store
+        .update_metadata(LOCAL, cpu.clone(), at(T0 + 1))
+        .unwrap();
+    assert_eq!(kept(&store), (true, true));
+    let in_seconds = MetricMeta {
+        units: "s".into(),
+        ..cpu.clone()
+    };
+    store
+        .update_metadata(LOCAL, in_seconds, at(T0 + 2))
+        .unwrap();
+    assert_eq!(kept(&store), (false, true));
+    rendered(&store);
+    let regrouped = meta("cpu", ValueType::Float, 0, &[("GROUP", "system")]);
+    store.update_metadata(LOCAL, regrouped, at(T0 + 3)).unwrap();
+    assert_eq!(kept(&store), (false, false));
+}

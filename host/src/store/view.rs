@@ -32,6 +32,9 @@ pub struct MetricView<'a> {
     /// Where a reader keeps what it rendered from `meta.extras` alone (the XML's
     /// `EXTRA_DATA`); emptied when the extras change.
     pub extras_rendered: &'a OnceLock<Box<[u8]>>,
+    /// Where a reader keeps what it rendered from the name and `meta` (the Prometheus
+    /// exposition's names, labels and HELP); emptied when the metadata change.
+    pub meta_rendered: &'a OnceLock<Box<str>>,
 }
 
 impl Store {
@@ -86,6 +89,7 @@ impl<'a> HostView<'a> {
                 sample,
                 updated: metric.updated,
                 extras_rendered: &described.extras_rendered,
+                meta_rendered: &described.meta_rendered,
             })
         })
     }
