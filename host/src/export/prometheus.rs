@@ -39,6 +39,7 @@ use crate::store::{MetricView, Store};
 use crate::wire::format::format_value;
 
 pub(super) mod families;
+mod memo;
 mod text;
 
 /// The two text formats Prometheus scrapes.
@@ -119,21 +120,22 @@ pub(crate) fn sanitize_name(name: &str, out: &mut String) {
     );
 }
 
+/// The OpenMetrics base units, each with the Ganglia `units` that name it without scaling.
+const UNITS: [(&str, &[&str]); 9] = [
+    ("bytes", &["b", "byte", "bytes"]),
+    ("seconds", &["s", "sec", "secs", "second", "seconds"]),
+    ("joules", &["j", "joule", "joules"]),
+    ("volts", &["v", "volt", "volts"]),
+    ("amperes", &["a", "amp", "amps", "ampere", "amperes"]),
+    ("celsius", &["celsius", "degc"]),
+    ("grams", &["g", "gram", "grams"]),
+    ("meters", &["m", "meter", "meters", "metre", "metres"]),
+    // Prometheus' naming conventions say `ratio`, and promtool checks names against them.
+    ("ratio", &["ratio", "ratios"]),
+];
+
 /// The OpenMetrics base unit Ganglia `units` name, if they name one without scaling.
 pub(crate) fn base_unit(units: &str) -> Option<&'static str> {
-    const UNITS: &[(&str, &[&str])] = &[
-        ("bytes", &["b", "byte", "bytes"]),
-        ("seconds", &["s", "sec", "secs", "second", "seconds"]),
-        ("joules", &["j", "joule", "joules"]),
-        ("volts", &["v", "volt", "volts"]),
-        ("amperes", &["a", "amp", "amps", "ampere", "amperes"]),
-        ("celsius", &["celsius", "degc"]),
-        ("grams", &["g", "gram", "grams"]),
-        ("meters", &["m", "meter", "meters", "metre", "metres"]),
-        // Prometheus' naming conventions say `ratio`, and promtool checks names
-        // against them.
-        ("ratio", &["ratio", "ratios"]),
-    ];
     let units = units.trim();
     UNITS
         .iter()

@@ -4,34 +4,29 @@
 //! conflict rules are described in [`super`].
 //!
 //! Built in one pass over the store under its read lock, allocating per scrape, never
-//! per family or sample: family names live in one string, found through a hash table of
-//! indices into it, and the members of all families in one vector in the order found,
-//! each family's chained through it. A member is made into what the reader needs (a
+//! per family or sample: family names are borrowed from each metric's [`Memo`] in the
+//! store, found through a hash table of indices into the families, and the members of
+//! all families are in one vector in the order found, each family's chained through it. A member is made into what the reader needs (a
 //! rendered sample line, a remote-write series) as it is found, while its metric is in
 //! the CPU's cache: the store of a large cluster does not fit in it, and going back to
 //! each metric in family order would miss it again.
 
 use std::hash::BuildHasher;
-use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::SystemTime;
 
 use hashbrown::{DefaultHashBuilder, HashTable};
 
-use super::{Kind, base_unit, number};
+use super::memo::Memo;
+use super::{Kind, number};
 use crate::store::{HostView, MetricView, View};
 
 /// One metric family: every host's metric that maps to one Prometheus name.
 pub(in crate::export) struct Family<'a> {
-    /// Where the family's name (the stem, then `_<unit>` when it has one) is in the
-    /// names of [`Families`].
-    name: Range<usize>,
-    /// Bytes of the name that are the stem (the name without `_<unit>`).
-    stem_len: usize,
+    /// The stem, then `_<unit>` when it has one.
+    name: &'a str,
     pub(in crate::export) kind: Kind,
     pub(in crate::export) unit: Option<&'static str>,
-    /// The metric that founded the family: its metadata gives the HELP.
-    pub(in crate::export) founder: MetricView<'a>,
     /// The first and last members, as places in [`Families::members`] ([`NONE`] when it
     /// has none yet).
     first: u32,
@@ -50,10 +45,10 @@ pub(in crate::export) struct Member<'a> {
 
 /// A member as it is found, for the reader to make into its `M`.
 pub(in crate::export) struct Found<'f, 'a> {
-    /// The family's name (see [`Families::name`]).
-    pub(in crate::export) name: &'f str,
     pub(in crate::export) family: &'f Family<'a>,
     pub(in crate::export) member: Member<'a>,
+    /// The member's exposition pieces (its family's name, HELP, its labels).
+    pub(in crate::export) memo: Memo<'a>,
     /// Whether this is the family's first member (its founder).
     pub(in crate::export) first: bool,
 }
@@ -92,23 +87,23 @@ impl<'a, M> Families<'a, M> {
                 if expired(metric.updated, now, metric.meta.dmax) {
                     continue;
                 }
-                let kind = Kind::of(metric.meta.value_type, metric.meta.slope);
-                if kind == Kind::Counter && !number(&metric.sample.value).is_some_and(|v| v >= 0.0)
+                let memo = Memo::of(metric);
+                if memo.kind == Kind::Counter
+                    && !number(&metric.sample.value).is_some_and(|v| v >= 0.0)
                 {
                     dropped += 1;
                     continue;
                 }
-                let unit = base_unit(&metric.meta.units);
-                let Some(index) = names.place(metric, kind, unit) else {
+                let Some(index) = names.place(memo) else {
                     dropped += 1;
                     continue;
                 };
                 let place = members.len() as u32;
                 let family = &names.list[index as usize];
                 let made = make(Found {
-                    name: &names.text[family.name.clone()],
                     family,
                     member: Member { host, metric },
+                    memo,
                     first: family.first == NONE,
                 });
                 members.push((made, NONE));
@@ -146,8 +141,8 @@ impl<'a, M> Families<'a, M> {
 
     /// The family's name: the stem, then `_<unit>` when it has one. Sample names add the
     /// kind's suffix ([`Kind::sample_suffix`]).
-    pub(in crate::export) fn name(&self, family: &Family<'_>) -> &str {
-        &self.names.text[family.name.clone()]
+    pub(in crate::export) fn name<'f>(&self, family: &'f Family<'_>) -> &'f str {
+        family.name
     }
 
     /// Samples in all.
@@ -156,50 +151,32 @@ impl<'a, M> Families<'a, M> {
     }
 }
 
-/// The families as they are founded, and their names.
+/// The families as they are founded.
 #[derive(Default)]
 struct Names<'a> {
-    /// Every family's name, one after the other.
-    text: String,
     list: Vec<Family<'a>>,
     /// Family indices by name, with the hash of the name (by `hasher`) so that growing
     /// the table does not hash every name again.
     by_name: HashTable<(u64, u32)>,
     hasher: DefaultHashBuilder,
-    /// The name being placed, and one of its sample names.
-    scratch: String,
+    /// One of the sample names of the name being placed.
     sample: String,
 }
 
 impl<'a> Names<'a> {
     /// The family of a metric: the existing one of its name, or a new one, or `None`
     /// when either would conflict.
-    fn place(
-        &mut self,
-        metric: MetricView<'a>,
-        kind: Kind,
-        unit: Option<&'static str>,
-    ) -> Option<u32> {
-        let mut name = std::mem::take(&mut self.scratch);
-        super::sanitize_name(metric.name, &mut name);
-        super::strip_suffix(&mut name, kind, unit);
-        let stem_len = name.len();
-        if let Some(unit) = unit {
-            name.push('_');
-            name.push_str(unit);
-        }
-        let index = match self.claimant(&name) {
+    fn place(&mut self, memo: Memo<'a>) -> Option<u32> {
+        match self.claimant(memo.name) {
             // The name is a family's or one of its samples': only the family itself, with
             // the same type and unit, can take the metric.
             Some(index) => {
                 let family = &self.list[index as usize];
-                (family.kind == kind && family.unit == unit).then_some(index)
+                (family.kind == memo.kind && family.unit == memo.unit).then_some(index)
             }
-            None if self.claimant_of_samples(&name, kind) => None,
-            None => Some(self.found(&name, stem_len, kind, unit, metric)),
-        };
-        self.scratch = name;
-        index
+            None if self.claimant_of_samples(memo.name, memo.kind) => None,
+            None => Some(self.found(memo)),
+        }
     }
 
     /// The family that claims `name`, as its own name or as one of its samples' names
@@ -234,32 +211,21 @@ impl<'a> Names<'a> {
         let hash = self.hasher.hash_one(name);
         self.by_name
             .find(hash, |&(other, index)| {
-                other == hash && self.text[self.list[index as usize].name.clone()] == *name
+                other == hash && self.list[index as usize].name == name
             })
             .map(|&(_, index)| index)
     }
 
-    fn found(
-        &mut self,
-        name: &str,
-        stem_len: usize,
-        kind: Kind,
-        unit: Option<&'static str>,
-        founder: MetricView<'a>,
-    ) -> u32 {
+    fn found(&mut self, memo: Memo<'a>) -> u32 {
         let index = self.list.len() as u32;
-        let start = self.text.len();
-        self.text.push_str(name);
         self.list.push(Family {
-            name: start..self.text.len(),
-            stem_len,
-            kind,
-            unit,
-            founder,
+            name: memo.name,
+            kind: memo.kind,
+            unit: memo.unit,
             first: NONE,
             last: NONE,
         });
-        let hash = self.hasher.hash_one(name);
+        let hash = self.hasher.hash_one(memo.name);
         self.by_name
             .insert_unique(hash, (hash, index), |&(hash, _)| hash);
         index
@@ -267,10 +233,9 @@ impl<'a> Names<'a> {
 
     /// Sorts the families by stem: the order the exposition has always had.
     fn sort(&mut self) {
-        let text = &self.text;
-        let stem = |family: &Family<'_>| {
-            let start = family.name.start;
-            &text[start..start + family.stem_len]
+        let stem = |family: &Family<'a>| {
+            let unit = family.unit.map_or(0, |unit| unit.len() + 1);
+            &family.name[..family.name.len() - unit]
         };
         // Stable: two families of one stem (`uptime` and `uptime_seconds`) stay in the
         // order they were founded.

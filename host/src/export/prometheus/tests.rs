@@ -234,6 +234,28 @@ uptime_seconds{cluster="Prom \"Cluster\"",host="b-host",group="net,extra",gangli
     assert_eq!(exposition.text, expected, "\n{}", exposition.text);
 }
 
+/// What a scrape keeps of a metric's metadata (see `memo`) is made again when the
+/// metadata change, even when the extras (what the XML keeps) stay the same.
+#[test]
+fn changed_metadata_show_in_the_next_scrape() {
+    let store = store(0);
+    let cpu = |units, slope| Put {
+        units,
+        desc: "Busy",
+        ..m("a-host", "cpu_busy", slope, MetricValue::Float(2.5))
+    };
+    put(&store, cpu("%", Slope::Both));
+    let before = render(&store, at(1), Format::Text).text;
+    assert!(before.contains("# HELP cpu_busy Busy (units: %)\n# TYPE cpu_busy gauge\n"));
+    put(&store, cpu("s", Slope::Positive));
+    let after = render(&store, at(2), Format::Text).text;
+    let expected = r#"# HELP cpu_busy_seconds_total Busy
+# TYPE cpu_busy_seconds_total counter
+cpu_busy_seconds_total{cluster="Prom \"Cluster\"",host="a-host",group="net,extra",ganglia_name="cpu_busy"} 2.5
+"#;
+    assert_eq!(after, expected);
+}
+
 /// Hosts past host_dmax and metrics past their DMAX are left out before the sweep.
 #[test]
 fn stale_hosts_and_metrics_are_left_out() {

@@ -5,12 +5,13 @@
 //! at first: that encoder takes each family through a `Collector` and each label
 //! through `fmt::Write` and an `EncodeLabelSet`, and with the family building around it
 //! a scrape of 10 000 metrics cost about 3.5 times the CPU of the same store's XML (see
-//! `docs/exports.md`). Here each family's name is made once, its HELP written once, the
-//! cluster name escaped once per scrape, and every other string goes from the store to
-//! the output with the escaping done in place: a sample costs no allocation. The output
-//! is what that encoder wrote, byte for byte: the label order, the numbers (`dtoa`, as
-//! it used) and the escapes of both formats (compared on random stores before the
-//! encoder was removed; the tests pin it).
+//! `docs/exports.md`). Here the cluster name is escaped once per scrape, a host's name
+//! once per host, and what comes from a metric's name and metadata alone (its family's
+//! name, its `group` and `ganglia_name` labels, HELP) is escaped once per metric and
+//! kept in the store ([`super::memo`]): a sample costs no allocation, and most of it is
+//! copied from one string. The output is what that encoder wrote, byte for byte: the
+//! label order, the numbers (`dtoa`, as it used) and the escapes of both formats
+//! (compared on random stores before the encoder was removed; the tests pin it).
 //!
 //! Escaping, as both formats define it: a label value escapes `\`, `"` and newline
 //! (`\\`, `\"`, `\n`); HELP escapes `\` and newline, and in OpenMetrics `"` too.
@@ -21,7 +22,7 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::SystemTime;
 
-use super::families::{Families, Family, Found};
+use super::families::{Families, Found};
 use super::{Exposition, Format, Kind, info_text, sample_value};
 use crate::metric::MetricValue;
 use crate::store::View;
@@ -35,12 +36,13 @@ static LAST_LEN: AtomicUsize = AtomicUsize::new(0);
 /// Each sample line (after its family's HELP and TYPE when it founds the family) is
 /// written as the store is read, in store order, then the lines are copied out in family
 /// order: a copy of the text costs less than reading every metric of the store twice.
-pub(super) fn render(view: View<'_>, now: SystemTime, format: Format) -> Exposition {
+pub(super) fn render<'a>(view: View<'a>, now: SystemTime, format: Format) -> Exposition {
     let capacity = LAST_LEN.load(Ordering::Relaxed) + 4096;
     let mut writer = Writer {
         lines: String::with_capacity(capacity),
         format,
         cluster: String::new(),
+        host: None,
         text: String::new(),
     };
     push_escaped(&mut writer.cluster, &view.config().cluster.name, true);
@@ -61,44 +63,45 @@ pub(super) fn render(view: View<'_>, now: SystemTime, format: Format) -> Exposit
     }
 }
 
-struct Writer {
+struct Writer<'a> {
     /// Every member's lines, in store order.
     lines: String,
     format: Format,
     /// The cluster's name, escaped as a label value.
     cluster: String,
+    /// The last host's name, and its labels: `cluster="…",host="…",`.
+    host: Option<(&'a str, String)>,
     /// An info metric's value as text.
     text: String,
 }
 
-impl Writer {
+impl<'a> Writer<'a> {
     /// Writes a member's lines: its family's HELP, TYPE (and UNIT) when it is the first,
     /// then its sample.
-    fn member(&mut self, found: Found<'_, '_>) -> Range<usize> {
+    fn member(&mut self, found: Found<'_, 'a>) -> Range<usize> {
         let start = self.lines.len();
         if found.first {
-            self.family(found.name, found.family);
+            self.family(&found);
         }
         self.sample(&found);
         start..self.lines.len()
     }
 
-    fn family(&mut self, name: &str, family: &Family<'_>) {
+    fn family(&mut self, found: &Found<'_, '_>) {
+        let (name, family) = (found.memo.name, found.family);
         // The 0.0.4 format names a family by its samples' name, `_total` and all.
         let described = match self.format {
             Format::OpenMetrics => "",
             Format::Text => family.kind.sample_suffix(),
         };
+        let help = found.memo.help(self.format == Format::OpenMetrics);
         let out = &mut self.lines;
-        for part in ["# HELP ", name, described, " "] {
+        for part in ["# HELP ", name, described, " ", help, "\n# TYPE ", name] {
             out.push_str(part);
         }
-        push_help(out, family, self.format);
-        for part in ["\n# TYPE ", name, described, " "] {
+        for part in [described, " ", family.kind.type_name(self.format), "\n"] {
             out.push_str(part);
         }
-        out.push_str(family.kind.type_name(self.format));
-        out.push('\n');
         if let (Format::OpenMetrics, Some(unit)) = (self.format, family.unit) {
             for part in ["# UNIT ", name, " ", unit, "\n"] {
                 out.push_str(part);
@@ -106,7 +109,7 @@ impl Writer {
         }
     }
 
-    fn sample(&mut self, found: &Found<'_, '_>) {
+    fn sample(&mut self, found: &Found<'_, 'a>) {
         let (host, metric) = (found.member.host, found.member.metric);
         let kind = found.family.kind;
         let info = match (kind, &metric.sample.value) {
@@ -117,8 +120,20 @@ impl Writer {
             }
             _ => None,
         };
+        let host_labels = match &mut self.host {
+            Some((name, labels)) if *name == host.name => labels,
+            other => {
+                let mut labels = String::new();
+                for part in ["cluster=\"", &self.cluster, "\",host=\""] {
+                    labels.push_str(part);
+                }
+                push_escaped(&mut labels, host.name, true);
+                labels.push_str("\",");
+                &mut other.insert((host.name, labels)).1
+            }
+        };
         let out = &mut self.lines;
-        out.push_str(found.name);
+        out.push_str(found.memo.name);
         out.push_str(kind.sample_suffix());
         out.push('{');
         // prometheus-client put an info metric's own label first in OpenMetrics and last
@@ -128,20 +143,8 @@ impl Writer {
             push_escaped(out, text, true);
             out.push_str("\",");
         }
-        out.push_str("cluster=\"");
-        out.push_str(&self.cluster);
-        out.push_str("\",host=\"");
-        push_escaped(out, host.name, true);
-        out.push_str("\",group=\"");
-        for (i, group) in metric.meta.groups().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            push_escaped(out, group, true);
-        }
-        out.push_str("\",ganglia_name=\"");
-        push_escaped(out, metric.name, true);
-        out.push('"');
+        out.push_str(host_labels);
+        out.push_str(found.memo.labels);
         if let (Some(text), Format::Text) = (info, self.format) {
             out.push_str(",value=\"");
             push_escaped(out, text, true);
@@ -154,26 +157,6 @@ impl Writer {
             push_number(out, sample_value(kind, &metric.sample.value), self.format);
         }
         out.push('\n');
-    }
-}
-
-/// HELP: the metric's DESC, else its TITLE, else its name; units that are not in the
-/// name appended as `(units: KB)`.
-fn push_help(out: &mut String, family: &Family<'_>, format: Format) {
-    let metric = family.founder;
-    let meta = metric.meta;
-    let text = [meta.description(), meta.title()]
-        .into_iter()
-        .flatten()
-        .find(|text| !text.trim().is_empty())
-        .unwrap_or(metric.name);
-    let quote = format == Format::OpenMetrics;
-    push_escaped(out, text, quote);
-    let units = meta.units.trim();
-    if family.unit.is_none() && !units.is_empty() {
-        out.push_str(" (units: ");
-        push_escaped(out, units, quote);
-        out.push(')');
     }
 }
 
