@@ -6,10 +6,11 @@
 //! It is one string per metric scraped (about 130 bytes for a metric with a DESC and a
 //! group), read in one go: before it, a scrape of a large store was dominated by the
 //! cache misses of the first read of each metric's strings (units, groups, DESC spread
-//! over the heap), and by sanitizing and escaping them. The string is
-//! `<kind><unit><name>\n<labels>\n<help>\n<help in OpenMetrics>`: the kind and unit one
-//! character each, then pieces that can hold no newline (the name is sanitized, the
-//! others are escaped, which spells a newline `\n`). The OpenMetrics HELP, which also
+//! over the heap), and by sanitizing and escaping them. The string is a header, then
+//! the name, the labels, HELP and HELP for OpenMetrics one after the other. The header
+//! is the kind and the unit one character each, then the lengths of the first three
+//! pieces, each in ASCII six bits to a byte (low bits first, `0x40` on every byte but
+//! the last), so that finding a piece costs no scan. The OpenMetrics HELP, which also
 //! escapes `"`, is empty when it is the same as the 0.0.4 one.
 
 use super::text::push_escaped;
@@ -26,43 +27,45 @@ pub(in crate::export) struct Memo<'a> {
     pub(in crate::export) name: &'a str,
     /// `group="…",ganglia_name="…"`, escaped.
     pub(in crate::export) labels: &'a str,
-    rest: &'a str,
+    /// HELP for 0.0.4, and for OpenMetrics when it differs (else empty).
+    help: (&'a str, &'a str),
 }
 
 impl<'a> Memo<'a> {
     /// The metric's pieces, made now if the store does not have them yet.
     pub(in crate::export) fn of(metric: MetricView<'a>) -> Memo<'a> {
-        let block = metric.meta_rendered.get_or_init(|| render(metric));
-        let (head, rest) = block.split_at(2);
-        let mut head = head.bytes();
-        let kind = match head.next() {
-            Some(b'c') => Kind::Counter,
-            Some(b'i') => Kind::Info,
+        let block: &str = metric.meta_rendered.get_or_init(|| render(metric));
+        let bytes = block.as_bytes();
+        let kind = match bytes[0] {
+            b'c' => Kind::Counter,
+            b'i' => Kind::Info,
             _ => Kind::Gauge,
         };
-        let unit = head
-            .next()
-            .and_then(|code| UNITS.get(usize::from(code.wrapping_sub(b'0'))))
+        let unit = UNITS
+            .get(usize::from(bytes[1].wrapping_sub(b'0')))
             .map(|(unit, _)| *unit);
-        let (name, rest) = rest.split_once('\n').unwrap_or((rest, ""));
-        let (labels, rest) = rest.split_once('\n').unwrap_or((rest, ""));
+        let mut at = 2;
+        let mut piece = [0; 3];
+        for len in &mut piece {
+            *len = read_len(bytes, &mut at);
+        }
+        let (name, rest) = block[at..].split_at(piece[0]);
+        let (labels, rest) = rest.split_at(piece[1]);
         Memo {
             kind,
             unit,
             name,
             labels,
-            rest,
+            help: rest.split_at(piece[2]),
         }
     }
 
     /// HELP, escaped for OpenMetrics (`quote`) or 0.0.4: the metric's DESC, else its
     /// TITLE, else its name; units that are not in the name appended as `(units: KB)`.
     pub(in crate::export) fn help(&self, quote: bool) -> &'a str {
-        let (text, open_metrics) = self.rest.split_once('\n').unwrap_or((self.rest, ""));
-        if quote && !open_metrics.is_empty() {
-            open_metrics
-        } else {
-            text
+        match self.help {
+            (_, open_metrics) if quote && !open_metrics.is_empty() => open_metrics,
+            (text, _) => text,
         }
     }
 }
@@ -71,34 +74,25 @@ fn render(metric: MetricView<'_>) -> Box<str> {
     let meta = metric.meta;
     let kind = Kind::of(meta.value_type, meta.slope);
     let unit = base_unit(&meta.units);
-    let mut out = String::new();
-    out.push(match kind {
-        Kind::Counter => 'c',
-        Kind::Gauge => 'g',
-        Kind::Info => 'i',
-    });
-    let code = UNITS.iter().position(|(base, _)| Some(*base) == unit);
-    out.push(code.map_or('-', |code| char::from(b'0' + code as u8)));
 
     let mut name = String::new();
     super::sanitize_name(metric.name, &mut name);
     super::strip_suffix(&mut name, kind, unit);
-    out.push_str(&name);
     if let Some(unit) = unit {
-        out.push('_');
-        out.push_str(unit);
+        name.push('_');
+        name.push_str(unit);
     }
 
-    out.push_str("\ngroup=\"");
+    let mut labels = String::from("group=\"");
     for (i, group) in meta.groups().enumerate() {
         if i > 0 {
-            out.push(',');
+            labels.push(',');
         }
-        push_escaped(&mut out, group, true);
+        push_escaped(&mut labels, group, true);
     }
-    out.push_str("\",ganglia_name=\"");
-    push_escaped(&mut out, metric.name, true);
-    out.push('"');
+    labels.push_str("\",ganglia_name=\"");
+    push_escaped(&mut labels, metric.name, true);
+    labels.push('"');
 
     let text = [meta.description(), meta.title()]
         .into_iter()
@@ -107,17 +101,57 @@ fn render(metric: MetricView<'_>) -> Box<str> {
         .unwrap_or(metric.name);
     let units = meta.units.trim();
     let units = (unit.is_none() && !units.is_empty()).then_some(units);
-    for quote in [false, true] {
-        out.push('\n');
-        if quote && !text.contains('"') && !units.is_some_and(|units| units.contains('"')) {
-            break;
-        }
-        push_escaped(&mut out, text, quote);
+    let help = |quote| {
+        let mut help = String::new();
+        push_escaped(&mut help, text, quote);
         if let Some(units) = units {
-            out.push_str(" (units: ");
-            push_escaped(&mut out, units, quote);
-            out.push(')');
+            help.push_str(" (units: ");
+            push_escaped(&mut help, units, quote);
+            help.push(')');
         }
+        help
+    };
+    let text_help = help(false);
+    let quoted = text.contains('"') || units.is_some_and(|units| units.contains('"'));
+    let open_metrics_help = if quoted { help(true) } else { String::new() };
+
+    let mut out = String::new();
+    out.push(match kind {
+        Kind::Counter => 'c',
+        Kind::Gauge => 'g',
+        Kind::Info => 'i',
+    });
+    let code = UNITS.iter().position(|(base, _)| Some(*base) == unit);
+    out.push(code.map_or('-', |code| char::from(b'0' + code as u8)));
+    for piece in [&name, &labels, &text_help] {
+        push_len(&mut out, piece.len());
+    }
+    for piece in [name, labels, text_help, open_metrics_help] {
+        out.push_str(&piece);
     }
     out.into_boxed_str()
+}
+
+/// Appends `len` to the header (see the module docs).
+fn push_len(out: &mut String, mut len: usize) {
+    while len >= 0x40 {
+        out.push(char::from(0x40 | (len & 0x3f) as u8));
+        len >>= 6;
+    }
+    out.push(char::from(len as u8));
+}
+
+/// Reads a length of the header at `at`, and moves `at` past it.
+fn read_len(bytes: &[u8], at: &mut usize) -> usize {
+    let mut len = 0;
+    let mut shift = 0;
+    loop {
+        let byte = bytes[*at];
+        *at += 1;
+        len |= usize::from(byte & 0x3f) << shift;
+        if byte & 0x40 == 0 {
+            return len;
+        }
+        shift += 6;
+    }
 }

@@ -256,6 +256,35 @@ cpu_busy_seconds_total{cluster="Prom \"Cluster\"",host="a-host",group="net,extra
     assert_eq!(after, expected);
 }
 
+/// Names, labels and HELP of every length come out whole (`memo` keeps their lengths).
+#[test]
+fn long_names_and_help_come_out_whole() {
+    let store = store(0);
+    let name = "n".repeat(70);
+    let desc = format!("{}\"{}", "d".repeat(4100), "e".repeat(300));
+    put(
+        &store,
+        Put {
+            desc: &desc,
+            ..m("a-host", &name, Slope::Both, MetricValue::UInt32(7))
+        },
+    );
+    let help = format!("{}\\\"{}", "d".repeat(4100), "e".repeat(300));
+    let sample = format!(
+        "{name}{{cluster=\"Prom \\\"Cluster\\\"\",host=\"a-host\",group=\"net,extra\",ganglia_name=\"{name}\"}} 7.0\n"
+    );
+    let open_metrics = render(&store, at(1), Format::OpenMetrics).text;
+    assert_eq!(
+        open_metrics,
+        format!("# HELP {name} {help}\n# TYPE {name} gauge\n{sample}# EOF\n")
+    );
+    let text = render(&store, at(1), Format::Text).text;
+    assert_eq!(
+        text,
+        format!("# HELP {name} {desc}\n# TYPE {name} gauge\n{sample}")
+    );
+}
+
 /// Hosts past host_dmax and metrics past their DMAX are left out before the sweep.
 #[test]
 fn stale_hosts_and_metrics_are_left_out() {
