@@ -13,6 +13,7 @@
 
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::SystemTime;
 
 use hashbrown::{DefaultHashBuilder, HashTable};
@@ -56,6 +57,8 @@ pub(in crate::export) struct Found<'f, 'a> {
 /// The store's live metrics as families, sorted by name, each member made into an `M`.
 pub(in crate::export) struct Families<'a, M> {
     names: Names<'a>,
+    /// The families' places in `names`, sorted by name.
+    order: Vec<u32>,
     /// Every member in host then metric order, with the place of the next member of its
     /// family ([`NONE`] after the last).
     members: Vec<(M, u32)>,
@@ -67,6 +70,10 @@ pub(in crate::export) struct Families<'a, M> {
 /// daemon has one store, whose size changes slowly).
 static LAST_SAMPLES: AtomicUsize = AtomicUsize::new(0);
 
+/// The families' order in the last scrape, tried first by the next one (see
+/// [`Names::order`]).
+static LAST_ORDER: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
 impl<'a, M> Families<'a, M> {
     /// Groups the store's live metrics into families, in host then metric order, making
     /// each member into an `M` with `make` as it is found.
@@ -76,7 +83,7 @@ impl<'a, M> Families<'a, M> {
         mut make: impl FnMut(Found<'_, 'a>) -> M,
     ) -> Families<'a, M> {
         let host_dmax = view.config().host_dmax;
-        let mut names = Names::default();
+        let mut names = Names::with_capacity(last_order().len());
         let mut members: Vec<(M, u32)> = Vec::with_capacity(LAST_SAMPLES.load(Ordering::Relaxed));
         let mut dropped = 0;
         for host in view.hosts() {
@@ -116,9 +123,10 @@ impl<'a, M> Families<'a, M> {
             }
         }
         LAST_SAMPLES.store(members.len(), Ordering::Relaxed);
-        names.sort();
+        let order = names.order();
         Families {
             names,
+            order,
             members,
             dropped,
         }
@@ -126,7 +134,9 @@ impl<'a, M> Families<'a, M> {
 
     /// Every family, sorted by name.
     pub(in crate::export) fn iter(&self) -> impl Iterator<Item = &Family<'a>> {
-        self.names.list.iter()
+        self.order
+            .iter()
+            .map(|&index| &self.names.list[index as usize])
     }
 
     /// The family's members, in host then metric order.
@@ -152,7 +162,6 @@ impl<'a, M> Families<'a, M> {
 }
 
 /// The families as they are founded.
-#[derive(Default)]
 struct Names<'a> {
     list: Vec<Family<'a>>,
     /// Family indices by name, with the hash of the name (by `hasher`) so that growing
@@ -164,10 +173,21 @@ struct Names<'a> {
 }
 
 impl<'a> Names<'a> {
+    /// Room for `families` families.
+    fn with_capacity(families: usize) -> Names<'a> {
+        Names {
+            list: Vec::with_capacity(families),
+            by_name: HashTable::with_capacity(families),
+            hasher: DefaultHashBuilder::default(),
+            sample: String::new(),
+        }
+    }
+
     /// The family of a metric: the existing one of its name, or a new one, or `None`
     /// when either would conflict.
     fn place(&mut self, memo: Memo<'a>) -> Option<u32> {
-        match self.claimant(memo.name) {
+        let hash = self.hasher.hash_one(memo.name);
+        match self.claimant(memo.name, hash) {
             // The name is a family's or one of its samples': only the family itself, with
             // the same type and unit, can take the metric.
             Some(index) => {
@@ -175,19 +195,20 @@ impl<'a> Names<'a> {
                 (family.kind == memo.kind && family.unit == memo.unit).then_some(index)
             }
             None if self.claimant_of_samples(memo.name, memo.kind) => None,
-            None => Some(self.found(memo)),
+            None => Some(self.found(memo, hash)),
         }
     }
 
     /// The family that claims `name`, as its own name or as one of its samples' names
     /// (a counter `foo` claims `foo_total` and `foo_created`, an info `foo` `foo_info`).
-    fn claimant(&self, name: &str) -> Option<u32> {
-        if let Some(index) = self.family_named(name) {
+    fn claimant(&self, name: &str, hash: u64) -> Option<u32> {
+        if let Some(index) = self.family_named(name, hash) {
             return Some(index);
         }
         [Kind::Counter, Kind::Info].into_iter().find_map(|kind| {
             kind.claimed_suffixes().iter().find_map(|suffix| {
-                let index = self.family_named(name.strip_suffix(suffix)?)?;
+                let stem = name.strip_suffix(suffix)?;
+                let index = self.family_named(stem, self.hasher.hash_one(stem))?;
                 (self.list[index as usize].kind == kind).then_some(index)
             })
         })
@@ -201,14 +222,15 @@ impl<'a> Names<'a> {
             sample.clear();
             sample.push_str(name);
             sample.push_str(suffix);
-            self.claimant(&sample).is_some()
+            self.claimant(&sample, self.hasher.hash_one(&sample))
+                .is_some()
         });
         self.sample = sample;
         claimed
     }
 
-    fn family_named(&self, name: &str) -> Option<u32> {
-        let hash = self.hasher.hash_one(name);
+    /// The family named `name`, whose hash (by `hasher`) is `hash`.
+    fn family_named(&self, name: &str, hash: u64) -> Option<u32> {
         self.by_name
             .find(hash, |&(other, index)| {
                 other == hash && self.list[index as usize].name == name
@@ -216,7 +238,7 @@ impl<'a> Names<'a> {
             .map(|&(_, index)| index)
     }
 
-    fn found(&mut self, memo: Memo<'a>) -> u32 {
+    fn found(&mut self, memo: Memo<'a>, hash: u64) -> u32 {
         let index = self.list.len() as u32;
         self.list.push(Family {
             name: memo.name,
@@ -225,22 +247,44 @@ impl<'a> Names<'a> {
             first: NONE,
             last: NONE,
         });
-        let hash = self.hasher.hash_one(memo.name);
         self.by_name
             .insert_unique(hash, (hash, index), |&(hash, _)| hash);
         index
     }
 
-    /// Sorts the families by stem: the order the exposition has always had.
-    fn sort(&mut self) {
-        let stem = |family: &Family<'a>| {
+    /// The families' places in `list`, sorted by stem: the order the exposition has
+    /// always had, stable (two families of one stem, `uptime` and `uptime_seconds`, stay
+    /// in the order they were founded).
+    ///
+    /// A scrape mostly finds the families of the last one, in the same order, so the last
+    /// order is tried first: it is kept when each of its families comes before the next
+    /// by (stem, place), which makes it a permutation of the places and the only order
+    /// the stable sort can give, at one comparison a family instead of a sort.
+    fn order(&self) -> Vec<u32> {
+        let families = self.list.len();
+        let stem = |index: u32| {
+            let family = &self.list[index as usize];
             let unit = family.unit.map_or(0, |unit| unit.len() + 1);
             &family.name[..family.name.len() - unit]
         };
-        // Stable: two families of one stem (`uptime` and `uptime_seconds`) stay in the
-        // order they were founded.
-        self.list.sort_by(|a, b| stem(a).cmp(stem(b)));
+        let mut order = std::mem::take(&mut *last_order());
+        let fits = order.len() == families
+            && order.iter().all(|&index| (index as usize) < families)
+            && order
+                .windows(2)
+                .all(|pair| (stem(pair[0]), pair[0]) < (stem(pair[1]), pair[1]));
+        if !fits {
+            order.clear();
+            order.extend(0..families as u32);
+            order.sort_by(|&a, &b| stem(a).cmp(stem(b)));
+        }
+        last_order().clone_from(&order);
+        order
     }
+}
+
+fn last_order() -> std::sync::MutexGuard<'static, Vec<u32>> {
+    LAST_ORDER.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Whether something last updated at `updated` is past its `dmax` (0 = never) at `now`.

@@ -285,6 +285,35 @@ fn long_names_and_help_come_out_whole() {
     );
 }
 
+/// Families come out sorted whatever order the last scrape (of any store) had: that
+/// order is only tried first (see `families`).
+#[test]
+fn families_are_sorted_after_a_scrape_in_another_order() {
+    let two = |first: &str, second: &str| {
+        let store = store(0);
+        put(&store, m("h1", first, Slope::Both, MetricValue::UInt32(1)));
+        put(&store, m("h2", second, Slope::Both, MetricValue::UInt32(2)));
+        store
+    };
+    let names = |store: &Arc<Store>| {
+        render(store, at(1), Format::Text)
+            .text
+            .lines()
+            .filter_map(|line| line.strip_prefix("# TYPE "))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let (found_sorted, found_reversed) = (two("a", "z"), two("z", "a"));
+    for store in [
+        &found_reversed,
+        &found_sorted,
+        &found_reversed,
+        &found_sorted,
+    ] {
+        assert_eq!(names(store), ["a gauge", "z gauge"]);
+    }
+}
+
 /// Hosts past host_dmax and metrics past their DMAX are left out before the sweep.
 #[test]
 fn stale_hosts_and_metrics_are_left_out() {

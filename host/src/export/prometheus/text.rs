@@ -121,7 +121,8 @@ impl<'a> Writer<'a> {
             _ => None,
         };
         let host_labels = match &mut self.host {
-            Some((name, labels)) if *name == host.name => labels,
+            // The same string in the store: hosts are read one after the other.
+            Some((name, labels)) if std::ptr::eq(*name, host.name) => labels,
             other => {
                 let mut labels = String::new();
                 for part in ["cluster=\"", &self.cluster, "\",host=\""] {
