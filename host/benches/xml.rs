@@ -1,6 +1,6 @@
 //! Wire-format and store costs at gmond scale: rendering the XML of 10 000 metrics (goal
 //! ≤ 5 ms per document) and, beside it, their Prometheus exposition in both formats (goal:
-//! under the XML's), encoding/decoding 10 000 gmetric value packets, and storing 10 000
+//! under the XML's) and the first scrape of a store, encoding/decoding 10 000 gmetric value packets, and storing 10 000
 //! values (what the scheduler and the receiver do per cycle).
 //!
 //! Run: `cargo bench -p wasmond --bench xml`. The `*_cpu` groups measure the thread's CPU
@@ -11,7 +11,7 @@ use std::hint::black_box;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use wasmond::export::prometheus::{self, Format};
 use wasmond::export::xml;
 use wasmond::metric::{MetricMeta, MetricValue, Slope, ValueType};
@@ -130,6 +130,18 @@ fn xml<M: Measurement>(c: &mut Criterion<M>, group_name: &str) {
             b.iter(|| black_box(prometheus::render(&store, black_box(now()), format)))
         });
     }
+    // The first scrape of a store also makes what later ones reuse from the store (each
+    // metric's names, labels and HELP); the store is dropped outside the measurement.
+    group.bench_function("prometheus_text_first_scrape", |b| {
+        b.iter_batched(
+            || std::sync::Arc::new(full_store()),
+            |store| {
+                let exposition = prometheus::render(&store, now(), Format::Text);
+                (store, exposition)
+            },
+            BatchSize::PerIteration,
+        )
+    });
     group.finish();
 }
 
