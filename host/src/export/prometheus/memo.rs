@@ -70,29 +70,33 @@ impl<'a> Memo<'a> {
     }
 }
 
+/// Made in two allocations: the pieces one after the other, then the memo of exactly
+/// its size (a store's first scrape makes one for each metric).
 fn render(metric: MetricView<'_>) -> Box<str> {
     let meta = metric.meta;
     let kind = Kind::of(meta.value_type, meta.slope);
     let unit = base_unit(&meta.units);
 
-    let mut name = String::new();
-    super::sanitize_name(metric.name, &mut name);
-    super::strip_suffix(&mut name, kind, unit);
+    let mut pieces = String::with_capacity(256);
+    super::sanitize_name(metric.name, &mut pieces);
+    super::strip_suffix(&mut pieces, kind, unit);
     if let Some(unit) = unit {
-        name.push('_');
-        name.push_str(unit);
+        pieces.push('_');
+        pieces.push_str(unit);
     }
+    let name_len = pieces.len();
 
-    let mut labels = String::from("group=\"");
+    pieces.push_str("group=\"");
     for (i, group) in meta.groups().enumerate() {
         if i > 0 {
-            labels.push(',');
+            pieces.push(',');
         }
-        push_escaped(&mut labels, group, true);
+        push_escaped(&mut pieces, group, true);
     }
-    labels.push_str("\",ganglia_name=\"");
-    push_escaped(&mut labels, metric.name, true);
-    labels.push('"');
+    pieces.push_str("\",ganglia_name=\"");
+    push_escaped(&mut pieces, metric.name, true);
+    pieces.push('"');
+    let labels_len = pieces.len() - name_len;
 
     let text = [meta.description(), meta.title()]
         .into_iter()
@@ -101,21 +105,24 @@ fn render(metric: MetricView<'_>) -> Box<str> {
         .unwrap_or(metric.name);
     let units = meta.units.trim();
     let units = (unit.is_none() && !units.is_empty()).then_some(units);
-    let help = |quote| {
-        let mut help = String::new();
-        push_escaped(&mut help, text, quote);
+    let mut help = |quote| {
+        let start = pieces.len();
+        push_escaped(&mut pieces, text, quote);
         if let Some(units) = units {
-            help.push_str(" (units: ");
-            push_escaped(&mut help, units, quote);
-            help.push(')');
+            pieces.push_str(" (units: ");
+            push_escaped(&mut pieces, units, quote);
+            pieces.push(')');
         }
-        help
+        pieces.len() - start
     };
-    let text_help = help(false);
-    let quoted = text.contains('"') || units.is_some_and(|units| units.contains('"'));
-    let open_metrics_help = if quoted { help(true) } else { String::new() };
+    let help_len = help(false);
+    if text.contains('"') || units.is_some_and(|units| units.contains('"')) {
+        help(true);
+    }
 
-    let mut out = String::new();
+    let lens = [name_len, labels_len, help_len];
+    let header = 2 + lens.iter().map(|&len| len_bytes(len)).sum::<usize>();
+    let mut out = String::with_capacity(header + pieces.len());
     out.push(match kind {
         Kind::Counter => 'c',
         Kind::Gauge => 'g',
@@ -123,13 +130,21 @@ fn render(metric: MetricView<'_>) -> Box<str> {
     });
     let code = UNITS.iter().position(|(base, _)| Some(*base) == unit);
     out.push(code.map_or('-', |code| char::from(b'0' + code as u8)));
-    for piece in [&name, &labels, &text_help] {
-        push_len(&mut out, piece.len());
+    for len in lens {
+        push_len(&mut out, len);
     }
-    for piece in [name, labels, text_help, open_metrics_help] {
-        out.push_str(&piece);
-    }
+    out.push_str(&pieces);
     out.into_boxed_str()
+}
+
+/// The bytes [`push_len`] takes for `len`.
+fn len_bytes(mut len: usize) -> usize {
+    let mut bytes = 1;
+    while len >= 0x40 {
+        len >>= 6;
+        bytes += 1;
+    }
+    bytes
 }
 
 /// Appends `len` to the header (see the module docs).
