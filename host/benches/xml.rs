@@ -1,7 +1,8 @@
 //! Wire-format and store costs at gmond scale: rendering the XML of 10 000 metrics (goal
 //! ≤ 5 ms per document) and, beside it, their Prometheus exposition in both formats (goal:
-//! under the XML's) and the first scrape of a store, encoding/decoding 10 000 gmetric value packets, and storing 10 000
-//! values (what the scheduler and the receiver do per cycle).
+//! under the XML's) and the first scrape of a store, encoding/decoding 10 000 gmetric
+//! value packets, and storing 10 000 values (what the scheduler and the receiver do per
+//! cycle).
 //!
 //! Run: `cargo bench -p wasmond --bench xml`. The `*_cpu` groups measure the thread's CPU
 //! time instead of wall time (Linux): on a busy shared machine wall time also counts the
