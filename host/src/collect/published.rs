@@ -4,7 +4,7 @@
 //! metric in several groups sends its metadata once.
 
 use std::cell::Cell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,10 +45,13 @@ impl Published {
             .map(Some)
             .collect();
         let previous_index = std::mem::take(&mut self.index);
+        // Metrics of one format share its string: every value sent touches it, and one
+        // string in cache beats one per metric.
+        let mut formats: HashSet<Arc<str>> = HashSet::new();
         for (key, descriptor, title) in metrics {
             let meta = MetricMeta::from_descriptor(descriptor, title, 0);
             let before = previous_index.get(key).and_then(|&i| previous[i].take());
-            let row = match before {
+            let mut row = match before {
                 Some(row) if *row.meta == meta && *row.descriptor == *descriptor => row,
                 _ => Row {
                     name: descriptor.name.as_str().into(),
@@ -61,6 +64,12 @@ impl Published {
                     store_place: Cell::new(None),
                 },
             };
+            match formats.get(&row.format) {
+                Some(shared) => row.format = Arc::clone(shared),
+                None => {
+                    formats.insert(Arc::clone(&row.format));
+                }
+            }
             self.index.insert(key.clone(), self.rows.len());
             self.rows.push(row);
         }
