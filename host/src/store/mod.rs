@@ -31,6 +31,7 @@ mod view;
 
 pub use view::{HostView, MetricView, View};
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -39,8 +40,6 @@ use std::sync::{OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub(crate) use self::metrics::Place;
-
-use std::cell::Cell;
 
 use self::metrics::Metrics;
 use crate::metric::{MetricMeta, MetricValue, OutgoingMetric, ValueType};
