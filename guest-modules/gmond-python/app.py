@@ -145,6 +145,11 @@ class WitWorld:
             raise Err("the module is not initialized")
         return _state.handler(name)
 
+    def handle_each(self, metrics):
+        # Uninitialized, it answers nothing: the host counts each metric unanswered.
+        if _state is not None:
+            _state.handle_each(metrics)
+
     def cleanup(self):
         if _state is not None:
             _state.cleanup()

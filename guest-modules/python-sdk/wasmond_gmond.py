@@ -11,8 +11,10 @@ edit: a three-line entry file exports it::
     from wasmond_gmond import export
     WitWorld = export(diskstats)
 
-and ``componentize-py -d wit -w metric-module componentize app -p . -p <this dir>``
-builds the component. What gmond does, this does too: params arrive as a dict of
+and ``componentize-py -d wit -w metric-module-each componentize app -p . -p <this dir>``
+builds the component (world ``metric-module-each``: the host asks for a collection
+group's metrics in one ``handle-each`` call; built for ``metric-module``, the module
+gets one ``handler`` call per metric). What gmond does, this does too: params arrive as a dict of
 strings (the last ``param`` block of a name wins), ``groups`` may be a
 comma-separated string, unknown descriptor keys become extra metadata, and a
 call_back that raises or returns None yields no value (an error for that metric,
@@ -23,9 +25,14 @@ attributed to the module.
 import logging
 import traceback
 
-from componentize_py_types import Err
+from componentize_py_types import Err, Ok
 from wit_world.imports import log as host_log
 from wit_world.imports import types
+
+try:
+    from wit_world.imports import collect as host_collect
+except ImportError:  # built for world metric-module: no handle-each
+    host_collect = None
 
 # gmond's python host knows uint, int, float, double and string; the sized names
 # are wasmond's (the WIT contract has every gmond wire type).
@@ -199,6 +206,8 @@ class GmondModule:
     def __init__(self, module):
         self.module = module
         self.metrics = {}
+        #: The declared names by position, as ``handle-each`` asks for them.
+        self.names = []
 
     def init(self, pairs):
         try:
@@ -219,6 +228,7 @@ class GmondModule:
                 continue
             self.metrics[descriptor.name] = (entry["call_back"], descriptor.value_type)
             descriptors.append(descriptor)
+        self.names = [descriptor.name for descriptor in descriptors]
         return descriptors
 
     def handler(self, name):
@@ -235,6 +245,18 @@ class GmondModule:
             return to_value(value_type, value)
         except (TypeError, ValueError) as error:
             raise Err(f"{name}: call_back returned {value!r}: {error}") from None
+
+    def handle_each(self, metrics):
+        """Answers each metric asked (by position in what ``init`` returned), in
+        order, through ``collect.answer``, with what :meth:`handler` returns for it."""
+        for position in metrics:
+            try:
+                value = Ok(self.handler(self.names[position]))
+            except Err as error:
+                value = error
+            except IndexError:
+                value = Err(f"no metric at position {position}")
+            host_collect.answer(position, value)
 
     def cleanup(self):
         cleanup = getattr(self.module, "metric_cleanup", None)
@@ -267,4 +289,6 @@ def export(module):
         def cleanup(self):
             state.cleanup()
 
+    if host_collect is not None:
+        WitWorld.handle_each = lambda self, metrics: state.handle_each(metrics)
     return WitWorld

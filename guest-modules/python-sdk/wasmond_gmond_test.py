@@ -2,8 +2,9 @@
 generates (make -C guest-modules check puts them on PYTHONPATH)."""
 import unittest
 import types as pytypes
+from unittest import mock
 
-from componentize_py_types import Err
+from componentize_py_types import Err, Ok
 from wit_world.imports import types
 
 import wasmond_gmond
@@ -109,6 +110,25 @@ class HandlerTest(unittest.TestCase):
         self.assertIn("metric m is declared twice", logged.output[0])
         self.assertEqual(d.value_type, types.ValueType.UINT32)
         self.assertEqual(w.handler("m"), types.MetricValue_Uint32(1))
+
+    def test_handle_each_answers_every_metric_asked_in_order(self):
+        def broken(name):
+            raise KeyError(name)
+        fake = module([{"name": "a", "call_back": lambda n: 1},
+                       {"name": "b", "call_back": broken},
+                       {"name": "c", "call_back": lambda n: 3, "value_type": "double"}])
+        state = wasmond_gmond.GmondModule(fake)
+        state.init([])
+        answers = []
+        collect = pytypes.SimpleNamespace(answer=lambda position, value: answers.append((position, value)))
+        with mock.patch.object(wasmond_gmond, "host_collect", collect):
+            state.handle_each([2, 1, 0, 7])
+        self.assertEqual([position for position, _ in answers], [2, 1, 0, 7])
+        self.assertEqual(answers[0][1], Ok(types.MetricValue_Double(3.0)))
+        self.assertIsInstance(answers[1][1], Err)
+        self.assertIn("b: call_back failed: KeyError", answers[1][1].value)
+        self.assertEqual(answers[2][1], Ok(types.MetricValue_Uint32(1)))
+        self.assertEqual(answers[3][1].value, "no metric at position 7")
 
     def test_unknown_metric(self):
         with self.assertRaises(Err):

@@ -206,6 +206,91 @@ fn a_loop_in_the_handler_hits_the_handler_deadline_and_the_module_restarts() {
     assert_serves_example(&host);
 }
 
+/// `handle-each` on `metrics`: what came back for each metric answered, in order.
+fn handle_each(
+    instance: &mut ModuleInstance,
+    metrics: &[&str],
+) -> Vec<Result<MetricValue, ModuleError>> {
+    let mut answers = Vec::new();
+    instance.handle_each(metrics, &mut |answer| answers.push(answer));
+    answers
+}
+
+#[test]
+fn handle_each_gives_every_metric_the_budget_of_one_handler_call() {
+    let host = host();
+    let sandbox = deadline_only(Limits::default());
+    let busy = (TEST_DEADLINE * 3 / 5).as_millis().to_string();
+    let mut instance = start_hostile(&host, sandbox, &[("attack", "busy"), ("ms", &busy)]).unwrap();
+    let started = Instant::now();
+    let answers = handle_each(&mut instance, &["attack", "attack", "calls"]);
+    // Together the calls take longer than one deadline; each fits in its own.
+    assert!(started.elapsed() > TEST_DEADLINE, "{:?}", started.elapsed());
+    let values: Vec<MetricValue> = answers.into_iter().map(Result::unwrap).collect();
+    let busy = busy.parse().unwrap();
+    assert_eq!(
+        values,
+        [
+            MetricValue::Double(busy),
+            MetricValue::Double(busy),
+            MetricValue::UInt32(3)
+        ]
+    );
+    let stats = instance.stats();
+    assert_eq!((stats.calls, stats.restarts), (3, 0));
+    assert!(stats.fuel_consumed > 0);
+}
+
+#[test]
+fn a_loop_inside_handle_each_is_stopped_as_in_a_handler_and_the_rest_is_not_called() {
+    let host = host();
+    let sandbox = deadline_only(Limits::default());
+    let mut instance = start_hostile(&host, sandbox, &[("attack", "loop-handler")]).unwrap();
+    let started = Instant::now();
+    let mut answers = handle_each(&mut instance, &["calls", "attack", "calls"]).into_iter();
+    assert_within_twice(started.elapsed(), TEST_DEADLINE);
+    assert_eq!(answers.next().unwrap().unwrap(), MetricValue::UInt32(1));
+    let error = answers.next().unwrap().unwrap_err();
+    assert!(matches!(error.kind, ErrorKind::Deadline { .. }), "{error}");
+    assert_eq!(error.metric.as_deref(), Some("attack"));
+    assert!(answers.next().is_none(), "nothing is asked after a trap");
+    // The next collection starts a fresh instance, one handler call per metric.
+    let answers = handle_each(&mut instance, &["calls", "calls"]);
+    assert_eq!(answers[1].as_ref().unwrap(), &MetricValue::UInt32(2));
+    assert_eq!(instance.stats().restarts, 1);
+    assert_serves_example(&host);
+}
+
+#[test]
+fn answering_another_metric_than_the_one_due_breaks_the_contract() {
+    let host = host();
+    let mut instance = start_hostile(
+        &host,
+        Sandbox::default(),
+        &[("attack", "answer-out-of-turn")],
+    )
+    .unwrap();
+    let answers = handle_each(&mut instance, &["calls", "attack", "calls"]);
+    assert_eq!(answers.len(), 2, "{answers:?}");
+    assert_eq!(answers[0].as_ref().unwrap(), &MetricValue::UInt32(1));
+    let error = answers[1].as_ref().unwrap_err();
+    assert!(matches!(error.kind, ErrorKind::Trap { .. }), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("metric 7 answered where metric 0 was due"),
+        "{error}"
+    );
+    // Outside handle-each (a fresh instance after the trap), the answer has no call to go to.
+    let error = instance.handle("attack").unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("collect.answer called outside handle-each"),
+        "{error}"
+    );
+}
+
 #[test]
 fn a_sleep_in_the_host_hits_the_handler_deadline() {
     let host = host();

@@ -11,7 +11,9 @@
 //! `huge-string` (param `size`), `panic`, `wrong-type`, `open-file` (param `path`),
 //! `write-file` (param `path`), `open-socket` (param `addr`), `read-env` (param `name`),
 //! `log-flood` (param `count`), `huge-log-line` (param `size`), `handler-error`, `sleep`,
-//! `statvfs` (param `path`: the size in bytes of the file system mounted there).
+//! `statvfs` (param `path`: the size in bytes of the file system mounted there),
+//! `busy` (param `ms`: spins that long, then answers), `answer-out-of-turn` (answers
+//! metric 7 through `collect.answer` before returning its own value).
 //! Attacks in `cleanup`: `loop-cleanup`.
 //! `wire` declares, beside `calls`, metrics whose formats, units, descriptions, groups,
 //! extras and string values would crash a real gmond 3.7.2 or make its XML ill-formed
@@ -115,6 +117,19 @@ impl Hostile {
             "statvfs" => {
                 let usage = wasmond_guest::filesystem_usage(params.get("path").unwrap_or("/"))?;
                 Ok(MetricValue::Double((usage.blocks * usage.fragment_size) as f64))
+            }
+            "busy" => {
+                let busy = std::time::Duration::from_millis(params.parse_or("ms", 100u64)?);
+                let started = std::time::Instant::now();
+                while started.elapsed() < busy {
+                    black_box(());
+                }
+                Ok(MetricValue::Double(busy.as_millis() as f64))
+            }
+            "answer-out-of-turn" => {
+                let value = MetricValue::Double(7.0);
+                wasmond_guest::bindings::wasmond::metric::collect::answer(7, Ok(&value));
+                Ok(value)
             }
             "sleep" => {
                 std::thread::sleep(std::time::Duration::from_secs(3600));

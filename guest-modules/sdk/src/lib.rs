@@ -19,15 +19,16 @@
 //! wasmond_guest::export_module!(Uptime);
 //! ```
 //!
-//! The SDK owns the glue between the WIT world `wasmond:metric/metric-module` and
-//! that trait: it keeps the module's state between calls and builds descriptors
-//! with gmond's defaults.
+//! The SDK owns the glue between the WIT world `wasmond:metric/metric-module-each`
+//! and that trait: it keeps the module's state between calls, builds descriptors
+//! with gmond's defaults, and answers a collection group's metrics in one call
+//! (`handle-each`), each through [`Module::handle`].
 
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../../wit",
-        world: "metric-module",
+        world: "metric-module-each",
         pub_export_macro: true,
         export_macro_name: "export_world",
         default_bindings_module: "wasmond_guest::bindings",
@@ -174,7 +175,7 @@ pub fn default_format(value_type: ValueType) -> &'static str {
     }
 }
 
-/// Exports a [`Module`] type as the component's `metric-module` world.
+/// Exports a [`Module`] type as the component's `metric-module-each` world.
 #[macro_export]
 macro_rules! export_module {
     ($module:ty) => {
@@ -184,6 +185,9 @@ macro_rules! export_module {
             ::std::thread_local! {
                 static STATE: ::std::cell::RefCell<::std::option::Option<$module>> =
                     const { ::std::cell::RefCell::new(::std::option::Option::None) };
+                /// The names `init` declared, by position: `handle-each` asks by position.
+                static NAMES: ::std::cell::RefCell<::std::vec::Vec<::std::string::String>> =
+                    const { ::std::cell::RefCell::new(::std::vec::Vec::new()) };
             }
 
             impl $crate::bindings::Guest for Glue {
@@ -193,6 +197,9 @@ macro_rules! export_module {
                     let params = $crate::Params::new(params);
                     let (module, metrics) = <$module as $crate::Module>::init(&params)?;
                     STATE.with_borrow_mut(|state| *state = ::std::option::Option::Some(module));
+                    NAMES.with_borrow_mut(|names| {
+                        *names = metrics.iter().map(|metric| metric.name().to_string()).collect()
+                    });
                     ::std::result::Result::Ok(metrics.into_iter().map(::std::convert::Into::into).collect())
                 }
 
@@ -204,6 +211,27 @@ macro_rules! export_module {
                         ::std::option::Option::None => {
                             ::std::result::Result::Err(::std::string::String::from("handler called before init"))
                         }
+                    })
+                }
+
+                fn handle_each(metrics: ::std::vec::Vec<u32>) {
+                    NAMES.with_borrow(|names| {
+                        STATE.with_borrow_mut(|state| {
+                            for metric in metrics {
+                                let value = match (state.as_mut(), names.get(metric as usize)) {
+                                    (::std::option::Option::Some(module), ::std::option::Option::Some(name)) => {
+                                        $crate::Module::handle(module, name)
+                                    }
+                                    (::std::option::Option::None, _) => {
+                                        ::std::result::Result::Err(::std::string::String::from("handle-each called before init"))
+                                    }
+                                    (_, ::std::option::Option::None) => {
+                                        ::std::result::Result::Err(::std::format!("no metric at position {metric}"))
+                                    }
+                                };
+                                $crate::bindings::wasmond::metric::collect::answer(metric, value.as_ref().map_err(::std::string::String::as_str));
+                            }
+                        })
                     })
                 }
 

@@ -17,6 +17,25 @@ pub trait ModuleDriver: Send + 'static {
     /// call (the engine waits out a backoff first).
     fn handle(&mut self, metric: &str) -> Result<MetricValue, Failure>;
 
+    /// The values of `metrics`, in order, each handed to `answer` as it comes. After a
+    /// trap it stops: the metrics after it get no call (the engine's backoff decides
+    /// when the module starts again). By default one [`ModuleDriver::handle`] each; a
+    /// driver that can answer many metrics in one call does so.
+    fn handle_each(
+        &mut self,
+        metrics: &[&str],
+        answer: &mut dyn FnMut(Result<MetricValue, Failure>),
+    ) {
+        for metric in metrics {
+            let result = self.handle(metric);
+            let trapped = matches!(&result, Err(failure) if failure.is_trap());
+            answer(result);
+            if trapped {
+                return;
+            }
+        }
+    }
+
     /// Runs the module's cleanup, under its limits.
     fn cleanup(&mut self);
 

@@ -106,6 +106,24 @@ impl ModuleDriver for WasmDriver {
         instance.handle(metric).map_err(failure)
     }
 
+    fn handle_each(
+        &mut self,
+        metrics: &[&str],
+        answer: &mut dyn FnMut(Result<MetricValue, Failure>),
+    ) {
+        match self.instance.as_mut() {
+            Some(instance) => {
+                instance.handle_each(metrics, &mut |result| answer(result.map_err(failure)));
+            }
+            // Not started: each metric says so.
+            None => {
+                for metric in metrics {
+                    answer(self.handle(metric));
+                }
+            }
+        }
+    }
+
     fn cleanup(&mut self) {
         if let Some(instance) = self.retire_instance()
             && let Err(err) = instance.cleanup()

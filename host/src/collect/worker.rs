@@ -130,10 +130,15 @@ impl Runs for Runner {
                 true,
             ),
             Job::Cleanup => {
-                let _ = self.guarded("cleanup", |driver| {
-                    driver.cleanup();
-                    Ok(())
-                });
+                self.account.calls += 1;
+                let _ = guarded(
+                    || "cleanup",
+                    &mut *self.driver,
+                    |driver| {
+                        driver.cleanup();
+                        Ok(())
+                    },
+                );
                 (ReportKind::CleanedUp, false)
             }
         };
@@ -151,7 +156,8 @@ impl Runs for Runner {
 
 impl Runner {
     fn start(&mut self) -> Result<Vec<MetricDescriptor>, Failure> {
-        let result = self.guarded("init", |driver| driver.start());
+        self.account.calls += 1;
+        let result = guarded(|| "init", &mut *self.driver, |driver| driver.start());
         if let Err(failure) = &result {
             self.count_failure(failure);
         }
@@ -167,14 +173,28 @@ impl Runner {
             failures: Vec::new(),
             trapped: false,
         };
-        for (_, name) in slice.iter() {
+        let names: Vec<&str> = slice.iter().map(|(_, name)| &**name).collect();
+        let mut answers = Vec::with_capacity(names.len());
+        let answered = std::cell::Cell::new(0);
+        let in_progress = || names.get(answered.get()).copied().unwrap_or("handler");
+        let outcome = guarded(in_progress, &mut *self.driver, |driver| {
+            driver.handle_each(&names, &mut |result| {
+                answers.push(result);
+                answered.set(answered.get() + 1);
+            });
+            Ok(())
+        });
+        if let Err(panic) = outcome {
+            answers.push(Err(panic));
+        }
+        for ((_, name), result) in slice.iter().zip(answers) {
             // After a trap the next call would start a new instance at once; the
             // scheduler's backoff decides when that happens instead.
             if collected.trapped {
-                collected.values.push(None);
-                continue;
+                break;
             }
-            match self.guarded(name, |driver| driver.handle(name)) {
+            self.account.calls += 1;
+            match result {
                 Ok(value) => collected.values.push(Some(value)),
                 Err(failure) => {
                     self.count_failure(&failure);
@@ -184,29 +204,9 @@ impl Runner {
                 }
             }
         }
+        // What a trap left uncalled.
+        collected.values.resize(slice.len(), None);
         collected
-    }
-
-    /// A call that may panic (a bug in the host side of a driver): the panic becomes a
-    /// trap of this module instead of the end of its thread.
-    fn guarded<T>(
-        &mut self,
-        what: &str,
-        call: impl FnOnce(&mut dyn ModuleDriver) -> Result<T, Failure>,
-    ) -> Result<T, Failure> {
-        self.account.calls += 1;
-        let driver = &mut *self.driver;
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| call(driver)));
-        outcome.unwrap_or_else(|panic| {
-            let reason = panic
-                .downcast_ref::<&str>()
-                .map(ToString::to_string)
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic".to_string());
-            Err(Failure::trap(format!(
-                "{what}: the host panicked: {reason}"
-            )))
-        })
     }
 
     fn count_failure(&mut self, failure: &Failure) {
@@ -217,6 +217,27 @@ impl Runner {
         }
         self.account.failures[failure.kind.index()] += 1;
     }
+}
+
+/// A call that may panic (a bug in the host side of a driver): the panic becomes a
+/// trap of this module instead of the end of its thread.
+fn guarded<'a, T>(
+    what: impl FnOnce() -> &'a str,
+    driver: &mut dyn ModuleDriver,
+    call: impl FnOnce(&mut dyn ModuleDriver) -> Result<T, Failure>,
+) -> Result<T, Failure> {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| call(driver)));
+    outcome.unwrap_or_else(|panic| {
+        let reason = panic
+            .downcast_ref::<&str>()
+            .map(ToString::to_string)
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".to_string());
+        Err(Failure::trap(format!(
+            "{}: the host panicked: {reason}",
+            what()
+        )))
+    })
 }
 
 /// Why a job was not accepted.

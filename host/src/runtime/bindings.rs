@@ -20,6 +20,9 @@ pub(crate) use self::PythonInterpreterPre as MetricModulePre;
 use self::wasmond::metric::log::{self as wit_log};
 use self::wasmond::metric::types as wit;
 
+/// A value as the WIT types carry it (`collect.answer` lifts it).
+pub(crate) use self::wasmond::metric::types::MetricValue as WitMetricValue;
+
 /// Links our `log`, `filesystem` and `python` imports (`types` has no functions)
 /// into `linker`.
 pub(crate) fn add_to_linker(

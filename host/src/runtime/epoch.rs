@@ -102,17 +102,35 @@ impl EpochTicker {
         }
     }
 
+    /// See [`EpochClock::ticks_for`].
+    pub(crate) fn ticks_for(&self, deadline: Duration, now: Instant) -> u64 {
+        self.clock().ticks_for(deadline, now)
+    }
+
+    /// What a store needs to set deadlines while a call runs (an answer of
+    /// `handle-each` starts the next metric's deadline).
+    pub(crate) fn clock(&self) -> EpochClock {
+        EpochClock(self.clock.clone())
+    }
+}
+
+/// The ticker's clock, shared: turns a deadline into epoch ticks.
+#[derive(Debug, Clone)]
+pub(crate) struct EpochClock(Arc<TickClock>);
+
+impl EpochClock {
     /// Epoch ticks to allow, from `now`, for `deadline`: rounded up, plus one
     /// because the next tick may come at any moment, plus the ticks the ticker is
     /// late with (it catches up at its next wake-up). A loop is therefore stopped
     /// after `deadline` and before `deadline` + 2 ticks plus the ticker's wake-up delay.
     pub(crate) fn ticks_for(&self, deadline: Duration, now: Instant) -> u64 {
-        let tick = nanos(self.clock.tick).max(1);
+        let clock = &*self.0;
+        let tick = nanos(clock.tick).max(1);
         let ticks = nanos(deadline).div_ceil(tick);
         // A parked ticker restarts its count when it wakes: it owes nothing.
-        let late = match self.clock.last_tick.load(Ordering::SeqCst) {
+        let late = match clock.last_tick.load(Ordering::SeqCst) {
             PARKED => 0,
-            last => self.clock.since_origin(now).saturating_sub(last) / tick,
+            last => clock.since_origin(now).saturating_sub(last) / tick,
         };
         ticks.max(1).saturating_add(1).saturating_add(late)
     }

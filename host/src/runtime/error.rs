@@ -136,6 +136,8 @@ pub enum InvalidOutput {
     },
     #[error("descriptors of {bytes} bytes in all are over the module's cap of {max}")]
     DescriptorsTooLarge { bytes: usize, max: usize },
+    #[error("handle-each returned without answering it")]
+    NotAnswered,
 }
 
 /// Why a component could not be loaded.

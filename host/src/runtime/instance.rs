@@ -7,15 +7,19 @@
 //! a short-lived instance of its own.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wasmtime::Store;
+use wasmtime::component::TypedFunc;
+use wasmtime::{AsContextMut, Store, StoreContextMut};
 
 use super::bindings::MetricModule;
 use super::blocking::BlockedPastDeadline;
+use super::each::{Answer, Answers, HANDLE_EACH};
 use super::epoch::Running;
 use super::error::{
-    Callback, ErrorKind, MAX_TRAP_LINE_BYTES, MAX_TRAP_MESSAGE_BYTES, ModuleError, log_safe,
+    Callback, ErrorKind, InvalidOutput, MAX_TRAP_LINE_BYTES, MAX_TRAP_MESSAGE_BYTES, ModuleError,
+    log_safe,
 };
 use super::limits::MAX_ERROR_MESSAGE_BYTES;
 use super::state::{HostState, ModuleLog};
@@ -32,7 +36,7 @@ pub struct ModuleInstance {
     live: Option<Live>,
     /// The log of the last dropped store, handed to the next one.
     kept_log: Option<ModuleLog>,
-    descriptors: Vec<MetricDescriptor>,
+    descriptors: Arc<[MetricDescriptor]>,
     by_name: HashMap<String, usize>,
     stats: ModuleStats,
 }
@@ -40,14 +44,18 @@ pub struct ModuleInstance {
 struct Live {
     store: Store<HostState>,
     bindings: MetricModule,
+    /// The module's `handle-each`, when it exports one (world `metric-module-each`).
+    handle_each: Option<HandleEach>,
 }
+
+type HandleEach = TypedFunc<(Vec<u32>,), ()>;
 
 /// The budget of one callback.
 #[derive(Clone, Copy)]
-struct Budget {
+pub(super) struct Budget {
     callback: Callback,
-    fuel: u64,
-    deadline: Duration,
+    pub(super) fuel: u64,
+    pub(super) deadline: Duration,
 }
 
 impl ModuleInstance {
@@ -60,7 +68,7 @@ impl ModuleInstance {
             params,
             live: None,
             kept_log: None,
-            descriptors: Vec::new(),
+            descriptors: Arc::new([]),
             by_name: HashMap::new(),
             stats: ModuleStats::default(),
         };
@@ -134,6 +142,106 @@ impl ModuleInstance {
         }
     }
 
+    /// Asks the module for the values of `metrics`, in order, each checked against its
+    /// descriptor and each under the budget of one `handler` call, and hands each
+    /// outcome to `answer`. After a trap it stops: the metrics after it get no call.
+    /// A module that exports `handle-each` answers them all in one call; otherwise,
+    /// and to restart after a trap, each metric gets a `handler` call.
+    pub fn handle_each(
+        &mut self,
+        metrics: &[&str],
+        answer: &mut dyn FnMut(Result<MetricValue, ModuleError>),
+    ) {
+        let asked = match &self.live {
+            Some(Live {
+                handle_each: Some(_),
+                ..
+            }) => metrics
+                .iter()
+                .map(|metric| self.by_name.get(*metric).map(|&index| index as u32))
+                .collect::<Option<Vec<u32>>>(),
+            _ => None,
+        };
+        match asked {
+            Some(asked) => self.call_handle_each(metrics, asked, answer),
+            None => {
+                for metric in metrics {
+                    let result = self.handle(metric);
+                    let trapped = matches!(&result, Err(error) if error.is_trap());
+                    answer(result);
+                    if trapped {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// One `handle-each` call for `metrics`, at positions `asked`.
+    fn call_handle_each(
+        &mut self,
+        metrics: &[&str],
+        asked: Vec<u32>,
+        answer: &mut dyn FnMut(Result<MetricValue, ModuleError>),
+    ) {
+        let budget = self.budget(Callback::Handler);
+        let Some(live) = self.live.as_mut() else {
+            unreachable!("handle_each asks only a live instance")
+        };
+        let Some(handle_each) = live.handle_each else {
+            unreachable!("handle_each asks only a module that exports it")
+        };
+        let clock = self.module.inner.shared.ticker.clock();
+        let answers = Answers::new(asked.clone(), self.descriptors.clone(), budget, clock);
+        live.store.data_mut().answers = Some(answers);
+        let (started, running) = arm(&mut live.store, &self.module, budget);
+        let result = handle_each.call(&mut live.store, (asked,));
+        drop(running);
+        let answers = live.store.data_mut().answers.take();
+        let Some(Answers { got, fuel_used, .. }) = answers else {
+            unreachable!("the store keeps the answers until the call returns")
+        };
+        let answered = got.len();
+        account(&mut self.stats, &mut live.store, budget, started);
+        self.stats.fuel_consumed += fuel_used;
+        self.stats.calls += answered as u64 + u64::from(answered < metrics.len());
+        for (metric, got) in metrics.iter().zip(got) {
+            let result = match got {
+                Answer::Value(value) => Ok(value),
+                Answer::Reported(message) => {
+                    Err(self.reported(Callback::Handler, Some(metric), &message))
+                }
+                Answer::Invalid(invalid) => Err(self.error(
+                    Callback::Handler,
+                    Some(metric),
+                    ErrorKind::InvalidOutput(invalid),
+                )),
+            };
+            answer(result);
+        }
+        let unanswered = &metrics[answered..];
+        match result {
+            Ok(()) => {
+                for metric in unanswered {
+                    let kind = ErrorKind::InvalidOutput(InvalidOutput::NotAnswered);
+                    answer(Err(self.error(Callback::Handler, Some(metric), kind)));
+                }
+            }
+            Err(trap) => {
+                let Some(live) = self.live.take() else {
+                    unreachable!("the call ran in the live store")
+                };
+                let kind = classify(&live.store, budget, &trap);
+                self.keep_log(live.store);
+                answer(Err(self.error(
+                    Callback::Handler,
+                    unanswered.first().copied(),
+                    kind,
+                )));
+            }
+        }
+    }
+
     /// Where `metric` is among the descriptors; refused before any call if absent.
     fn descriptor_index(&mut self, metric: &str) -> Result<usize, ModuleError> {
         match self.by_name.get(metric) {
@@ -168,15 +276,15 @@ impl ModuleInstance {
         let loaded = &self.module.inner;
         self.stats.inits += 1;
         let (started, running) = arm(&mut store, &self.module, budget);
-        let result = loaded.pre.instantiate(&mut store).and_then(|bindings| {
+        let result = instantiate(&mut store, loaded).and_then(|(bindings, handle_each)| {
             let init = bindings.call_init(&mut store, &self.params)?;
-            Ok((bindings, init))
+            Ok((bindings, handle_each, init))
         });
         drop(running);
         account(&mut self.stats, &mut store, budget, started);
-        let (bindings, descriptors) = match result {
-            Ok((bindings, Ok(descriptors))) => (bindings, descriptors),
-            Ok((_, Err(message))) => {
+        let (bindings, handle_each, descriptors) = match result {
+            Ok((bindings, handle_each, Ok(descriptors))) => (bindings, handle_each, descriptors),
+            Ok((_, _, Err(message))) => {
                 self.keep_log(store);
                 return Err(self.reported(Callback::Init, metric, &message));
             }
@@ -196,8 +304,12 @@ impl ModuleInstance {
             .enumerate()
             .map(|(i, d)| (d.name.clone(), i))
             .collect();
-        self.descriptors = descriptors;
-        self.live = Some(Live { store, bindings });
+        self.descriptors = descriptors.into();
+        self.live = Some(Live {
+            store,
+            bindings,
+            handle_each,
+        });
         Ok(())
     }
 
@@ -306,21 +418,51 @@ impl ModuleInstance {
 /// (world `gmond-python` in `wit/metric.wit`).
 const TRANSLATE: &str = "translate";
 
+/// Instantiates the module, with its `handle-each` if it exports one. An export
+/// of that name with another type is the module's error, as a wrong world is.
+fn instantiate(
+    store: &mut Store<HostState>,
+    loaded: &super::Loaded,
+) -> wasmtime::Result<(MetricModule, Option<HandleEach>)> {
+    let instance = loaded.pre.instance_pre().instantiate(&mut *store)?;
+    let bindings = MetricModule::new(&mut *store, &instance)?;
+    let handle_each =
+        match instance.get_export_index(&mut *store, None, HANDLE_EACH) {
+            Some(export) => Some(instance.get_typed_func(&mut *store, export).map_err(
+                |error| error.context("the export `handle-each` of world metric-module-each"),
+            )?),
+            None => None,
+        };
+    Ok((bindings, handle_each))
+}
+
 /// Resets the fuel, the epoch deadline and the host-wait deadline before a
 /// callback; returns when the callback starts, and the guard that keeps the epoch
 /// ticking until it is dropped (when the callback returns).
 fn arm(store: &mut Store<HostState>, module: &LoadedModule, budget: Budget) -> (Instant, Running) {
-    store
-        .set_fuel(budget.fuel)
-        .expect("the engine consumes fuel");
     let ticker = &module.inner.shared.ticker;
     let running = ticker.running();
     let started = Instant::now();
-    store.set_epoch_deadline(ticker.ticks_for(budget.deadline, started));
-    store.data_mut().deadline = started
-        .checked_add(budget.deadline)
-        .unwrap_or_else(|| started + FAR_FUTURE);
+    let ticks = ticker.ticks_for(budget.deadline, started);
+    set_budget(store.as_context_mut(), ticks, budget, started);
     (started, running)
+}
+
+/// Gives a callback (or the next metric of `handle-each`) its fuel, its epoch
+/// deadline `ticks` away, and its host-wait deadline, counted from `now`.
+pub(super) fn set_budget(
+    mut store: StoreContextMut<'_, HostState>,
+    ticks: u64,
+    budget: Budget,
+    now: Instant,
+) {
+    store
+        .set_fuel(budget.fuel)
+        .expect("the engine consumes fuel");
+    store.set_epoch_deadline(ticks);
+    store.data_mut().deadline = now
+        .checked_add(budget.deadline)
+        .unwrap_or_else(|| now + FAR_FUTURE);
 }
 
 /// A deadline for callbacks whose deadline does not fit in an `Instant`.

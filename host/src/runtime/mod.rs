@@ -31,6 +31,7 @@ mod blocking;
 mod cache;
 pub mod compiler;
 mod digests;
+mod each;
 mod epoch;
 mod error;
 mod filesystem;
@@ -176,6 +177,7 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .and_then(|()| blocking::add_deadline_aware_poll(&mut linker))
             .and_then(|()| bindings::add_to_linker(&mut linker))
+            .and_then(|()| each::add_to_linker(&mut linker))
             .map_err(|error| {
                 anyhow::Error::from(error).context("linking WASI and the log import")
             })?;

@@ -8,6 +8,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::Grants;
+use super::each::Answers;
 use super::error::{LoadError, truncate_to};
 use super::limits::{
     LOG_BURST_LINES, LOG_LINES_PER_SECOND, Limiter, Limits, MAX_LOG_LINE_BYTES, MAX_RANDOM_BYTES,
@@ -31,6 +32,8 @@ pub(crate) struct HostState {
     pub(crate) python: Option<Arc<PythonModule>>,
     /// The granted read-only directories, as the guest sees them.
     pub(crate) readable_dirs: Vec<String>,
+    /// The answers of the `handle-each` call running, if one is.
+    pub(crate) answers: Option<Answers>,
 }
 
 impl HostState {
@@ -54,6 +57,7 @@ impl HostState {
                 .iter()
                 .map(|dir| dir.to_string_lossy().into_owned())
                 .collect(),
+            answers: None,
         })
     }
 }

@@ -1,0 +1,139 @@
+//! Answering a collection group's metrics in one call (world `metric-module-each` in
+//! `wit/metric.wit`): the `collect.answer` import, and the answers of the
+//! `handle-each` call in progress.
+//!
+//! Entering and leaving a component costs about a microsecond (lowering the metric's
+//! name through the guest's `realloc`, the call, `post-return`), several times what a
+//! cheap handler itself costs. One `handle-each` call per collection pays it once.
+//!
+//! Every metric keeps the budget of one `handler` call: each answer hands the host
+//! the value and starts the next metric's fuel and deadline, so a module that loops
+//! in one metric is stopped 1x to 2x its handler deadline after its last answer,
+//! exactly as a `handler` call would be. An answer is checked against its
+//! descriptor as it arrives, so the host holds at most one unchecked value at a time.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use wasmtime::StoreContextMut;
+use wasmtime::component::Linker;
+
+use super::bindings::WitMetricValue;
+use super::epoch::EpochClock;
+use super::error::{InvalidOutput, truncate_to};
+use super::instance::{Budget, set_budget};
+use super::limits::MAX_ERROR_MESSAGE_BYTES;
+use super::state::HostState;
+use super::validate;
+use crate::metric::{MetricDescriptor, MetricValue};
+
+/// The export that answers many metrics (world `metric-module-each`).
+pub(crate) const HANDLE_EACH: &str = "handle-each";
+
+/// The instance of the `collect` interface in the linker.
+const COLLECT: &str = "wasmond:metric/collect@0.1.0";
+
+/// Links `collect.answer`, which only a `handle-each` call may use.
+pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    linker.instance(COLLECT)?.func_wrap(
+        "answer",
+        |store: StoreContextMut<'_, HostState>,
+         (metric, value): (u32, Result<WitMetricValue, String>)| {
+            answer(store, metric, value)
+        },
+    )
+}
+
+/// What one metric's answer came to.
+pub(crate) enum Answer {
+    Value(MetricValue),
+    /// The module's `err(message)`, cut to the cap of error messages.
+    Reported(String),
+    /// A value that breaks its descriptor or a host cap.
+    Invalid(InvalidOutput),
+}
+
+/// The `handle-each` call in progress, in its store's data.
+pub(crate) struct Answers {
+    /// The positions asked, in order.
+    asked: Vec<u32>,
+    /// What `init` declared, to check each value as it comes.
+    descriptors: Arc<[MetricDescriptor]>,
+    budget: Budget,
+    clock: EpochClock,
+    /// One per answered metric, in the order asked.
+    pub(crate) got: Vec<Answer>,
+    /// Fuel the answered metrics burnt.
+    pub(crate) fuel_used: u64,
+}
+
+impl Answers {
+    pub(crate) fn new(
+        asked: Vec<u32>,
+        descriptors: Arc<[MetricDescriptor]>,
+        budget: Budget,
+        clock: EpochClock,
+    ) -> Answers {
+        Answers {
+            got: Vec::with_capacity(asked.len()),
+            asked,
+            descriptors,
+            budget,
+            clock,
+            fuel_used: 0,
+        }
+    }
+
+    /// Records the answer for `metric`, which must be the next one asked.
+    fn take(
+        &mut self,
+        metric: u32,
+        value: Result<WitMetricValue, String>,
+        fuel_left: u64,
+    ) -> wasmtime::Result<()> {
+        let Some(&due) = self.asked.get(self.got.len()) else {
+            wasmtime::bail!(
+                "collect.answer: metric {metric} answered after every metric asked was answered"
+            );
+        };
+        if metric != due {
+            wasmtime::bail!("collect.answer: metric {metric} answered where metric {due} was due");
+        }
+        self.fuel_used += self.budget.fuel.saturating_sub(fuel_left);
+        let answer = match value {
+            Ok(value) => {
+                let value = MetricValue::from(value);
+                match validate::check_value(&self.descriptors[due as usize], &value) {
+                    Ok(()) => Answer::Value(value),
+                    Err(invalid) => Answer::Invalid(invalid),
+                }
+            }
+            Err(message) => {
+                Answer::Reported(truncate_to(&message, MAX_ERROR_MESSAGE_BYTES).to_string())
+            }
+        };
+        self.got.push(answer);
+        Ok(())
+    }
+}
+
+/// `collect.answer`: keeps the value and gives the next metric a fresh budget. Outside
+/// a `handle-each` call, or out of order, it traps: the module broke the contract.
+fn answer(
+    mut store: StoreContextMut<'_, HostState>,
+    metric: u32,
+    value: Result<WitMetricValue, String>,
+) -> wasmtime::Result<()> {
+    let now = Instant::now();
+    let fuel_left = store.get_fuel()?;
+    let Some(answers) = store.data_mut().answers.as_mut() else {
+        wasmtime::bail!("collect.answer called outside handle-each");
+    };
+    answers.take(metric, value, fuel_left)?;
+    let (budget, ticks) = (
+        answers.budget,
+        answers.clock.ticks_for(answers.budget.deadline, now),
+    );
+    set_budget(store, ticks, budget, now);
+    Ok(())
+}
