@@ -156,19 +156,36 @@ def _groups(groups):
     return [str(group) for group in groups]
 
 
-def to_value(value_type, value):
-    """Wraps a call_back's result in the WIT case its descriptor declared."""
+def value_of(name, call_back, convert):
+    """The value of metric ``name`` in its WIT case, or ``Err`` saying what failed."""
+    try:
+        value = call_back(name)
+    except Exception as error:  # noqa: BLE001
+        raise Err(f"{name}: call_back failed: {describe(error)}") from None
+    if value is None:
+        raise Err(f"{name}: call_back returned no value")
+    try:
+        return convert(value)
+    except (TypeError, ValueError) as error:
+        raise Err(f"{name}: call_back returned {value!r}: {error}") from None
+
+
+def converter(value_type):
+    """The function that wraps a call_back's result in the WIT case of
+    ``value_type``, chosen once per metric: it runs for every value."""
     if value_type == types.ValueType.STRING:
-        return types.MetricValue_String(str(value))
-    if value_type == types.ValueType.FLOAT:
-        return types.MetricValue_Float(float(value))
-    if value_type == types.ValueType.DOUBLE:
-        return types.MetricValue_Double(float(value))
+        case = types.MetricValue_String
+        return lambda value: case(str(value))
+    if value_type in (types.ValueType.FLOAT, types.ValueType.DOUBLE):
+        case = types.MetricValue_Float if value_type == types.ValueType.FLOAT else types.MetricValue_Double
+        return lambda value: case(float(value))
     case, bits, signed = INTEGER_CASES[value_type]
-    wrapped = int(value) & ((1 << bits) - 1)
-    if signed and wrapped >= 1 << (bits - 1):
-        wrapped -= 1 << bits
-    return case(wrapped)
+    mask = (1 << bits) - 1
+    if not signed:
+        return lambda value: case(int(value) & mask)
+    # Wraps like a C cast: the low bits, read as two's complement.
+    sign = 1 << (bits - 1)
+    return lambda value: case(((int(value) & mask) ^ sign) - sign)
 
 
 def describe(error):
@@ -205,9 +222,9 @@ class GmondModule:
 
     def __init__(self, module):
         self.module = module
+        #: By name, then by position (as ``handle-each`` asks): what makes each value.
         self.metrics = {}
-        #: The declared names by position, as ``handle-each`` asks for them.
-        self.names = []
+        self.positions = []
 
     def init(self, pairs):
         try:
@@ -216,6 +233,7 @@ class GmondModule:
             raise Err(f"metric_init failed: {describe(error)}") from None
         descriptors = []
         self.metrics = {}
+        self.positions = []
         for entry in entries:
             try:
                 descriptor = to_descriptor(entry)
@@ -226,37 +244,30 @@ class GmondModule:
                 logging.getLogger(__name__).warning(
                     "metric %s is declared twice: the first declaration is kept", descriptor.name)
                 continue
-            self.metrics[descriptor.name] = (entry["call_back"], descriptor.value_type)
+            metric = (descriptor.name, entry["call_back"], converter(descriptor.value_type))
+            self.metrics[descriptor.name] = metric
+            self.positions.append(metric)
             descriptors.append(descriptor)
-        self.names = [descriptor.name for descriptor in descriptors]
         return descriptors
 
     def handler(self, name):
-        if name not in self.metrics:
+        metric = self.metrics.get(name)
+        if metric is None:
             raise Err(f"unknown metric {name}")
-        call_back, value_type = self.metrics[name]
-        try:
-            value = call_back(name)
-        except Exception as error:  # noqa: BLE001
-            raise Err(f"{name}: call_back failed: {describe(error)}") from None
-        if value is None:
-            raise Err(f"{name}: call_back returned no value")
-        try:
-            return to_value(value_type, value)
-        except (TypeError, ValueError) as error:
-            raise Err(f"{name}: call_back returned {value!r}: {error}") from None
+        return value_of(*metric)
 
     def handle_each(self, metrics):
         """Answers each metric asked (by position in what ``init`` returned), in
         order, through ``collect.answer``, with what :meth:`handler` returns for it."""
+        answer, positions = host_collect.answer, self.positions
         for position in metrics:
             try:
-                value = Ok(self.handler(self.names[position]))
+                value = Ok(value_of(*positions[position]))
             except Err as error:
                 value = error
             except IndexError:
                 value = Err(f"no metric at position {position}")
-            host_collect.answer(position, value)
+            answer(position, value)
 
     def cleanup(self):
         cleanup = getattr(self.module, "metric_cleanup", None)
