@@ -19,7 +19,9 @@ module or in ``metric_init`` (its innermost traceback frames).
 
 Everything imported here is imported when componentize-py builds the component and
 is kept in its memory snapshot: the fissix grammar and fixers, and the standard
-library modules gmond modules import lazily (see :data:`STDLIB`).
+library modules gmond modules import lazily (see :data:`STDLIB`). Last, the heap is
+settled (:mod:`wasmond_snapshot`) so that each module's instance touches as little
+of that snapshot as it can.
 """
 
 import importlib
@@ -33,6 +35,7 @@ from wit_world.imports import python as host_python
 import wasmond_gmond
 import wasmond_py2
 import wasmond_sandbox
+import wasmond_snapshot
 
 # Standard library modules imported now, at build time: at run time the component
 # has no file system to import from, so a module imported lazily (inside a
@@ -153,3 +156,8 @@ class WitWorld:
     def cleanup(self):
         if _state is not None:
             _state.cleanup()
+
+
+# Last, once everything is imported and defined: componentize-py snapshots the
+# interpreter's memory right after this module's import.
+wasmond_snapshot.settle()
