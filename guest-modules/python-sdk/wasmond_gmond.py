@@ -156,8 +156,9 @@ def _groups(groups):
     return [str(group) for group in groups]
 
 
-def value_of(name, call_back, convert):
-    """The value of metric ``name`` in its WIT case, or ``Err`` saying what failed."""
+def value_of(name, call_back, plain):
+    """What ``call_back`` returns for metric ``name``, made a value of the metric's
+    type by ``plain``, or ``Err`` saying what failed."""
     try:
         value = call_back(name)
     except Exception as error:  # noqa: BLE001
@@ -165,27 +166,37 @@ def value_of(name, call_back, convert):
     if value is None:
         raise Err(f"{name}: call_back returned no value")
     try:
-        return convert(value)
+        return plain(value)
     except (TypeError, ValueError) as error:
         raise Err(f"{name}: call_back returned {value!r}: {error}") from None
 
 
-def converter(value_type):
-    """The function that wraps a call_back's result in the WIT case of
-    ``value_type``, chosen once per metric: it runs for every value."""
+def plain_converter(value_type):
+    """The function that makes a call_back's result a Python value of
+    ``value_type`` (``str``, ``float``, or an ``int`` wrapped like a C cast), chosen
+    once per metric: it runs for every value."""
     if value_type == types.ValueType.STRING:
-        case = types.MetricValue_String
-        return lambda value: case(str(value))
+        return str
     if value_type in (types.ValueType.FLOAT, types.ValueType.DOUBLE):
-        case = types.MetricValue_Float if value_type == types.ValueType.FLOAT else types.MetricValue_Double
-        return lambda value: case(float(value))
-    case, bits, signed = INTEGER_CASES[value_type]
+        return float
+    _, bits, signed = INTEGER_CASES[value_type]
     mask = (1 << bits) - 1
     if not signed:
-        return lambda value: case(int(value) & mask)
-    # Wraps like a C cast: the low bits, read as two's complement.
+        return lambda value: int(value) & mask
+    # The low bits, read as two's complement.
     sign = 1 << (bits - 1)
-    return lambda value: case(((int(value) & mask) ^ sign) - sign)
+    return lambda value: ((int(value) & mask) ^ sign) - sign
+
+
+def case_of(value_type):
+    """The WIT case of ``value_type``'s values."""
+    if value_type == types.ValueType.STRING:
+        return types.MetricValue_String
+    if value_type == types.ValueType.FLOAT:
+        return types.MetricValue_Float
+    if value_type == types.ValueType.DOUBLE:
+        return types.MetricValue_Double
+    return INTEGER_CASES[value_type][0]
 
 
 def describe(error):
@@ -244,7 +255,9 @@ class GmondModule:
                 logging.getLogger(__name__).warning(
                     "metric %s is declared twice: the first declaration is kept", descriptor.name)
                 continue
-            metric = (descriptor.name, entry["call_back"], converter(descriptor.value_type))
+            value_type = descriptor.value_type
+            metric = (descriptor.name, entry["call_back"], plain_converter(value_type),
+                      case_of(value_type), value_type != types.ValueType.STRING)
             self.metrics[descriptor.name] = metric
             self.positions.append(metric)
             descriptors.append(descriptor)
@@ -254,20 +267,31 @@ class GmondModule:
         metric = self.metrics.get(name)
         if metric is None:
             raise Err(f"unknown metric {name}")
-        return value_of(*metric)
+        name, call_back, plain, case, _ = metric
+        return case(value_of(name, call_back, plain))
 
     def handle_each(self, metrics):
         """Answers each metric asked (by position in what ``init`` returned), in
-        order, through ``collect.answer``, with what :meth:`handler` returns for it."""
-        answer, positions = host_collect.answer, self.positions
+        order, with what :meth:`handler` returns for it: a number through
+        ``collect.answer-number`` (componentize-py makes it far more cheaply than a
+        ``metric-value``), anything else through ``collect.answer``."""
+        answer, answer_number = host_collect.answer, host_collect.answer_number
+        positions = self.positions
         for position in metrics:
             try:
-                value = Ok(value_of(*positions[position]))
-            except Err as error:
-                value = error
+                name, call_back, plain, case, numeric = positions[position]
             except IndexError:
-                value = Err(f"no metric at position {position}")
-            answer(position, value)
+                answer(position, Err(f"no metric at position {position}"))
+                continue
+            try:
+                value = value_of(name, call_back, plain)
+            except Err as error:
+                answer(position, error)
+                continue
+            if numeric:
+                answer_number(position, float(value))
+            else:
+                answer(position, Ok(case(value)))
 
     def cleanup(self):
         cleanup = getattr(self.module, "metric_cleanup", None)

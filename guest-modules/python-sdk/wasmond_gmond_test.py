@@ -114,21 +114,26 @@ class HandlerTest(unittest.TestCase):
     def test_handle_each_answers_every_metric_asked_in_order(self):
         def broken(name):
             raise KeyError(name)
-        fake = module([{"name": "a", "call_back": lambda n: 1},
+        fake = module([{"name": "a", "call_back": lambda n: -1},
                        {"name": "b", "call_back": broken},
-                       {"name": "c", "call_back": lambda n: 3, "value_type": "double"}])
+                       {"name": "c", "call_back": lambda n: 3, "value_type": "double"},
+                       {"name": "d", "call_back": lambda n: 4, "value_type": "string"}])
         state = wasmond_gmond.GmondModule(fake)
         state.init([])
         answers = []
-        collect = pytypes.SimpleNamespace(answer=lambda position, value: answers.append((position, value)))
+        collect = pytypes.SimpleNamespace(
+            answer=lambda position, value: answers.append((position, value)),
+            answer_number=lambda position, value: answers.append((position, value)))
         with mock.patch.object(wasmond_gmond, "host_collect", collect):
-            state.handle_each([2, 1, 0, 7])
-        self.assertEqual([position for position, _ in answers], [2, 1, 0, 7])
-        self.assertEqual(answers[0][1], Ok(types.MetricValue_Double(3.0)))
+            state.handle_each([2, 1, 0, 3, 7])
+        self.assertEqual([position for position, _ in answers], [2, 1, 0, 3, 7])
+        self.assertEqual(answers[0][1], 3.0)
         self.assertIsInstance(answers[1][1], Err)
         self.assertIn("b: call_back failed: KeyError", answers[1][1].value)
-        self.assertEqual(answers[2][1], Ok(types.MetricValue_Uint32(1)))
-        self.assertEqual(answers[3][1].value, "no metric at position 7")
+        self.assertEqual(answers[2][1], 0xFFFFFFFF, "a uint wraps like a C cast")
+        self.assertIsInstance(answers[2][1], float)
+        self.assertEqual(answers[3][1], Ok(types.MetricValue_String("4")))
+        self.assertEqual(answers[4][1].value, "no metric at position 7")
 
     def test_unknown_metric(self):
         with self.assertRaises(Err):

@@ -33,15 +33,30 @@ pub(crate) const HANDLE_EACH: &str = "handle-each";
 /// The instance of the `collect` interface in the linker.
 const COLLECT: &str = "wasmond:metric/collect@0.1.0";
 
-/// Links `collect.answer`, which only a `handle-each` call may use.
+/// Links `collect.answer` and `collect.answer-number`, which only a `handle-each`
+/// call may use.
 pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    linker.instance(COLLECT)?.func_wrap(
+    let mut collect = linker.instance(COLLECT)?;
+    collect.func_wrap(
         "answer",
         |store: StoreContextMut<'_, HostState>,
          (metric, value): (u32, Result<WitMetricValue, String>)| {
-            answer(store, metric, value)
+            answer(store, metric, Incoming::Value(value))
+        },
+    )?;
+    collect.func_wrap(
+        "answer-number",
+        |store: StoreContextMut<'_, HostState>, (metric, number): (u32, f64)| {
+            answer(store, metric, Incoming::Number(number))
         },
     )
+}
+
+/// An answer as the module gave it.
+enum Incoming {
+    Value(Result<WitMetricValue, String>),
+    /// A numeric metric's value, to be stored as its declared type.
+    Number(f64),
 }
 
 /// What one metric's answer came to.
@@ -85,12 +100,7 @@ impl Answers {
     }
 
     /// Records the answer for `metric`, which must be the next one asked.
-    fn take(
-        &mut self,
-        metric: u32,
-        value: Result<WitMetricValue, String>,
-        fuel_left: u64,
-    ) -> wasmtime::Result<()> {
+    fn take(&mut self, metric: u32, value: Incoming, fuel_left: u64) -> wasmtime::Result<()> {
         let Some(&due) = self.asked.get(self.got.len()) else {
             wasmtime::bail!(
                 "collect.answer: metric {metric} answered after every metric asked was answered"
@@ -100,29 +110,34 @@ impl Answers {
             wasmtime::bail!("collect.answer: metric {metric} answered where metric {due} was due");
         }
         self.fuel_used += self.budget.fuel.saturating_sub(fuel_left);
-        let answer = match value {
-            Ok(value) => {
-                let value = MetricValue::from(value);
-                match validate::check_value(&self.descriptors[due as usize], &value) {
-                    Ok(()) => Answer::Value(value),
-                    Err(invalid) => Answer::Invalid(invalid),
-                }
+        let descriptor = &self.descriptors[due as usize];
+        let value = match value {
+            Incoming::Value(Ok(value)) => Ok(MetricValue::from(value)),
+            Incoming::Value(Err(message)) => {
+                let message = truncate_to(&message, MAX_ERROR_MESSAGE_BYTES).to_string();
+                self.got.push(Answer::Reported(message));
+                return Ok(());
             }
-            Err(message) => {
-                Answer::Reported(truncate_to(&message, MAX_ERROR_MESSAGE_BYTES).to_string())
-            }
+            Incoming::Number(number) => validate::number_as(descriptor.value_type, number),
+        };
+        let answer = match value.and_then(|value| {
+            validate::check_value(descriptor, &value)?;
+            Ok(value)
+        }) {
+            Ok(value) => Answer::Value(value),
+            Err(invalid) => Answer::Invalid(invalid),
         };
         self.got.push(answer);
         Ok(())
     }
 }
 
-/// `collect.answer`: keeps the value and gives the next metric a fresh budget. Outside
+/// `collect.answer` and `answer-number`: keeps the value and gives the next metric a fresh budget. Outside
 /// a `handle-each` call, or out of order, it traps: the module broke the contract.
 fn answer(
     mut store: StoreContextMut<'_, HostState>,
     metric: u32,
-    value: Result<WitMetricValue, String>,
+    value: Incoming,
 ) -> wasmtime::Result<()> {
     let now = Instant::now();
     let fuel_left = store.get_fuel()?;

@@ -138,6 +138,8 @@ pub enum InvalidOutput {
     DescriptorsTooLarge { bytes: usize, max: usize },
     #[error("handle-each returned without answering it")]
     NotAnswered,
+    #[error("the number {number} is not a value of type {expected}")]
+    NotOfType { number: f64, expected: ValueType },
 }
 
 /// Why a component could not be loaded.

@@ -9,7 +9,7 @@ use super::limits::{
     MAX_DESCRIPTOR_BYTES, MAX_DESCRIPTOR_TEXT_BYTES, MAX_DESCRIPTORS, MAX_EXTRAS, MAX_GROUPS,
     MAX_METRIC_NAME_BYTES, MAX_STRING_VALUE_BYTES,
 };
-use crate::metric::{MetricDescriptor, MetricValue};
+use crate::metric::{MetricDescriptor, MetricValue, ValueType};
 
 /// Checks the descriptors `init` returned: count, names, uniqueness, field sizes and
 /// the bytes of them all.
@@ -68,6 +68,36 @@ pub(crate) fn check_value(
         check_len("string value", text, MAX_STRING_VALUE_BYTES)?;
     }
     Ok(())
+}
+
+/// A plain number (`collect.answer-number`) as a value of `value_type`: an integer
+/// type takes an integral number in its range, a float the nearest `f32`.
+pub(crate) fn number_as(value_type: ValueType, number: f64) -> Result<MetricValue, InvalidOutput> {
+    /// The integer `number` is, if it is one that `T` holds.
+    fn integral<T: TryFrom<i64>>(number: f64) -> Option<T> {
+        // Every integer type here fits in i64, whose range the cast saturates to.
+        (number.fract() == 0.0).then(|| T::try_from(number as i64).ok())?
+    }
+    let value = match value_type {
+        ValueType::Double => Some(MetricValue::Double(number)),
+        ValueType::Float => Some(MetricValue::Float(number as f32)),
+        ValueType::Int8 => integral(number).map(MetricValue::Int8),
+        ValueType::UInt8 => integral(number).map(MetricValue::UInt8),
+        ValueType::Int16 => integral(number).map(MetricValue::Int16),
+        ValueType::UInt16 => integral(number).map(MetricValue::UInt16),
+        ValueType::Int32 => integral(number).map(MetricValue::Int32),
+        ValueType::UInt32 => integral(number).map(MetricValue::UInt32),
+        ValueType::String => {
+            return Err(InvalidOutput::WrongType {
+                expected: ValueType::String,
+                got: ValueType::Double,
+            });
+        }
+    };
+    value.ok_or(InvalidOutput::NotOfType {
+        number,
+        expected: value_type,
+    })
 }
 
 /// A metric name: ASCII letters, digits, `_`, `-`, `.`, 1 to `MAX_METRIC_NAME_BYTES` bytes.
@@ -134,7 +164,46 @@ fn check_count(what: &'static str, count: usize, max: usize) -> Result<(), Inval
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metric::{Slope, ValueType};
+    use crate::metric::Slope;
+
+    #[test]
+    fn a_number_takes_the_declared_type_when_it_is_one() {
+        assert_eq!(
+            number_as(ValueType::Double, 0.5),
+            Ok(MetricValue::Double(0.5))
+        );
+        assert_eq!(
+            number_as(ValueType::Float, 0.5),
+            Ok(MetricValue::Float(0.5))
+        );
+        assert_eq!(
+            number_as(ValueType::Int8, -128.0),
+            Ok(MetricValue::Int8(-128))
+        );
+        assert_eq!(
+            number_as(ValueType::UInt32, 4_294_967_295.0),
+            Ok(MetricValue::UInt32(u32::MAX))
+        );
+        for (value_type, number) in [
+            (ValueType::UInt8, 256.0),
+            (ValueType::UInt16, -1.0),
+            (ValueType::Int32, 0.5),
+            (ValueType::UInt32, f64::NAN),
+            (ValueType::Int16, f64::INFINITY),
+        ] {
+            assert!(
+                matches!(
+                    number_as(value_type, number),
+                    Err(InvalidOutput::NotOfType { .. })
+                ),
+                "{value_type} {number}"
+            );
+        }
+        assert!(matches!(
+            number_as(ValueType::String, 1.0),
+            Err(InvalidOutput::WrongType { .. })
+        ));
+    }
 
     fn descriptor(name: &str, value_type: ValueType) -> MetricDescriptor {
         MetricDescriptor {
