@@ -164,15 +164,22 @@ impl ModuleInstance {
         };
         match asked {
             Some(asked) => self.call_handle_each(metrics, asked, answer),
-            None => {
-                for metric in metrics {
-                    let result = self.handle(metric);
-                    let trapped = matches!(&result, Err(error) if error.is_trap());
-                    answer(result);
-                    if trapped {
-                        return;
-                    }
-                }
+            None => self.handle_one_by_one(metrics, answer),
+        }
+    }
+
+    /// A `handler` call per metric, until a trap.
+    fn handle_one_by_one(
+        &mut self,
+        metrics: &[&str],
+        answer: &mut dyn FnMut(Result<MetricValue, ModuleError>),
+    ) {
+        for metric in metrics {
+            let result = self.handle(metric);
+            let trapped = matches!(&result, Err(error) if error.is_trap());
+            answer(result);
+            if trapped {
+                return;
             }
         }
     }
@@ -206,18 +213,7 @@ impl ModuleInstance {
         self.stats.fuel_consumed += fuel_used;
         self.stats.calls += answered as u64 + u64::from(answered < metrics.len());
         for (metric, got) in metrics.iter().zip(got) {
-            let result = match got {
-                Answer::Value(value) => Ok(value),
-                Answer::Reported(message) => {
-                    Err(self.reported(Callback::Handler, Some(metric), &message))
-                }
-                Answer::Invalid(invalid) => Err(self.error(
-                    Callback::Handler,
-                    Some(metric),
-                    ErrorKind::InvalidOutput(invalid),
-                )),
-            };
-            answer(result);
+            answer(self.answered(metric, got));
         }
         let unanswered = &metrics[answered..];
         match result {
@@ -239,6 +235,21 @@ impl ModuleInstance {
                     kind,
                 )));
             }
+        }
+    }
+
+    /// What the module answered for `metric` in `handle-each`, as `handle` returns it.
+    fn answered(&mut self, metric: &str, got: Answer) -> Result<MetricValue, ModuleError> {
+        match got {
+            Answer::Value(value) => Ok(value),
+            Answer::Reported(message) => {
+                Err(self.reported(Callback::Handler, Some(metric), &message))
+            }
+            Answer::Invalid(invalid) => Err(self.error(
+                Callback::Handler,
+                Some(metric),
+                ErrorKind::InvalidOutput(invalid),
+            )),
         }
     }
 
