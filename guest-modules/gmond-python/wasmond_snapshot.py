@@ -19,9 +19,8 @@ leaves the heap so that a running module touches few of them:
   that holds a container within a minute of running.
 
 Measured with ten bench modules (``tools/bench-python-modules``' module), resident
-per instance in the snapshot's mapping after ten seconds: 14.7 MB before, 11.9 MB
-after (the collection and the filling gave 2.5 MB; freezing keeps it from growing
-to 13.3 MB after a minute).
+per instance in the snapshot's mapping after ten seconds: 14.7 MB before, 12.6 MB
+after; without the freeze it grows to 13.3 MB within a minute (12.0 with it).
 """
 
 import gc
