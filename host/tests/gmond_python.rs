@@ -957,10 +957,11 @@ fn each_python_module_maps_little_of_the_interpreters_snapshot() {
     let mapped = image_mappings_after_start(&dir, &conf, "lean", &names, Duration::from_secs(3));
     eprintln!("resident per instance in the snapshot's mapping: {mapped:?} kB");
     assert_eq!(mapped.len(), names.len(), "{mapped:?}");
-    // Measured: 9.3-9.8 MiB each settled, 12.7-12.9 MiB unsettled (without `settle()`).
+    // Measured: 9.3-10.1 MiB each settled (it grows a little as the interpreter's own
+    // Python does more per call), 12.7-12.9 MiB unsettled (without `settle()`).
     for kb in &mapped {
         assert!(
-            *kb <= 11 * 1024,
+            *kb <= 11 * 1024 + 512,
             "an instance maps {kb} kB of the interpreter's snapshot (all: {mapped:?} kB)"
         );
     }
