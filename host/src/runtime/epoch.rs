@@ -102,9 +102,10 @@ impl EpochTicker {
         }
     }
 
-    /// See [`EpochClock::ticks_for`].
+    /// See [`EpochClock::ticks_for`]. Runs before every callback: it reads the clock
+    /// in place rather than through a cloned [`EpochClock`].
     pub(crate) fn ticks_for(&self, deadline: Duration, now: Instant) -> u64 {
-        self.clock().ticks_for(deadline, now)
+        ticks_for(&self.clock, deadline, now)
     }
 
     /// What a store needs to set deadlines while a call runs (an answer of
@@ -124,16 +125,20 @@ impl EpochClock {
     /// late with (it catches up at its next wake-up). A loop is therefore stopped
     /// after `deadline` and before `deadline` + 2 ticks plus the ticker's wake-up delay.
     pub(crate) fn ticks_for(&self, deadline: Duration, now: Instant) -> u64 {
-        let clock = &*self.0;
-        let tick = nanos(clock.tick).max(1);
-        let ticks = nanos(deadline).div_ceil(tick);
-        // A parked ticker restarts its count when it wakes: it owes nothing.
-        let late = match clock.last_tick.load(Ordering::SeqCst) {
-            PARKED => 0,
-            last => clock.since_origin(now).saturating_sub(last) / tick,
-        };
-        ticks.max(1).saturating_add(1).saturating_add(late)
+        ticks_for(&self.0, deadline, now)
     }
+}
+
+/// [`EpochClock::ticks_for`], on the shared clock itself.
+fn ticks_for(clock: &TickClock, deadline: Duration, now: Instant) -> u64 {
+    let tick = nanos(clock.tick).max(1);
+    let ticks = nanos(deadline).div_ceil(tick);
+    // A parked ticker restarts its count when it wakes: it owes nothing.
+    let late = match clock.last_tick.load(Ordering::SeqCst) {
+        PARKED => 0,
+        last => clock.since_origin(now).saturating_sub(last) / tick,
+    };
+    ticks.max(1).saturating_add(1).saturating_add(late)
 }
 
 impl Drop for EpochTicker {
