@@ -14,8 +14,8 @@ edit: a three-line entry file exports it::
 and ``componentize-py -d wit -w metric-module-each componentize app -p . -p <this dir>``
 builds the component (world ``metric-module-each``: the host asks for a collection
 group's metrics in one ``handle-each`` call; built for ``metric-module``, the module
-gets one ``handler`` call per metric). What gmond does, this does too: params arrive as a dict of
-strings (the last ``param`` block of a name wins), ``groups`` may be a
+gets one ``handler`` call per metric). What gmond does, this does too: params arrive
+as a dict of strings (the last ``param`` block of a name wins), ``groups`` may be a
 comma-separated string, unknown descriptor keys become extra metadata, and a
 call_back that raises or returns None yields no value (an error for that metric,
 logged by the host). Records from the ``logging`` module go to the host's log,

@@ -132,8 +132,9 @@ impl Answers {
     }
 }
 
-/// `collect.answer` and `answer-number`: keeps the value and gives the next metric a fresh budget. Outside
-/// a `handle-each` call, or out of order, it traps: the module broke the contract.
+/// `collect.answer` and `answer-number`: keeps the value and gives the next metric a
+/// fresh budget. Outside a `handle-each` call, or out of order, it traps: the module
+/// broke the contract.
 fn answer(
     mut store: StoreContextMut<'_, HostState>,
     metric: u32,
