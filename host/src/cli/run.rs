@@ -42,7 +42,7 @@ pub fn run(args: RunArgs, log_format: LogFormat) -> anyhow::Result<()> {
     // The resolver loads what it needs for a first lookup while it still can.
     let _ = crate::net::names::name_of(std::net::Ipv4Addr::LOCALHOST.into());
     lockdown::restrict(&loaded, &daemon::default_module_dirs(), &plan)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .thread_name("wasmond")
         .build()

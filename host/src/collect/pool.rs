@@ -150,6 +150,9 @@ impl Inner {
         if state.idle > 0 {
             state.idle -= 1;
             state.woken += 1;
+            // Notified once the lock is free: the woken thread's first step is to take
+            // it, and would otherwise sleep again at once on the lock we hold.
+            drop(state);
             self.work.notify_one();
         } else if state.threads < self.core || state.closed {
             self.spawn(&mut state);
