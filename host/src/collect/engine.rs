@@ -40,6 +40,7 @@ use super::ratelimit::{LOG_WINDOW, ModuleLogLimiter};
 use super::schedule::GroupState;
 use super::select::{Catalog, GroupSelection, GroupSpec, MetricKey};
 use super::supervisor::{CallBounds, ModuleSpec, ModuleState, SlotState, Supervisor};
+use super::timer::WakeTimer;
 use super::worker::{Account, Collected, Job, ModuleId, Report, ReportKind, Slice};
 use crate::metric::{MetricDescriptor, MetricValue};
 use crate::store::HostRef;
@@ -141,11 +142,21 @@ pub fn spawn(
     outputs: Outputs,
     shutdown: CancellationToken,
 ) -> (EngineHandle, JoinHandle<ShutdownReport>) {
+    spawn_with_timer(config, outputs, shutdown, WakeTimer::precise())
+}
+
+/// [`spawn`], sleeping on `timer`.
+pub(crate) fn spawn_with_timer(
+    config: EngineConfig,
+    outputs: Outputs,
+    shutdown: CancellationToken,
+    timer: WakeTimer,
+) -> (EngineHandle, JoinHandle<ShutdownReport>) {
     let (control, control_rx) = unbounded_channel();
     let (reports, reports_rx) = unbounded_channel();
     let mut engine = Engine::new(config.host.clone(), outputs, reports);
     engine.apply(config, &HashSet::new(), Instant::now());
-    let task = tokio::spawn(engine.run(control_rx, reports_rx, shutdown));
+    let task = tokio::spawn(engine.run(control_rx, reports_rx, shutdown, timer));
     (EngineHandle { control }, task)
 }
 
@@ -210,6 +221,7 @@ impl Engine {
         mut control: UnboundedReceiver<Control>,
         mut reports: UnboundedReceiver<Report>,
         shutdown: CancellationToken,
+        mut timer: WakeTimer,
     ) -> ShutdownReport {
         loop {
             let wake = self.next_wake();
@@ -225,7 +237,7 @@ impl Engine {
                     }
                 }
                 Some(message) = control.recv() => self.on_control(message, Instant::now()),
-                () = sleep_until(wake) => self.on_timer(Instant::now()),
+                () = timer.until(wake) => self.on_timer(Instant::now()),
             }
             self.replan_when_due(Instant::now());
         }

@@ -68,6 +68,7 @@ pub mod ratelimit;
 pub mod schedule;
 pub mod select;
 mod supervisor;
+mod timer;
 pub mod wasm;
 pub mod worker;
 

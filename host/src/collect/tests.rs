@@ -9,14 +9,16 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::ShutdownReport;
 use super::driver::{Failure, ModuleDriver};
+use super::engine::spawn_with_timer;
 use super::host_module::HostFacts;
 use super::ownership::{Policy, TenantPolicy};
 use super::select::{Collect, EntrySpec, GroupSpec, Selector};
+use super::timer::WakeTimer;
 use super::{
     CallBounds, EngineConfig, EngineHandle, HostIdentity, ModuleSpec, ModuleState, Outputs,
 };
-use super::{ShutdownReport, spawn};
 use crate::metric::{MetricDescriptor, MetricValue, SendRequest, Slope, ValueType};
 use crate::store::{Store, StoreConfig};
 
@@ -202,7 +204,9 @@ fn harness_with(
         policy,
         ..config(groups, modules, &values, &journal)
     };
-    let (handle, task) = spawn(engine_config, outputs, shutdown.clone());
+    // tokio's paused clock drives these tests: the engine sleeps on tokio's timer.
+    let (handle, task) =
+        spawn_with_timer(engine_config, outputs, shutdown.clone(), WakeTimer::Tokio);
     Harness {
         values,
         journal,
