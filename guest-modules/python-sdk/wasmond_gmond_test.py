@@ -118,22 +118,25 @@ class HandlerTest(unittest.TestCase):
                        {"name": "b", "call_back": broken},
                        {"name": "c", "call_back": lambda n: 3, "value_type": "double"},
                        {"name": "d", "call_back": lambda n: 4, "value_type": "string"}])
-        state = wasmond_gmond.GmondModule(fake)
-        state.init([])
         answers = []
         collect = pytypes.SimpleNamespace(
-            answer=lambda position, value: answers.append((position, value)),
-            answer_number=lambda position, value: answers.append((position, value)))
+            answer=lambda position, value: answers.append(("answer", position, value)),
+            answer_number=lambda position, value: answers.append(("number", position, value)),
+            answer_text=lambda position, value: answers.append(("text", position, value)))
+        span = pytypes.SimpleNamespace
         with mock.patch.object(wasmond_gmond, "host_collect", collect):
-            state.handle_each([2, 1, 0, 3, 7])
-        self.assertEqual([position for position, _ in answers], [2, 1, 0, 3, 7])
-        self.assertEqual(answers[0][1], 3.0)
-        self.assertIsInstance(answers[1][1], Err)
-        self.assertIn("b: call_back failed: KeyError", answers[1][1].value)
-        self.assertEqual(answers[2][1], 0xFFFFFFFF, "a uint wraps like a C cast")
-        self.assertIsInstance(answers[2][1], float)
-        self.assertEqual(answers[3][1], Ok(types.MetricValue_String("4")))
-        self.assertEqual(answers[4][1].value, "no metric at position 7")
+            state = wasmond_gmond.GmondModule(fake)
+            state.init([])
+            state.handle_each([span(first=2, count=1), span(first=0, count=2),
+                               span(first=3, count=1), span(first=7, count=1)])
+        self.assertEqual([position for _, position, _ in answers], [2, 0, 1, 3, 7])
+        self.assertEqual(answers[0], ("number", 2, 3.0))
+        self.assertEqual(answers[1], ("number", 0, 0xFFFFFFFF), "a uint wraps like a C cast")
+        self.assertEqual(answers[2][0], "answer")
+        self.assertIsInstance(answers[2][2], Err)
+        self.assertIn("b: call_back failed: KeyError", answers[2][2].value)
+        self.assertEqual(answers[3], ("text", 3, "4"))
+        self.assertEqual(answers[4][2].value, "no metric at position 7")
 
     def test_unknown_metric(self):
         with self.assertRaises(Err):

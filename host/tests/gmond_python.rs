@@ -1056,3 +1056,80 @@ fn is_mapping(line: &str) -> bool {
             u64::from_str_radix(start, 16).is_ok() && u64::from_str_radix(end, 16).is_ok()
         })
 }
+
+/// A module of each kind of answer: a string (`collect.answer-text`), numbers
+/// (`answer-number`), a call_back that fails (`answer` with an error), one that returns
+/// what its type cannot hold (`value_type` uint, a string: refused as gmond does).
+const EACH_KIND: &str = r#"
+def text(name): return "up"
+def count(name): return -1
+def ratio(name): return 0.5
+def broken(name): raise KeyError(name)
+def wrong(name): return "not a number"
+
+def metric_init(params):
+    kinds = [("text", text, "string"), ("count", count, "uint"), ("ratio", ratio, "double"),
+             ("broken", broken, "uint"), ("wrong", wrong, "uint")]
+    return [{"name": name, "call_back": call_back, "value_type": value_type, "units": "",
+             "slope": "both", "format": "%s", "time_max": 60, "description": "",
+             "groups": "each"} for name, call_back, value_type in kinds]
+"#;
+
+#[test]
+fn one_handle_each_call_answers_every_kind_of_value_as_handler_calls_do() {
+    if !prerequisites("handle-each of a python module") {
+        return;
+    }
+    let dir = TempDir::new("gmond-python-each");
+    let conf = install(dir.path(), &[], free_port());
+    fs::write(dir.path().join("python_modules/each.py"), EACH_KIND).unwrap();
+    fs::write(
+        dir.path().join("conf.d/each.pyconf"),
+        "modules {\n  module {\n    name = \"each\"\n    language = \"python\"\n  }\n}\n",
+    )
+    .unwrap();
+    let modules = load_config(&conf);
+    let module = modules.iter().find(|m| m.name == "each").unwrap();
+    let runtime = runtime();
+    let mut each = start(&runtime, module);
+    let names = ["wrong", "text", "count", "ratio", "broken", "text"];
+    let mut answers = Vec::new();
+    each.handle_each(&names, &mut |answer| answers.push(answer));
+    let calls = each.stats().calls;
+    let mut one_by_one = start(&runtime, module);
+    for (name, answer) in names.iter().zip(&answers) {
+        let alone = one_by_one.handle(name);
+        match (answer, &alone) {
+            (Ok(value), Ok(alone)) => assert_eq!(value, alone, "{name}"),
+            // The same message; the traceback's last frame is the SDK's own.
+            (Err(error), Err(alone)) => assert_eq!(
+                error.to_string().split(" (at ").next(),
+                alone.to_string().split(" (at ").next(),
+                "{name}"
+            ),
+            _ => panic!("{name}: {answer:?} in handle-each, {alone:?} alone"),
+        }
+    }
+    assert_eq!(answers.len(), names.len());
+    assert_eq!(
+        answers[1].as_ref().unwrap(),
+        &MetricValue::String("up".into())
+    );
+    assert_eq!(answers[2].as_ref().unwrap(), &MetricValue::UInt32(u32::MAX));
+    assert_eq!(answers[3].as_ref().unwrap(), &MetricValue::Double(0.5));
+    let broken = answers[4].as_ref().unwrap_err().to_string();
+    assert!(
+        broken.contains("broken: call_back failed: KeyError"),
+        "{broken}"
+    );
+    let wrong = answers[0].as_ref().unwrap_err().to_string();
+    assert!(
+        wrong.contains("call_back returned 'not a number'"),
+        "{wrong}"
+    );
+    assert_eq!(
+        calls,
+        names.len() as u64,
+        "one call counted per metric asked"
+    );
+}

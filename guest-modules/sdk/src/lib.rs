@@ -214,10 +214,11 @@ macro_rules! export_module {
                     })
                 }
 
-                fn handle_each(metrics: ::std::vec::Vec<u32>) {
+                fn handle_each(metrics: ::std::vec::Vec<$crate::bindings::wasmond::metric::collect::Span>) {
+                    let positions = metrics.iter().flat_map(|span| (span.first..).take(span.count as usize));
                     NAMES.with_borrow(|names| {
                         STATE.with_borrow_mut(|state| {
-                            for metric in metrics {
+                            for metric in positions {
                                 let value = match (state.as_mut(), names.get(metric as usize)) {
                                     (::std::option::Option::Some(module), ::std::option::Option::Some(name)) => {
                                         $crate::Module::handle(module, name)

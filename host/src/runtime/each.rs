@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use wasmtime::StoreContextMut;
-use wasmtime::component::Linker;
+use wasmtime::component::{ComponentType, Linker, Lower};
 
 use super::bindings::WitMetricValue;
 use super::epoch::EpochClock;
@@ -33,8 +33,31 @@ pub(crate) const HANDLE_EACH: &str = "handle-each";
 /// The instance of the `collect` interface in the linker.
 const COLLECT: &str = "wasmond:metric/collect@0.1.0";
 
-/// Links `collect.answer` and `collect.answer-number`, which only a `handle-each`
-/// call may use.
+/// `collect.span`: the positions `first` up to `first + count - 1`, asked together.
+#[derive(ComponentType, Lower, Clone, Copy, Debug, PartialEq, Eq)]
+#[component(record)]
+pub(crate) struct Span {
+    first: u32,
+    count: u32,
+}
+
+/// The positions `asked`, in order, as spans of consecutive positions.
+pub(crate) fn spans(asked: &[u32]) -> Vec<Span> {
+    let mut spans: Vec<Span> = Vec::new();
+    for &position in asked {
+        match spans.last_mut() {
+            Some(last) if last.first.checked_add(last.count) == Some(position) => last.count += 1,
+            _ => spans.push(Span {
+                first: position,
+                count: 1,
+            }),
+        }
+    }
+    spans
+}
+
+/// Links `collect.answer`, `answer-number` and `answer-text`, which only a
+/// `handle-each` call may use.
 pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     let mut collect = linker.instance(COLLECT)?;
     collect.func_wrap(
@@ -49,6 +72,12 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
         |store: StoreContextMut<'_, HostState>, (metric, number): (u32, f64)| {
             answer(store, metric, Incoming::Number(number))
         },
+    )?;
+    collect.func_wrap(
+        "answer-text",
+        |store: StoreContextMut<'_, HostState>, (metric, text): (u32, String)| {
+            answer(store, metric, Incoming::Text(text))
+        },
     )
 }
 
@@ -57,6 +86,8 @@ enum Incoming {
     Value(Result<WitMetricValue, String>),
     /// A numeric metric's value, to be stored as its declared type.
     Number(f64),
+    /// A string metric's value.
+    Text(String),
 }
 
 /// What one metric's answer came to.
@@ -119,6 +150,7 @@ impl Answers {
                 return Ok(());
             }
             Incoming::Number(number) => validate::number_as(descriptor.value_type, number),
+            Incoming::Text(text) => Ok(MetricValue::String(text)),
         };
         let answer = match value.and_then(|value| {
             validate::check_value(descriptor, &value)?;
@@ -152,4 +184,21 @@ fn answer(
     );
     set_budget(store, ticks, budget, now);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consecutive_positions_make_one_span_and_any_other_order_starts_a_new_one() {
+        let span = |first, count| Span { first, count };
+        assert_eq!(spans(&[]), []);
+        assert_eq!(spans(&[0, 1, 2, 3]), [span(0, 4)]);
+        assert_eq!(
+            spans(&[5, 6, 2, 3, 3, 9]),
+            [span(5, 2), span(2, 2), span(3, 1), span(9, 1)]
+        );
+        assert_eq!(spans(&[u32::MAX, 0]), [span(u32::MAX, 1), span(0, 1)]);
+    }
 }

@@ -15,7 +15,7 @@ use wasmtime::{AsContextMut, Store, StoreContextMut};
 
 use super::bindings::MetricModule;
 use super::blocking::BlockedPastDeadline;
-use super::each::{Answer, Answers, HANDLE_EACH};
+use super::each::{Answer, Answers, HANDLE_EACH, Span, spans};
 use super::epoch::Running;
 use super::error::{
     Callback, ErrorKind, InvalidOutput, MAX_TRAP_LINE_BYTES, MAX_TRAP_MESSAGE_BYTES, ModuleError,
@@ -48,7 +48,7 @@ struct Live {
     handle_each: Option<HandleEach>,
 }
 
-type HandleEach = TypedFunc<(Vec<u32>,), ()>;
+type HandleEach = TypedFunc<(Vec<Span>,), ()>;
 
 /// The budget of one callback.
 #[derive(Clone, Copy)]
@@ -199,10 +199,11 @@ impl ModuleInstance {
             unreachable!("handle_each asks only a module that exports it")
         };
         let clock = self.module.inner.shared.ticker.clock();
-        let answers = Answers::new(asked.clone(), self.descriptors.clone(), budget, clock);
+        let spans = spans(&asked);
+        let answers = Answers::new(asked, self.descriptors.clone(), budget, clock);
         live.store.data_mut().answers = Some(answers);
         let (started, running) = arm(&mut live.store, &self.module, budget);
-        let result = handle_each.call(&mut live.store, (asked,));
+        let result = handle_each.call(&mut live.store, (spans,));
         drop(running);
         let answers = live.store.data_mut().answers.take();
         let Some(Answers { got, fuel_used, .. }) = answers else {
