@@ -19,7 +19,6 @@ use wasmtime::StoreContextMut;
 use wasmtime::component::{ComponentType, Linker, Lower};
 
 use super::bindings::WitMetricValue;
-use super::epoch::EpochClock;
 use super::error::{InvalidOutput, truncate_to};
 use super::instance::{Budget, set_budget};
 use super::limits::MAX_ERROR_MESSAGE_BYTES;
@@ -106,7 +105,6 @@ pub(crate) struct Answers {
     /// What `init` declared, to check each value as it comes.
     descriptors: Arc<[MetricDescriptor]>,
     budget: Budget,
-    clock: EpochClock,
     /// One per answered metric, in the order asked.
     pub(crate) got: Vec<Answer>,
     /// Fuel the answered metrics burnt.
@@ -118,14 +116,12 @@ impl Answers {
         asked: Vec<u32>,
         descriptors: Arc<[MetricDescriptor]>,
         budget: Budget,
-        clock: EpochClock,
     ) -> Answers {
         Answers {
             got: Vec::with_capacity(asked.len()),
             asked,
             descriptors,
             budget,
-            clock,
             fuel_used: 0,
         }
     }
@@ -178,11 +174,8 @@ fn answer(
         wasmtime::bail!("collect.answer called outside handle-each");
     };
     answers.take(metric, value, fuel_left)?;
-    let (budget, ticks) = (
-        answers.budget,
-        answers.clock.ticks_for(answers.budget.deadline, now),
-    );
-    set_budget(store, ticks, budget, now);
+    let budget = answers.budget;
+    set_budget(store, budget, now);
     Ok(())
 }
 

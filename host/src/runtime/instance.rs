@@ -16,7 +16,7 @@ use wasmtime::{AsContextMut, Store, StoreContextMut};
 use super::bindings::MetricModule;
 use super::blocking::BlockedPastDeadline;
 use super::each::{Answer, Answers, HANDLE_EACH, Span, spans};
-use super::epoch::Running;
+use super::epoch::{Running, check_deadline};
 use super::error::{
     Callback, ErrorKind, InvalidOutput, MAX_TRAP_LINE_BYTES, MAX_TRAP_MESSAGE_BYTES, ModuleError,
     log_safe,
@@ -114,7 +114,7 @@ impl ModuleInstance {
         let Some(live) = self.live.as_mut() else {
             unreachable!("instantiate_and_init leaves a live store on success")
         };
-        let (started, running) = arm(&mut live.store, &self.module, budget);
+        let (started, running) = arm(&mut live.store, budget);
         let result = live.bindings.call_handler(&mut live.store, metric);
         drop(running);
         account(&mut self.stats, &mut live.store, budget, started);
@@ -198,11 +198,10 @@ impl ModuleInstance {
         let Some(handle_each) = live.handle_each else {
             unreachable!("handle_each asks only a module that exports it")
         };
-        let clock = self.module.inner.shared.ticker.clock();
         let spans = spans(&asked);
-        let answers = Answers::new(asked, self.descriptors.clone(), budget, clock);
+        let answers = Answers::new(asked, self.descriptors.clone(), budget);
         live.store.data_mut().answers = Some(answers);
-        let (started, running) = arm(&mut live.store, &self.module, budget);
+        let (started, running) = arm(&mut live.store, budget);
         let result = handle_each.call(&mut live.store, (spans,));
         drop(running);
         let answers = live.store.data_mut().answers.take();
@@ -269,7 +268,7 @@ impl ModuleInstance {
         let Some(mut live) = self.live.take() else {
             return Ok(());
         };
-        let (started, running) = arm(&mut live.store, &self.module, budget);
+        let (started, running) = arm(&mut live.store, budget);
         let result = live.bindings.call_cleanup(&mut live.store);
         drop(running);
         account(&mut self.stats, &mut live.store, budget, started);
@@ -287,7 +286,7 @@ impl ModuleInstance {
         let mut store = self.new_store(metric)?;
         let loaded = &self.module.inner;
         self.stats.inits += 1;
-        let (started, running) = arm(&mut store, &self.module, budget);
+        let (started, running) = arm(&mut store, budget);
         let result = instantiate(&mut store, loaded).and_then(|(bindings, handle_each)| {
             let init = bindings.call_init(&mut store, &self.params)?;
             Ok((bindings, handle_each, init))
@@ -341,9 +340,10 @@ impl ModuleInstance {
         if let Some(log) = self.kept_log.take() {
             state.log = log;
         }
+        state.watch = Some(loaded.shared.ticker.watch());
         let mut store = Store::new(&loaded.shared.engine, state);
         store.limiter(|state| &mut state.limiter);
-        store.epoch_deadline_trap();
+        store.epoch_deadline_callback(check_deadline);
         Ok(store)
     }
 
@@ -369,7 +369,7 @@ impl ModuleInstance {
         };
         let budget = self.budget(Callback::Init);
         let mut store = self.new_store(metric)?;
-        let (started, running) = arm(&mut store, &self.module, budget);
+        let (started, running) = arm(&mut store, budget);
         let result = instance_pre.instantiate(&mut store).and_then(|instance| {
             let translate =
                 instance.get_typed_func::<(), (Result<(), String>,)>(&mut store, &export)?;
@@ -449,32 +449,32 @@ fn instantiate(
 }
 
 /// Resets the fuel, the epoch deadline and the host-wait deadline before a
-/// callback; returns when the callback starts, and the guard that keeps the epoch
-/// ticking until it is dropped (when the callback returns).
-fn arm(store: &mut Store<HostState>, module: &LoadedModule, budget: Budget) -> (Instant, Running) {
-    let ticker = &module.inner.shared.ticker;
-    let running = ticker.running();
+/// callback; returns when the callback starts, and the guard that shows the ticker
+/// its deadline until it is dropped (when the callback returns).
+fn arm(store: &mut Store<HostState>, budget: Budget) -> (Instant, Running) {
     let started = Instant::now();
-    let ticks = ticker.ticks_for(budget.deadline, started);
-    set_budget(store.as_context_mut(), ticks, budget, started);
+    let Some(watch) = store.data().watch.as_ref() else {
+        unreachable!("every callback's store is watched")
+    };
+    let running = watch.begin(budget.deadline);
+    set_budget(store.as_context_mut(), budget, started);
     (started, running)
 }
 
-/// Gives a callback (or the next metric of `handle-each`) its fuel, its epoch
-/// deadline `ticks` away, and its host-wait deadline, counted from `now`.
-pub(super) fn set_budget(
-    mut store: StoreContextMut<'_, HostState>,
-    ticks: u64,
-    budget: Budget,
-    now: Instant,
-) {
+/// Gives the callback in flight `budget` from `now`: its fuel, and its deadline, for
+/// host waits and for the epoch ticker (whose next increment makes the store check it).
+pub(super) fn set_budget(mut store: StoreContextMut<'_, HostState>, budget: Budget, now: Instant) {
     store
         .set_fuel(budget.fuel)
         .expect("the engine consumes fuel");
-    store.set_epoch_deadline(ticks);
-    store.data_mut().deadline = now
+    store.set_epoch_deadline(1);
+    let state = store.data_mut();
+    state.deadline = now
         .checked_add(budget.deadline)
         .unwrap_or_else(|| now + FAR_FUTURE);
+    if let Some(watch) = &state.watch {
+        watch.show(budget.deadline, now);
+    }
 }
 
 /// A deadline for callbacks whose deadline does not fit in an `Instant`.

@@ -83,7 +83,9 @@ pub struct RuntimeConfig {
     /// Where compiled components are cached; `None` compiles every load afresh.
     /// Defaults to [`default_cache_dir`].
     pub cache_dir: Option<PathBuf>,
-    /// Period of the epoch ticker, the granularity of every deadline.
+    /// How often the epoch ticker increments again while a callback runs past its
+    /// deadline without trapping yet (it waits in a host call, which gives up at the
+    /// deadline itself).
     pub epoch_tick: Duration,
     /// Where components are compiled: in this process (the default, unbounded), or in
     /// a child process under each module's compile bounds.

@@ -9,6 +9,7 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::Grants;
 use super::each::Answers;
+use super::epoch::Watch;
 use super::error::{LoadError, truncate_to};
 use super::limits::{
     LOG_BURST_LINES, LOG_LINES_PER_SECOND, Limiter, Limits, MAX_LOG_LINE_BYTES, MAX_RANDOM_BYTES,
@@ -34,6 +35,9 @@ pub(crate) struct HostState {
     pub(crate) readable_dirs: Vec<String>,
     /// The answers of the `handle-each` call running, if one is.
     pub(crate) answers: Option<Answers>,
+    /// Where a callback in flight shows the epoch ticker its deadline; a store that
+    /// runs no callback (the load's check of the grants) has none.
+    pub(crate) watch: Option<Watch>,
 }
 
 impl HostState {
@@ -58,6 +62,7 @@ impl HostState {
                 .map(|dir| dir.to_string_lossy().into_owned())
                 .collect(),
             answers: None,
+            watch: None,
         })
     }
 }
