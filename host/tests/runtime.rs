@@ -241,6 +241,34 @@ fn handle_each_gives_every_metric_the_budget_of_one_handler_call() {
     assert!(stats.fuel_consumed > 0);
 }
 
+/// The host keeps the positions of the names last asked: asking others, or the same in
+/// another order, must not reuse them.
+#[test]
+fn each_collection_is_answered_for_the_names_it_asks() {
+    let host = host();
+    let sandbox = deadline_only(Limits::default());
+    let mut instance = start_hostile(&host, sandbox, &[("attack", "busy"), ("ms", "1")]).unwrap();
+    let kinds = |instance: &mut ModuleInstance, names: &[&str]| -> Vec<&'static str> {
+        handle_each(instance, names)
+            .into_iter()
+            .map(|answer| match answer.unwrap() {
+                MetricValue::Double(_) => "attack",
+                MetricValue::UInt32(_) => "calls",
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    };
+    for names in [
+        &["calls", "attack"][..],
+        &["calls", "attack"],
+        &["attack", "calls"],
+        &["calls"],
+        &["attack", "attack", "calls"],
+    ] {
+        assert_eq!(kinds(&mut instance, names), names);
+    }
+}
+
 #[test]
 fn a_loop_inside_handle_each_is_stopped_as_in_a_handler_and_the_rest_is_not_called() {
     let host = host();

@@ -38,6 +38,10 @@ pub struct ModuleInstance {
     kept_log: Option<ModuleLog>,
     descriptors: Arc<[MetricDescriptor]>,
     by_name: HashMap<String, usize>,
+    /// The names `handle_each` was last asked for, and their positions: a group asks
+    /// the same names at every collection, and comparing them costs a fraction of
+    /// hashing each (a fifth of the module thread's time at 2000 metrics/s).
+    last_asked: (Vec<Box<str>>, Vec<u32>),
     stats: ModuleStats,
 }
 
@@ -70,6 +74,7 @@ impl ModuleInstance {
             kept_log: None,
             descriptors: Arc::new([]),
             by_name: HashMap::new(),
+            last_asked: Default::default(),
             stats: ModuleStats::default(),
         };
         instance.instantiate_and_init(None)?;
@@ -156,16 +161,28 @@ impl ModuleInstance {
             Some(Live {
                 handle_each: Some(_),
                 ..
-            }) => metrics
-                .iter()
-                .map(|metric| self.by_name.get(*metric).map(|&index| index as u32))
-                .collect::<Option<Vec<u32>>>(),
+            }) => self.positions_of(metrics),
             _ => None,
         };
         match asked {
             Some(asked) => self.call_handle_each(metrics, asked, answer),
             None => self.handle_one_by_one(metrics, answer),
         }
+    }
+
+    /// The positions of `metrics` in what `init` returned, if each is one of them.
+    fn positions_of(&mut self, metrics: &[&str]) -> Option<Vec<u32>> {
+        let (names, positions) = &self.last_asked;
+        if names.len() == metrics.len() && names.iter().zip(metrics).all(|(a, b)| **a == **b) {
+            return Some(positions.clone());
+        }
+        let positions = metrics
+            .iter()
+            .map(|metric| self.by_name.get(*metric).map(|&index| index as u32))
+            .collect::<Option<Vec<u32>>>()?;
+        let names = metrics.iter().map(|&metric| Box::from(metric)).collect();
+        self.last_asked = (names, positions.clone());
+        Some(positions)
     }
 
     /// A `handler` call per metric, until a trap.
@@ -315,6 +332,7 @@ impl ModuleInstance {
             .enumerate()
             .map(|(i, d)| (d.name.clone(), i))
             .collect();
+        self.last_asked = Default::default();
         self.descriptors = descriptors.into();
         self.live = Some(Live {
             store,
